@@ -1,0 +1,275 @@
+// Package caddyfile registers the proxycast Caddyfile directive and turns
+// it into the http.handlers.proxycast JSON config.
+package caddyfile
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/proxycast/caddy-proxycast/caddymodule"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("proxycast", parseDirective)
+	httpcaddyfile.RegisterDirectiveOrder("proxycast", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(caddymodule.Handler)
+	if err := Unmarshal(h.Dispenser, handler); err != nil {
+		return nil, err
+	}
+	return handler, nil
+}
+
+// Unmarshal reads the proxycast directive into handler:
+//
+//	proxycast [<matcher>] {
+//		api_keys <key...>          # repeatable; {env.VAR} works
+//		anonymous                  # serve clients without a key (explicit)
+//		max_body_size <size>       # default 20MiB
+//		credential_pool {
+//			<provider> {
+//				credential <id> {
+//					auth_type  oauth|cookie|api_key
+//					token_file <path>      # oauth
+//					cookies    <cookies>   # cookie
+//					api_key    <key>       # api_key
+//					proxy_url  <url>       # http, https, socks5, socks5h
+//					disabled   [true|false]
+//				}
+//			}
+//		}
+//		routing {
+//			rule <pattern> <provider> [priority <n>] [model <template>]
+//			default_provider <provider>
+//		}
+//		provider <name> {
+//			...                    # the provider's own options
+//		}
+//	}
+func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "api_keys":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Err("api_keys needs at least one key")
+			}
+			h.APIKeys = append(h.APIKeys, args...)
+		case "anonymous":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Anonymous = true
+		case "max_body_size":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil || size == 0 {
+				return d.Errf("max_body_size: %q is not a size such as 20MiB", d.Val())
+			}
+			h.MaxBodySize = int64(size)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "credential_pool":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := parsePool(d, h); err != nil {
+				return err
+			}
+		case "routing":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := parseRouting(d, &h.Routing); err != nil {
+				return err
+			}
+		case "provider":
+			if !d.NextArg() {
+				return d.Err("provider needs a name, such as: provider iflow { … }")
+			}
+			name := d.Val()
+			if err := checkProvider(d, name); err != nil {
+				return err
+			}
+			if _, dup := h.ProvidersRaw[name]; dup {
+				return d.Errf("provider %q is configured twice", name)
+			}
+			unm, err := caddyfile.UnmarshalModule(d, providerModule(name))
+			if err != nil {
+				return err
+			}
+			if h.ProvidersRaw == nil {
+				h.ProvidersRaw = caddy.ModuleMap{}
+			}
+			h.ProvidersRaw[name] = caddyconfig.JSON(unm, nil)
+		default:
+			return d.Errf("unrecognized proxycast option %q", d.Val())
+		}
+	}
+	if h.Anonymous && len(h.APIKeys) > 0 {
+		return d.Err("anonymous and api_keys exclude each other")
+	}
+	return nil
+}
+
+func parsePool(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if err := checkProvider(d, name); err != nil {
+			return err
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		if h.CredentialPool == nil {
+			h.CredentialPool = map[string][]caddymodule.Credential{}
+		}
+		for inner := d.Nesting(); d.NextBlock(inner); {
+			if d.Val() != "credential" {
+				return d.Errf("unrecognized option %q in credential_pool %s (want: credential <id> { … })", d.Val(), name)
+			}
+			c, err := parseCredential(d)
+			if err != nil {
+				return err
+			}
+			for _, other := range h.CredentialPool[name] {
+				if other.ID == c.ID {
+					return d.Errf("credential %q: duplicate id in credential_pool %s", c.ID, name)
+				}
+			}
+			h.CredentialPool[name] = append(h.CredentialPool[name], c)
+		}
+	}
+	return nil
+}
+
+func parseCredential(d *caddyfile.Dispenser) (caddymodule.Credential, error) {
+	var c caddymodule.Credential
+	if !d.NextArg() {
+		return c, d.Err("credential needs an id: credential <id> { … }")
+	}
+	c.ID = d.Val()
+	if d.NextArg() {
+		return c, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if opt == "disabled" {
+			c.Disabled = true
+			if d.NextArg() {
+				b, err := strconv.ParseBool(d.Val())
+				if err != nil {
+					return c, d.Errf("credential %q: disabled takes true or false, not %q", c.ID, d.Val())
+				}
+				c.Disabled = b
+			}
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			continue
+		}
+		var target *string
+		switch opt {
+		case "auth_type":
+			target = &c.AuthType
+		case "token_file":
+			target = &c.TokenFile
+		case "cookies":
+			target = &c.Cookies
+		case "api_key":
+			target = &c.APIKey
+		case "proxy_url":
+			target = &c.ProxyURL
+		default:
+			return c, d.Errf("credential %q: unrecognized option %q", c.ID, opt)
+		}
+		if !d.NextArg() {
+			return c, d.Errf("credential %q: %s needs a value", c.ID, opt)
+		}
+		*target = d.Val()
+		if d.NextArg() {
+			return c, d.Errf("credential %q: %s takes one value (quote values with spaces)", c.ID, opt)
+		}
+	}
+	if err := c.Check(); err != nil {
+		return c, d.Errf("credential %q: %v", c.ID, err)
+	}
+	return c, nil
+}
+
+func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "rule":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Err("rule needs a pattern and a provider: rule <pattern> <provider> [priority <n>] [model <template>]")
+			}
+			rule := caddymodule.RoutingRule{Pattern: args[0], Provider: args[1]}
+			if err := checkProvider(d, rule.Provider); err != nil {
+				return err
+			}
+			for rest := args[2:]; len(rest) > 0; rest = rest[2:] {
+				if len(rest) < 2 {
+					return d.Errf("rule %s: %q needs a value", rule.Pattern, rest[0])
+				}
+				switch rest[0] {
+				case "priority":
+					p, err := strconv.Atoi(rest[1])
+					if err != nil || p < 1 {
+						return d.Errf("rule %s: priority must be a whole number from 1, not %q", rule.Pattern, rest[1])
+					}
+					rule.Priority = p
+				case "model":
+					rule.Model = rest[1]
+				default:
+					return d.Errf("rule %s: unrecognized option %q (want priority or model)", rule.Pattern, rest[0])
+				}
+			}
+			r.Rules = append(r.Rules, rule)
+		case "default_provider":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := checkProvider(d, d.Val()); err != nil {
+				return err
+			}
+			r.DefaultProvider = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized routing option %q (want rule or default_provider)", d.Val())
+		}
+	}
+	return nil
+}
+
+func providerModule(name string) string { return "proxycast.providers." + name }
+
+func checkProvider(d *caddyfile.Dispenser, name string) error {
+	if _, err := caddy.GetModule(providerModule(name)); err != nil {
+		var known []string
+		for _, m := range caddy.GetModules("proxycast.providers") {
+			known = append(known, m.ID.Name())
+		}
+		return d.Errf("unknown provider %q (known: %s)", name, strings.Join(known, ", "))
+	}
+	return nil
+}

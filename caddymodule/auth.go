@@ -1,0 +1,35 @@
+package caddymodule
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+)
+
+// authorized checks the client's key against every configured key in
+// constant time: keys are compared as SHA-256 digests, so neither a key's
+// content nor its length shows in the timing, and every key is compared.
+// The x-api-key header is redacted afterwards, because Caddy's access log
+// redacts Authorization but not it.
+func (h *Handler) authorized(r *http.Request) bool {
+	if h.Anonymous {
+		return true
+	}
+	presented := ""
+	if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "Bearer ") {
+		presented = strings.TrimSpace(auth[7:])
+	} else if k := r.Header.Get("X-Api-Key"); k != "" {
+		presented = strings.TrimSpace(k)
+		r.Header.Set("X-Api-Key", "REDACTED")
+	}
+	if presented == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(presented))
+	match := 0
+	for i := range h.keys {
+		match |= subtle.ConstantTimeCompare(sum[:], h.keys[i][:])
+	}
+	return match == 1
+}

@@ -1,0 +1,68 @@
+package caddymodule
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// clientCache hands out one HTTP client per distinct proxy, so that
+// credentials behind the same proxy share connections.
+type clientCache struct {
+	mu      sync.Mutex
+	clients map[string]*http.Client
+}
+
+func newClientCache() *clientCache {
+	return &clientCache{clients: map[string]*http.Client{}}
+}
+
+// client returns the client for proxyURL; nil means the environment's
+// proxy settings.
+func (c *clientCache) client(proxyURL *url.URL) *http.Client {
+	key := ""
+	if proxyURL != nil {
+		key = proxyURL.String()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.clients[key]; ok {
+		return cl
+	}
+	proxy := http.ProxyFromEnvironment
+	if proxyURL != nil {
+		proxy = http.ProxyURL(proxyURL)
+	}
+	cl := &http.Client{Transport: newTransport(proxy)}
+	c.clients[key] = cl
+	return cl
+}
+
+func (c *clientCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cl := range c.clients {
+		cl.CloseIdleConnections()
+	}
+}
+
+// newTransport has no overall timeout: a completion may think for minutes
+// and a stream may run for longer. Cancelling the client's request is
+// what ends an upstream call early.
+func newTransport(proxy func(*http.Request) (*url.URL, error)) *http.Transport {
+	return &http.Transport{
+		Proxy: proxy,
+		DialContext: (&net.Dialer{
+			Timeout:   10 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
+}

@@ -1,0 +1,212 @@
+package iflow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+// Bounds on what is read of a non-streamed reply.
+const (
+	maxReplySize = 32 << 20
+	maxErrorSize = 64 << 10
+)
+
+// Chat sends one signed chat completion request.
+func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Response, error) {
+	body := applyThinking(call.Model, call.Body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.APIBase+"/chat/completions", bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("iflow: building request: %w", err)
+	}
+	signRequest(req.Header, call.APIKey, NewSessionID(), time.Now().UnixMilli())
+	if call.Stream {
+		req.Header.Set("Accept", "text/event-stream")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+
+	client := call.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorSize))
+		return nil, statusError(resp.StatusCode, resp.Header, raw, call.APIKey)
+	}
+	if call.Stream && isEventStream(resp.Header.Get("Content-Type")) {
+		return &provider.Response{
+			ContentType: "text/event-stream",
+			Events:      &stream{sse: provider.NewSSEReader(resp.Body), body: resp.Body, apiKey: call.APIKey, first: true},
+		}, nil
+	}
+
+	// A JSON reply: a completion, an envelope in its place, or, for a
+	// stream request, iFlow answering with one plain completion.
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxReplySize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxReplySize {
+		return nil, &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
+			Message: "iflow's reply is larger than 32 MiB", Kind: provider.KindTransient}
+	}
+	if !json.Valid(raw) {
+		return nil, &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
+			Message: "iflow answered with a body that is not JSON", Kind: provider.KindTransient}
+	}
+	if e := replyError(raw, call.APIKey); e != nil {
+		return nil, e
+	}
+	if call.Stream {
+		events, err := completionEvents(raw)
+		if err != nil {
+			return nil, err
+		}
+		return &provider.Response{ContentType: "text/event-stream", Events: events}, nil
+	}
+	return &provider.Response{ContentType: "application/json", Body: raw}, nil
+}
+
+// signRequest sets the headers iFlow checks on every chat request.
+func signRequest(h http.Header, apiKey, sessionID string, ts int64) {
+	h.Set("Authorization", "Bearer "+apiKey)
+	h.Set("User-Agent", UserAgent)
+	h.Set("Content-Type", "application/json")
+	h.Set("Session-Id", sessionID)
+	h.Set("X-Iflow-Timestamp", strconv.FormatInt(ts, 10))
+	h.Set("X-Iflow-Signature", Sign(apiKey, sessionID, ts))
+}
+
+func isEventStream(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "text/event-stream"
+}
+
+// stream reads iFlow's SSE and turns its in-band failures into errors.
+type stream struct {
+	sse    *provider.SSEReader
+	body   io.Closer
+	apiKey string
+	first  bool
+}
+
+func (s *stream) Next() ([]byte, error) {
+	data, err := s.sse.Next()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		return nil, &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_stream_broken",
+			Message: "the stream from iflow broke: " + err.Error(), Kind: provider.KindTransient}
+	}
+	first := s.first
+	s.first = false
+	if e := streamChunkError(data, first, s.apiKey); e != nil {
+		return nil, e
+	}
+	return data, nil
+}
+
+func (s *stream) Close() error { return s.body.Close() }
+
+// completionEvents turns a plain completion into the chunk a stream would
+// have carried, so a client that asked for a stream gets one.
+func completionEvents(raw []byte) (provider.EventReader, error) {
+	var c struct {
+		ID      string          `json:"id"`
+		Created int64           `json:"created"`
+		Model   string          `json:"model"`
+		Usage   json.RawMessage `json:"usage,omitempty"`
+		Choices []struct {
+			Index        int             `json:"index"`
+			Message      json.RawMessage `json:"message"`
+			FinishReason json.RawMessage `json:"finish_reason"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
+			Message: "iflow answered a stream request with a malformed completion", Kind: provider.KindTransient}
+	}
+	type choice struct {
+		Index        int             `json:"index"`
+		Delta        json.RawMessage `json:"delta"`
+		FinishReason json.RawMessage `json:"finish_reason"`
+	}
+	chunk := struct {
+		ID      string          `json:"id"`
+		Object  string          `json:"object"`
+		Created int64           `json:"created"`
+		Model   string          `json:"model"`
+		Choices []choice        `json:"choices"`
+		Usage   json.RawMessage `json:"usage,omitempty"`
+	}{ID: c.ID, Object: "chat.completion.chunk", Created: c.Created, Model: c.Model, Usage: c.Usage}
+	for _, ch := range c.Choices {
+		delta := ch.Message
+		if len(delta) == 0 {
+			delta = json.RawMessage("{}")
+		}
+		delta = indexToolCalls(delta)
+		fr := ch.FinishReason
+		if len(fr) == 0 {
+			fr = json.RawMessage("null")
+		}
+		chunk.Choices = append(chunk.Choices, choice{Index: ch.Index, Delta: delta, FinishReason: fr})
+	}
+	data, err := json.Marshal(chunk)
+	if err != nil {
+		return nil, err
+	}
+	return &sliceEvents{events: [][]byte{data}}, nil
+}
+
+// indexToolCalls adds the "index" that stream deltas carry on tool calls
+// and that completion messages leave out.
+func indexToolCalls(msg json.RawMessage) json.RawMessage {
+	raw, ok := provider.Field(msg, "tool_calls")
+	if !ok {
+		return msg
+	}
+	var calls []map[string]json.RawMessage
+	if json.Unmarshal(raw, &calls) != nil {
+		return msg
+	}
+	for i, c := range calls {
+		if _, has := c["index"]; !has {
+			c["index"] = json.RawMessage(strconv.Itoa(i))
+		}
+	}
+	fixed, err := json.Marshal(calls)
+	if err != nil {
+		return msg
+	}
+	return provider.SetField(msg, "tool_calls", fixed)
+}
+
+type sliceEvents struct{ events [][]byte }
+
+func (s *sliceEvents) Next() ([]byte, error) {
+	if len(s.events) == 0 {
+		return nil, io.EOF
+	}
+	e := s.events[0]
+	s.events = s.events[1:]
+	return e, nil
+}
+
+func (s *sliceEvents) Close() error { return nil }

@@ -1,0 +1,211 @@
+package iflow
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+// envelope is iFlow's business reply, which it sends with HTTP 200 in
+// place of a completion for bad keys, rate limits and unknown models.
+type envelope struct {
+	Status    json.RawMessage `json:"status"` // a string or a number
+	Msg       string          `json:"msg"`
+	Message   string          `json:"message"`
+	ErrorCode json.RawMessage `json:"error_code"`
+	Error     json.RawMessage `json:"error"`
+}
+
+// replyError returns the error that an HTTP 200 JSON reply stands for, or
+// nil when it is a chat completion. Anything without "choices" is an
+// error: a client asked for a completion and must not get something else
+// with a 200.
+func replyError(body []byte, apiKey string) *provider.Error {
+	if _, ok := provider.Field(body, "choices"); ok {
+		return nil
+	}
+	var env envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return &provider.Error{
+			Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
+			Message: "iflow answered with a body that is not JSON", Kind: provider.KindTransient,
+		}
+	}
+	msg := scrub(firstNonEmpty(env.Msg, env.Message, errorText(env.Error)), apiKey)
+	code := strings.Trim(string(env.Status), `"`)
+	switch {
+	case len(env.ErrorCode) > 0 || strings.Contains(strings.ToLower(msg), "model not support"):
+		return &provider.Error{
+			Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "model_not_supported",
+			Message: "iflow does not support this model: " + msg, Kind: provider.KindModel,
+		}
+	case code == "434" && strings.Contains(strings.ToLower(msg), "blocked"):
+		return &provider.Error{
+			Status: http.StatusForbidden, Type: "permission_error", Code: "upstream_key_blocked",
+			Message: "iflow has blocked the credential's API key: " + msg, Kind: provider.KindBlocked,
+		}
+	case code == "434":
+		return &provider.Error{
+			Status: http.StatusUnauthorized, Type: "authentication_error", Code: "upstream_key_invalid",
+			Message: "iflow rejected the credential's API key: " + msg, Kind: provider.KindAuth,
+		}
+	case code == "439":
+		return &provider.Error{
+			Status: http.StatusUnauthorized, Type: "authentication_error", Code: "upstream_token_expired",
+			Message: "iflow says the credential's token has expired: " + msg, Kind: provider.KindAuth,
+		}
+	case code == "449":
+		return &provider.Error{
+			Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "upstream_rate_limited",
+			Message: "iflow rate limit reached: " + msg, Kind: provider.KindRateLimit,
+		}
+	}
+	if msg == "" {
+		msg = "no choices and no error message"
+	}
+	detail := msg
+	if code != "" {
+		detail = "status " + code + ": " + msg
+	}
+	return &provider.Error{
+		Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_error",
+		Message: "iflow answered with an error instead of a completion (" + detail + ")",
+		Kind:    provider.KindTransient,
+	}
+}
+
+// statusError maps an iFlow reply with a non-200 status.
+func statusError(status int, header http.Header, body []byte, apiKey string) *provider.Error {
+	var env envelope
+	_ = json.Unmarshal(body, &env)
+	msg := scrub(firstNonEmpty(errorText(env.Error), env.Msg, env.Message), apiKey)
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	e := &provider.Error{Status: status, Type: provider.TypeForStatus(status), Message: msg}
+	switch {
+	case status == http.StatusNotAcceptable:
+		e.Code, e.Kind = "upstream_not_acceptable", provider.KindModel
+		e.Message = "iflow refused the request (HTTP 406); the model may be closed to API use: " + msg
+	case status == http.StatusNotFound:
+		e.Code, e.Kind = "model_not_found", provider.KindModel
+		e.Message = "iflow does not offer the model: " + msg
+	case status == http.StatusUnauthorized:
+		e.Code, e.Kind = "upstream_key_invalid", provider.KindAuth
+		e.Message = "iflow rejected the credential: " + msg
+	case status == http.StatusForbidden:
+		e.Code, e.Kind = "upstream_forbidden", provider.KindBlocked
+		e.Message = "iflow refused the credential: " + msg
+	case status == http.StatusTooManyRequests:
+		e.Code, e.Kind = "upstream_rate_limited", provider.KindRateLimit
+		e.RetryAfter = retryAfter(header)
+		e.Message = "iflow rate limit reached: " + msg
+	case status >= 500:
+		e.Status, e.Type, e.Code, e.Kind = http.StatusBadGateway, "api_error", "upstream_error", provider.KindTransient
+		e.Message = fmt.Sprintf("iflow failed (HTTP %d): %s", status, msg)
+	default:
+		e.Code, e.Kind = "upstream_rejected", provider.KindClient
+		e.Message = fmt.Sprintf("iflow rejected the request (HTTP %d): %s", status, msg)
+	}
+	return e
+}
+
+// streamChunkError returns the error a stream chunk stands for: an error
+// object, an envelope in place of the first chunk, or iFlow's
+// finish_reason "network_error", which marks an upstream failure rather
+// than a normal end.
+func streamChunkError(data []byte, first bool, apiKey string) *provider.Error {
+	if raw, ok := provider.Field(data, "error"); ok && string(raw) != "null" {
+		return &provider.Error{
+			Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_stream_error",
+			Message: "iflow sent an error in the stream: " + scrub(errorText(raw), apiKey),
+			Kind:    provider.KindTransient,
+		}
+	}
+	if first {
+		if e := replyError(data, apiKey); e != nil {
+			return e
+		}
+	}
+	if bytes.Contains(data, []byte(`"network_error"`)) {
+		var chunk struct {
+			Choices []struct {
+				FinishReason string `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if json.Unmarshal(data, &chunk) == nil {
+			for _, c := range chunk.Choices {
+				if c.FinishReason == "network_error" {
+					return &provider.Error{
+						Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_network_error",
+						Message: "iflow reported a network error in the middle of the stream",
+						Kind:    provider.KindTransient,
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// errorText reads an "error" member that is either a string or an object
+// with a message.
+func errorText(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var obj struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(raw, &obj) == nil {
+		return obj.Message
+	}
+	return ""
+}
+
+// scrub keeps upstream text short and free of the key it was sent with.
+func scrub(msg, apiKey string) string {
+	if apiKey != "" {
+		msg = strings.ReplaceAll(msg, apiKey, "[redacted]")
+	}
+	const max = 300
+	if len(msg) > max {
+		msg = strings.ToValidUTF8(msg[:max], "") + "…"
+	}
+	return msg
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func retryAfter(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,231 @@
+package provider
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// The functions below read and change the top-level members of a JSON
+// object in place, so that a client's body travels upstream byte for byte
+// as it was sent (unknown fields, key order and number formatting kept)
+// and the request path does not decode a whole conversation to look at
+// one field. Every function expects body to be valid JSON (check it with
+// json.Valid first); on anything that is not an object they find nothing.
+
+// Field returns the raw JSON value of the top-level member named key. As
+// with encoding/json, the last of duplicate members wins.
+func Field(body []byte, key string) (raw []byte, ok bool) {
+	eachMember(body, func(_ int, k []byte, vs, ve int) {
+		if keyIs(k, key) {
+			raw, ok = body[vs:ve], true
+		}
+	})
+	return raw, ok
+}
+
+// StringField returns the top-level string member named key.
+func StringField(body []byte, key string) (string, bool) {
+	raw, ok := Field(body, key)
+	if !ok || len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// BoolField reports the top-level boolean member named key; a missing or
+// non-boolean member is false.
+func BoolField(body []byte, key string) bool {
+	raw, ok := Field(body, key)
+	return ok && string(raw) == "true"
+}
+
+// SetField returns body with the top-level member key set to the raw JSON
+// value. Every existing member of that name gets the value; if there is
+// none, the member is added first. body is not modified.
+func SetField(body []byte, key string, value []byte) []byte {
+	type span struct{ s, e int }
+	var spans []span
+	eachMember(body, func(_ int, k []byte, vs, ve int) {
+		if keyIs(k, key) {
+			spans = append(spans, span{vs, ve})
+		}
+	})
+	if len(spans) == 0 {
+		open := bytes.IndexByte(body, '{')
+		if open < 0 {
+			return body
+		}
+		out := make([]byte, 0, len(body)+len(key)+len(value)+4)
+		out = append(out, body[:open+1]...)
+		out = appendQuoted(out, key)
+		out = append(out, ':')
+		out = append(out, value...)
+		if rest := bytes.TrimLeft(body[open+1:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
+			out = append(out, ',')
+		}
+		return append(out, body[open+1:]...)
+	}
+	out := make([]byte, 0, len(body)+len(spans)*len(value))
+	last := 0
+	for _, sp := range spans {
+		out = append(out, body[last:sp.s]...)
+		out = append(out, value...)
+		last = sp.e
+	}
+	return append(out, body[last:]...)
+}
+
+// SetStringField is SetField with a JSON string value.
+func SetStringField(body []byte, key, value string) []byte {
+	v, _ := json.Marshal(value)
+	return SetField(body, key, v)
+}
+
+// DeleteField returns body without any top-level member named key. The
+// remaining members keep their text; only the separators between them are
+// rebuilt.
+func DeleteField(body []byte, key string) []byte {
+	type span struct{ s, e int }
+	var kept []span
+	found := false
+	lastEnd := -1
+	eachMember(body, func(ks int, k []byte, _, ve int) {
+		lastEnd = ve
+		if keyIs(k, key) {
+			found = true
+			return
+		}
+		kept = append(kept, span{ks, ve})
+	})
+	if !found {
+		return body
+	}
+	open := bytes.IndexByte(body, '{')
+	out := make([]byte, 0, len(body))
+	out = append(out, body[:open+1]...)
+	for i, sp := range kept {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, body[sp.s:sp.e]...)
+	}
+	return append(out, body[lastEnd:]...)
+}
+
+func keyIs(raw []byte, key string) bool {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw) == key
+	}
+	var s string
+	quoted := make([]byte, 0, len(raw)+2)
+	quoted = append(append(append(quoted, '"'), raw...), '"')
+	return json.Unmarshal(quoted, &s) == nil && s == key
+}
+
+func appendQuoted(out []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(out, q...)
+}
+
+// eachMember calls fn for every top-level member of the object in body
+// with the index of the key's opening quote, the key's raw bytes (between
+// the quotes) and the value's span.
+func eachMember(body []byte, fn func(ks int, key []byte, vs, ve int)) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return
+	}
+	i++
+	for {
+		i = skipSpace(body, i)
+		if i >= len(body) || body[i] != '"' {
+			return
+		}
+		ks := i
+		ke := skipString(body, i)
+		if ke < 0 {
+			return
+		}
+		key := body[i+1 : ke-1]
+		i = skipSpace(body, ke)
+		if i >= len(body) || body[i] != ':' {
+			return
+		}
+		vs := skipSpace(body, i+1)
+		ve := skipValue(body, vs)
+		if ve < 0 {
+			return
+		}
+		fn(ks, key, vs, ve)
+		i = skipSpace(body, ve)
+		if i >= len(body) || body[i] != ',' {
+			return
+		}
+		i++
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] == '"'.
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				e := skipString(b, j)
+				if e < 0 {
+					return -1
+				}
+				j = e - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' &&
+			b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+			j++
+		}
+		return j
+	}
+}

@@ -1,0 +1,85 @@
+package provider
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// SSEReader reads the data of server-sent events, as OpenAI-compatible
+// services stream chat completions.
+type SSEReader struct {
+	r    *bufio.Reader
+	data []byte
+	line []byte
+	// Done reports whether the stream ended with "data: [DONE]".
+	Done bool
+}
+
+// NewSSEReader reads events from r.
+func NewSSEReader(r io.Reader) *SSEReader {
+	return &SSEReader{r: bufio.NewReaderSize(r, 16<<10)}
+}
+
+var doneData = []byte("[DONE]")
+
+// Next returns the data of the next event, joined with "\n" where an event
+// has several data lines. Comments and the other fields are skipped. It
+// returns io.EOF after "[DONE]" or at the end of the input; the slice is
+// valid until the next call.
+func (s *SSEReader) Next() ([]byte, error) {
+	s.data = s.data[:0]
+	have := false
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if errors.Is(err, io.EOF) && have {
+				return s.finish()
+			}
+			return nil, err
+		}
+		if len(line) == 0 {
+			if have {
+				return s.finish()
+			}
+			continue
+		}
+		value, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue // comment, event:, id:, retry:
+		}
+		value = bytes.TrimPrefix(value, []byte(" "))
+		if have {
+			s.data = append(s.data, '\n')
+		}
+		s.data = append(s.data, value...)
+		have = true
+	}
+}
+
+func (s *SSEReader) finish() ([]byte, error) {
+	if bytes.Equal(bytes.TrimSpace(s.data), doneData) {
+		s.Done = true
+		return nil, io.EOF
+	}
+	return s.data, nil
+}
+
+// readLine returns one line without its line ending.
+func (s *SSEReader) readLine() ([]byte, error) {
+	line, err := s.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		s.line = append(s.line[:0], line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			line, err = s.r.ReadSlice('\n')
+			s.line = append(s.line, line...)
+		}
+		line = s.line
+	}
+	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	return bytes.TrimSuffix(line, []byte("\r")), nil
+}
