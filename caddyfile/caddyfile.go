@@ -144,13 +144,14 @@ func parsePool(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 			if d.Val() != "credential" {
 				return d.Errf("unrecognized option %q in credential_pool %s (want: credential <id> { … })", d.Val(), name)
 			}
+			start := d.Token()
 			c, err := parseCredential(d)
 			if err != nil {
 				return err
 			}
 			for _, other := range h.CredentialPool[name] {
 				if other.ID == c.ID {
-					return d.Errf("credential %q: duplicate id in credential_pool %s", c.ID, name)
+					return errAt(start, "credential %q: duplicate id in credential_pool %s", c.ID, name)
 				}
 			}
 			h.CredentialPool[name] = append(h.CredentialPool[name], c)
@@ -161,6 +162,7 @@ func parsePool(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 
 func parseCredential(d *caddyfile.Dispenser) (caddymodule.Credential, error) {
 	var c caddymodule.Credential
+	start := d.Token()
 	if !d.NextArg() {
 		return c, d.Err("credential needs an id: credential <id> { … }")
 	}
@@ -208,9 +210,17 @@ func parseCredential(d *caddyfile.Dispenser) (caddymodule.Credential, error) {
 		}
 	}
 	if err := c.Check(); err != nil {
-		return c, d.Errf("credential %q: %v", c.ID, err)
+		return c, errAt(start, "credential %q: %v", c.ID, err)
 	}
 	return c, nil
+}
+
+// errAt reports an error at an earlier token, such as the start of the
+// block whose content, read as a whole, is wrong.
+func errAt(tok caddyfile.Token, format string, args ...any) error {
+	d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	d.Next()
+	return d.Errf(format, args...)
 }
 
 func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
@@ -241,6 +251,9 @@ func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
 				default:
 					return d.Errf("rule %s: unrecognized option %q (want priority or model)", rule.Pattern, rest[0])
 				}
+			}
+			if err := rule.Check(); err != nil {
+				return d.Err(err.Error())
 			}
 			r.Rules = append(r.Rules, rule)
 		case "default_provider":

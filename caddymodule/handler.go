@@ -172,7 +172,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	for _, p := range h.router.providers() {
 		if _, ok := h.providers[p]; !ok {
-			if _, known := provs[p]; known {
+			if slices.Contains(knownProviders(), p) {
 				return fmt.Errorf("routing: provider %q has no credentials in credential_pool", p)
 			}
 			return fmt.Errorf("routing: unknown provider %q (known: %s)", p, strings.Join(knownProviders(), ", "))

@@ -58,26 +58,11 @@ type compiledRule struct {
 func newRouter(r Routing) (*router, error) {
 	rt := &router{defaultProvider: r.DefaultProvider}
 	for i, rule := range r.Rules {
-		if rule.Pattern == "" {
-			return nil, fmt.Errorf("routing rule %d: pattern is required", i)
-		}
-		if rule.Provider == "" {
-			return nil, fmt.Errorf("routing rule %d (%q): provider is required", i, rule.Pattern)
-		}
-		if rule.Priority < 0 {
-			return nil, fmt.Errorf("routing rule %d (%q): priority must be 1 or more, got %d", i, rule.Pattern, rule.Priority)
+		if err := rule.Check(); err != nil {
+			return nil, fmt.Errorf("routing rule %d: %w", i+1, err)
 		}
 		c := compiledRule{RoutingRule: rule}
-		for _, ch := range rule.Pattern {
-			if ch == '*' || ch == '?' {
-				c.wildcards++
-			} else {
-				c.literals++
-			}
-		}
-		if err := checkTemplate(rule.Model, c.wildcards); err != nil {
-			return nil, fmt.Errorf("routing rule %d (%q): model %q: %v", i, rule.Pattern, rule.Model, err)
-		}
+		c.wildcards, c.literals = patternCounts(rule.Pattern)
 		rt.rules = append(rt.rules, c)
 	}
 	sort.SliceStable(rt.rules, func(i, j int) bool {
@@ -88,6 +73,35 @@ func newRouter(r Routing) (*router, error) {
 		return a.literals > b.literals
 	})
 	return rt, nil
+}
+
+// Check reports the first thing wrong with the rule.
+func (r RoutingRule) Check() error {
+	if r.Pattern == "" {
+		return fmt.Errorf("pattern is required")
+	}
+	if r.Provider == "" {
+		return fmt.Errorf("rule %q: provider is required", r.Pattern)
+	}
+	if r.Priority < 0 {
+		return fmt.Errorf("rule %q: priority must be 1 or more, got %d", r.Pattern, r.Priority)
+	}
+	wildcards, _ := patternCounts(r.Pattern)
+	if err := checkTemplate(r.Model, wildcards); err != nil {
+		return fmt.Errorf("rule %q: model %q: %v", r.Pattern, r.Model, err)
+	}
+	return nil
+}
+
+func patternCounts(pattern string) (wildcards, literals int) {
+	for _, ch := range pattern {
+		if ch == '*' || ch == '?' {
+			wildcards++
+		} else {
+			literals++
+		}
+	}
+	return wildcards, literals
 }
 
 func effectivePriority(p int) int {

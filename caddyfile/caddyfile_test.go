@@ -1,0 +1,244 @@
+package caddyfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/proxycast/caddy-proxycast/caddymodule"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected JSON of testdata/adapt/*.caddyfiletest")
+
+// adaptSeparator divides a .caddyfiletest file into the Caddyfile and the
+// JSON it must adapt to.
+const adaptSeparator = "\n----------\n"
+
+// TestAdapt adapts every testdata/adapt/*.caddyfiletest file and compares
+// the result with the JSON after the separator (go test -update rewrites
+// it).
+func TestAdapt(t *testing.T) {
+	files, _ := filepath.Glob("testdata/adapt/*.caddyfiletest")
+	if len(files) == 0 {
+		t.Fatal("no adapt test files")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, want, ok := strings.Cut(string(raw), adaptSeparator)
+			if !ok {
+				t.Fatalf("%s has no %q separator", f, strings.TrimSpace(adaptSeparator))
+			}
+			in = strings.TrimRight(in, "\n") + "\n"
+			want = strings.TrimRight(want, "\n")
+			if *update {
+				out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(in), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var pretty bytes.Buffer
+				if err := json.Indent(&pretty, out, "", "\t"); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(f, []byte(strings.TrimSuffix(in, "\n")+adaptSeparator+pretty.String()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			caddytest.AssertAdapt(t, in, "caddyfile", want)
+		})
+	}
+}
+
+func parse(t *testing.T, input string) (*caddymodule.Handler, error) {
+	t.Helper()
+	h := new(caddymodule.Handler)
+	err := Unmarshal(caddyfile.NewTestDispenser(input), h)
+	return h, err
+}
+
+func TestUnmarshalGood(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		check func(*testing.T, *caddymodule.Handler)
+	}{
+		{
+			name: "disabled forms",
+			input: `proxycast {
+				api_keys k
+				credential_pool {
+					iflow {
+						credential a {
+							auth_type api_key
+							api_key x
+							disabled
+						}
+						credential b {
+							auth_type api_key
+							api_key x
+							disabled false
+						}
+						credential c {
+							auth_type api_key
+							api_key x
+							disabled true
+						}
+					}
+				}
+			}`,
+			check: func(t *testing.T, h *caddymodule.Handler) {
+				got := []bool{}
+				for _, c := range h.CredentialPool["iflow"] {
+					got = append(got, c.Disabled)
+				}
+				if want := []bool{true, false, true}; !equal(got, want) {
+					t.Errorf("disabled = %v, want %v", got, want)
+				}
+			},
+		},
+		{
+			name: "api_keys repeat and accumulate",
+			input: `proxycast {
+				api_keys a b
+				api_keys {env.K}
+			}`,
+			check: func(t *testing.T, h *caddymodule.Handler) {
+				if want := []string{"a", "b", "{env.K}"}; !equal(h.APIKeys, want) {
+					t.Errorf("api_keys = %q, want %q", h.APIKeys, want)
+				}
+			},
+		},
+		{
+			name: "rule options in any order",
+			input: `proxycast {
+				anonymous
+				routing {
+					rule iflow-* iflow model $1 priority 3
+					rule * iflow
+				}
+			}`,
+			check: func(t *testing.T, h *caddymodule.Handler) {
+				want := []caddymodule.RoutingRule{
+					{Pattern: "iflow-*", Provider: "iflow", Priority: 3, Model: "$1"},
+					{Pattern: "*", Provider: "iflow"},
+				}
+				if len(h.Routing.Rules) != 2 || h.Routing.Rules[0] != want[0] || h.Routing.Rules[1] != want[1] {
+					t.Errorf("rules = %+v, want %+v", h.Routing.Rules, want)
+				}
+				if !h.Anonymous {
+					t.Error("anonymous not set")
+				}
+			},
+		},
+		{
+			name:  "max_body_size",
+			input: "proxycast {\n api_keys k\n max_body_size 2MiB\n}",
+			check: func(t *testing.T, h *caddymodule.Handler) {
+				if h.MaxBodySize != 2<<20 {
+					t.Errorf("max_body_size = %d", h.MaxBodySize)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := parse(t, tt.input)
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			tt.check(t, h)
+		})
+	}
+}
+
+func equal[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestUnmarshalErrors checks that every kind of bad input is refused with
+// a message that names the problem and the line it is on.
+func TestUnmarshalErrors(t *testing.T) {
+	pool := func(cred string) string {
+		return "proxycast {\napi_keys k\ncredential_pool {\niflow {\n" + cred + "\n}\n}\n}"
+	}
+	tests := []struct {
+		name, input, want string
+		line              int // the line the error must name
+	}{
+		{"unknown option", "proxycast {\n  api_keys k\n  bogus\n}", `unrecognized proxycast option "bogus"`, 3},
+		{"argument on directive", "proxycast extra {\n}", "wrong argument count", 1},
+		{"api_keys without keys", "proxycast {\napi_keys\n}", "api_keys needs at least one key", 2},
+		{"anonymous with keys", "proxycast {\napi_keys k\nanonymous\n}", "anonymous and api_keys exclude each other", 4},
+		{"anonymous with argument", "proxycast {\nanonymous yes\n}", "wrong argument count", 2},
+		{"bad max_body_size", "proxycast {\napi_keys k\nmax_body_size lots\n}", `max_body_size: "lots" is not a size`, 3},
+		{"unknown provider in pool", "proxycast {\ncredential_pool {\nopenai {\n}\n}\n}", `unknown provider "openai" (known: iflow)`, 3},
+		{"unknown word in pool", pool("token abc"), `unrecognized option "token" in credential_pool iflow`, 5},
+		{"credential without id", pool("credential {\nauth_type api_key\n}"), "credential needs an id", 5},
+		{"unknown credential option", pool("credential a {\nauth_type api_key\napi_key x\ncolor blue\n}"), `credential "a": unrecognized option "color"`, 8},
+		{"missing auth_type", pool("credential a {\napi_key x\n}"), `credential "a": auth_type is required`, 5},
+		{"unknown auth_type", pool("credential a {\nauth_type password\n}"), `credential "a": unknown auth_type "password"`, 5},
+		{"oauth without token_file", pool("credential a {\nauth_type oauth\n}"), `credential "a": auth_type oauth needs token_file`, 5},
+		{"cookie without cookies", pool("credential a {\nauth_type cookie\n}"), `credential "a": auth_type cookie needs cookies`, 5},
+		{"api_key without api_key", pool("credential a {\nauth_type api_key\n}"), `credential "a": auth_type api_key needs api_key`, 5},
+		{"field of another auth type", pool("credential a {\nauth_type api_key\napi_key x\ncookies BXAuth=y\n}"), `credential "a": cookies is only for auth_type cookie, not api_key`, 5},
+		{"option without value", pool("credential a {\nauth_type\n}"), `credential "a": auth_type needs a value`, 6},
+		{"option with two values", pool("credential a {\nauth_type api_key\napi_key x y\n}"), `credential "a": api_key takes one value`, 7},
+		{"bad disabled", pool("credential a {\nauth_type api_key\napi_key x\ndisabled maybe\n}"), `credential "a": disabled takes true or false, not "maybe"`, 8},
+		{"duplicate id", pool("credential a {\nauth_type api_key\napi_key x\n}\ncredential a {\nauth_type api_key\napi_key y\n}"), `credential "a": duplicate id in credential_pool iflow`, 9},
+		{"proxy scheme", pool("credential a {\nauth_type api_key\napi_key x\nproxy_url ftp://p:21\n}"), `credential "a": proxy_url scheme "ftp" is not supported`, 5},
+		{"proxy without host", pool("credential a {\nauth_type api_key\napi_key x\nproxy_url http://\n}"), `credential "a": proxy_url has no host`, 5},
+		{"proxy password not echoed", pool("credential a {\nauth_type api_key\napi_key x\nproxy_url \"http://u:se cret@h\"\n}"), `credential "a": proxy_url is not a valid URL`, 5},
+		{"rule without provider", "proxycast {\napi_keys k\nrouting {\nrule iflow-*\n}\n}", "rule needs a pattern and a provider", 4},
+		{"rule unknown provider", "proxycast {\napi_keys k\nrouting {\nrule gpt-* openai\n}\n}", `unknown provider "openai"`, 4},
+		{"rule bad priority", "proxycast {\napi_keys k\nrouting {\nrule a iflow priority first\n}\n}", `rule a: priority must be a whole number from 1, not "first"`, 4},
+		{"rule zero priority", "proxycast {\napi_keys k\nrouting {\nrule a iflow priority 0\n}\n}", `rule a: priority must be a whole number from 1, not "0"`, 4},
+		{"rule dangling option", "proxycast {\napi_keys k\nrouting {\nrule a iflow priority\n}\n}", `rule a: "priority" needs a value`, 4},
+		{"rule unknown option", "proxycast {\napi_keys k\nrouting {\nrule a iflow weight 2\n}\n}", `rule a: unrecognized option "weight"`, 4},
+		{"rule bad template", "proxycast {\napi_keys k\nrouting {\nrule iflow-* iflow model $2\n}\n}", `rule "iflow-*": model "$2": $2 refers to wildcard 2 but the pattern has 1`, 4},
+		{"unknown routing word", "proxycast {\napi_keys k\nrouting {\nfallback iflow\n}\n}", `unrecognized routing option "fallback"`, 4},
+		{"unknown default provider", "proxycast {\napi_keys k\nrouting {\ndefault_provider openai\n}\n}", `unknown provider "openai"`, 4},
+		{"provider without name", "proxycast {\napi_keys k\nprovider\n}", "provider needs a name", 3},
+		{"unknown provider block", "proxycast {\napi_keys k\nprovider openai {\n}\n}", `unknown provider "openai"`, 3},
+		{"unknown provider option", "proxycast {\napi_keys k\nprovider iflow {\nbase http://x\n}\n}", `unrecognized iflow provider option "base"`, 4},
+		{"bad provider URL", "proxycast {\napi_keys k\nprovider iflow {\napi_base ftp://x\n}\n}", `api_base: "ftp://x" is not an http or https URL`, 4},
+		{"duplicate provider", "proxycast {\napi_keys k\nprovider iflow {\n}\nprovider iflow {\n}\n}", `provider "iflow" is configured twice`, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse(t, tt.input)
+			if err == nil {
+				t.Fatalf("no error; want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q\ndoes not contain %q", err, tt.want)
+			}
+			if at := fmt.Sprintf(", at Testfile:%d", tt.line); !strings.HasSuffix(err.Error(), at) {
+				t.Errorf("error %q does not end in %q", err, at)
+			}
+			if strings.Contains(err.Error(), "se cret") {
+				t.Errorf("error repeats a secret: %q", err)
+			}
+		})
+	}
+}
