@@ -13,15 +13,20 @@ import (
 // The x-api-key header is redacted afterwards, because Caddy's access log
 // redacts Authorization but not it.
 func (h *Handler) authorized(r *http.Request) bool {
+	// Redact x-api-key whenever it is sent, also when Authorization
+	// carries the key or the handler is anonymous.
+	apiKey := r.Header.Get("X-Api-Key")
+	if apiKey != "" {
+		r.Header.Set("X-Api-Key", "REDACTED")
+	}
 	if h.Anonymous {
 		return true
 	}
 	presented := ""
 	if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "Bearer ") {
 		presented = strings.TrimSpace(auth[7:])
-	} else if k := r.Header.Get("X-Api-Key"); k != "" {
-		presented = strings.TrimSpace(k)
-		r.Header.Set("X-Api-Key", "REDACTED")
+	} else if apiKey != "" {
+		presented = strings.TrimSpace(apiKey)
 	}
 	if presented == "" {
 		return false

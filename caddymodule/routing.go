@@ -187,12 +187,18 @@ func globCaps(p, s string, caps []string) ([]string, bool) {
 	for len(p) > 0 {
 		switch p[0] {
 		case '*':
-			for i := 0; i <= len(s); i++ {
+			// Grow the match a whole character at a time, so that `?`
+			// after it counts characters and captures stay valid UTF-8.
+			for i := 0; ; {
 				if out, ok := globCaps(p[1:], s[i:], append(caps, s[:i])); ok {
 					return out, true
 				}
+				if i == len(s) {
+					return caps, false
+				}
+				_, size := utf8.DecodeRuneInString(s[i:])
+				i += size
 			}
-			return caps, false
 		case '?':
 			if len(s) == 0 {
 				return caps, false

@@ -40,7 +40,7 @@ func replyError(body []byte, apiKey string) *provider.Error {
 	msg := scrub(firstNonEmpty(env.Msg, env.Message, errorText(env.Error)), apiKey)
 	code := strings.Trim(string(env.Status), `"`)
 	switch {
-	case len(env.ErrorCode) > 0 || strings.Contains(strings.ToLower(msg), "model not support"):
+	case (len(env.ErrorCode) > 0 && string(env.ErrorCode) != "null") || strings.Contains(strings.ToLower(msg), "model not support"):
 		return &provider.Error{
 			Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "model_not_supported",
 			Message: "iflow does not support this model: " + msg, Kind: provider.KindModel,

@@ -58,9 +58,9 @@ func SetField(body []byte, key string, value []byte) []byte {
 		}
 	})
 	if len(spans) == 0 {
-		open := bytes.IndexByte(body, '{')
-		if open < 0 {
-			return body
+		open := skipSpace(body, 0)
+		if open >= len(body) || body[open] != '{' {
+			return body // not an object
 		}
 		out := make([]byte, 0, len(body)+len(key)+len(value)+4)
 		out = append(out, body[:open+1]...)

@@ -1,0 +1,100 @@
+package caddymodule
+
+import (
+	"crypto/sha256"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func handlerWithKeys(keys ...string) *Handler {
+	h := &Handler{}
+	for _, k := range keys {
+		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
+	}
+	return h
+}
+
+func TestAuthorized(t *testing.T) {
+	tests := []struct {
+		name      string
+		anonymous bool
+		keys      []string
+		header    map[string]string
+		want      bool
+	}{
+		{"bearer", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer sk-good"}, true},
+		{"bearer lower case", false, []string{"sk-good"}, map[string]string{"Authorization": "bearer sk-good"}, true},
+		{"bearer upper case", false, []string{"sk-good"}, map[string]string{"Authorization": "BEARER sk-good"}, true},
+		{"bearer spaces trimmed", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer   sk-good  "}, true},
+		{"bearer second key", false, []string{"sk-good", "sk-other"}, map[string]string{"Authorization": "Bearer sk-other"}, true},
+		{"bearer wrong key", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer sk-bad"}, false},
+		{"bearer prefix of key", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer sk-goo"}, false},
+		{"bearer key with suffix", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer sk-goodx"}, false},
+		{"bearer key case matters", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer SK-GOOD"}, false},
+		{"bearer empty", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer "}, false},
+		{"bearer blank", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer    "}, false},
+		{"bearer without space", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearersk-good"}, false},
+		{"basic", false, []string{"sk-good"}, map[string]string{"Authorization": "Basic sk-good"}, false},
+		{"bare key in authorization", false, []string{"sk-good"}, map[string]string{"Authorization": "sk-good"}, false},
+		{"x-api-key", false, []string{"sk-good"}, map[string]string{"X-Api-Key": "sk-good"}, true},
+		{"x-api-key lower-case header name", false, []string{"sk-good"}, map[string]string{"x-api-key": "sk-good"}, true},
+		{"x-api-key trimmed", false, []string{"sk-good"}, map[string]string{"X-Api-Key": " sk-good "}, true},
+		{"x-api-key wrong", false, []string{"sk-good"}, map[string]string{"X-Api-Key": "sk-bad"}, false},
+		{"x-api-key with basic auth", false, []string{"sk-good"}, map[string]string{"Authorization": "Basic abc", "X-Api-Key": "sk-good"}, true},
+		{"bearer wins over x-api-key", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer sk-bad", "X-Api-Key": "sk-good"}, false},
+		{"bearer good, x-api-key too", false, []string{"sk-good"}, map[string]string{"Authorization": "Bearer sk-good", "X-Api-Key": "sk-other"}, true},
+		{"no key", false, []string{"sk-good"}, nil, false},
+		{"empty x-api-key", false, []string{"sk-good"}, map[string]string{"X-Api-Key": ""}, false},
+		{"no keys configured", false, nil, map[string]string{"Authorization": "Bearer sk-good"}, false},
+		{"anonymous", true, nil, nil, true},
+		{"anonymous with a key", true, nil, map[string]string{"X-Api-Key": "sk-whatever"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := handlerWithKeys(tt.keys...)
+			h.Anonymous = tt.anonymous
+			r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+			for k, v := range tt.header {
+				r.Header.Set(k, v)
+			}
+			if got := h.authorized(r); got != tt.want {
+				t.Errorf("authorized = %v, want %v", got, tt.want)
+			}
+			// Caddy's access log redacts Authorization but not x-api-key,
+			// so a key sent there must not stay in the request.
+			if v, sent := tt.header["X-Api-Key"]; sent && v != "" {
+				if got := r.Header.Get("X-Api-Key"); got != "REDACTED" {
+					t.Errorf("x-api-key after authorized = %q, want REDACTED", got)
+				}
+			}
+			if v, sent := tt.header["Authorization"]; sent && r.Header.Get("Authorization") != v {
+				t.Errorf("Authorization changed to %q", r.Header.Get("Authorization"))
+			}
+		})
+	}
+}
+
+func BenchmarkAuthorized(b *testing.B) {
+	h := handlerWithKeys("sk-first-0123456789abcdef", "sk-second-0123456789abcdef", "sk-third-0123456789abcdef")
+	b.Run("bearer", func(b *testing.B) {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+		r.Header.Set("Authorization", "Bearer sk-third-0123456789abcdef")
+		b.ReportAllocs()
+		for b.Loop() {
+			if !h.authorized(r) {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("wrong", func(b *testing.B) {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+		r.Header.Set("Authorization", "Bearer sk-wrong-0123456789abcdef")
+		b.ReportAllocs()
+		for b.Loop() {
+			if h.authorized(r) {
+				b.Fatal("accepted")
+			}
+		}
+	})
+}
