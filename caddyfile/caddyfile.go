@@ -44,6 +44,7 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //					api_key    <key>       # api_key
 //					proxy_url  <url>       # http, https, socks5, socks5h
 //					disabled   [true|false]
+//					refresh_before <duration>  # oauth, cookie
 //				}
 //			}
 //		}
@@ -172,6 +173,20 @@ func parseCredential(d *caddyfile.Dispenser) (caddymodule.Credential, error) {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if opt == "refresh_before" {
+			if !d.NextArg() {
+				return c, d.Errf("credential %q: refresh_before needs a duration", c.ID)
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return c, d.Errf("credential %q: refresh_before %q is not a positive duration such as 24h", c.ID, d.Val())
+			}
+			c.RefreshBefore = caddy.Duration(dur)
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			continue
+		}
 		if opt == "disabled" {
 			c.Disabled = true
 			if d.NextArg() {

@@ -103,6 +103,9 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 		Client: entry.Value.client,
 	})
 	if err != nil {
+		if pe, ok := errors.AsType[*provider.Error](err); ok && pe.Kind == provider.KindAuth && entry.Value.renewing != nil {
+			entry.Value.renewing.Rejected(apiKey)
+		}
 		h.upstreamFailed(w, r, log, err, false)
 		return nil
 	}

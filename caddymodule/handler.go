@@ -11,9 +11,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/proxycast/caddy-proxycast/credpool"
@@ -60,6 +62,8 @@ type Handler struct {
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
 	providers map[string]*providerState
+	renewing  []*credpool.Renewing
+	storage   certmagic.Storage
 	router    *router
 	keys      [][sha256.Size]byte
 	clients   *clientCache
@@ -91,6 +95,11 @@ type Credential struct {
 	// https, socks5 or socks5h proxy. Default: the environment's proxy
 	// settings (HTTPS_PROXY, NO_PROXY).
 	ProxyURL string `json:"proxy_url,omitempty"`
+
+	// RefreshBefore is how long before its expiry a renewable key (oauth,
+	// cookie) is renewed in the background. Default: the provider's; for
+	// iFlow 24h for oauth and 48h for cookie.
+	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
 }
 
 // providerState is a provider with its pool.
@@ -104,6 +113,9 @@ type providerState struct {
 type account struct {
 	keys   provider.KeySource
 	client *http.Client
+	// renewing is set for credentials whose key is renewed (oauth,
+	// cookie).
+	renewing *credpool.Renewing
 }
 
 // CaddyModule returns the Caddy module information.
@@ -117,6 +129,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets the handler up.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.storage = ctx.Storage()
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = DefaultMaxBodySize
 	}
@@ -178,6 +191,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("routing: unknown provider %q (known: %s)", p, strings.Join(knownProviders(), ", "))
 		}
 	}
+
+	// Only now that nothing can fail: read the stored states and start
+	// renewing in the background (Cleanup stops it).
+	for _, r := range h.renewing {
+		r.Start(ctx)
+	}
 	return nil
 }
 
@@ -233,20 +252,57 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl 
 		Cookies:   c.Cookies,
 		APIKey:    c.APIKey,
 	}
-	keys, err := p.NewKeySource(spec)
-	disabled := c.Disabled
-	if errors.Is(err, provider.ErrAuthNotSupported) {
-		h.logger.Warn("credential kept out of rotation: its auth_type is not supported yet",
-			zap.String("provider", prov), zap.String("credential", c.ID), zap.String("auth_type", c.AuthType))
-		disabled = true
-	} else if err != nil {
+	auth, err := p.NewAuth(spec)
+	if err != nil {
 		return nil, err
 	}
-	return &credpool.Entry[*account]{
-		ID:       c.ID,
-		Disabled: disabled,
-		Value:    &account{keys: keys, client: h.clients.client(proxyURL)},
-	}, nil
+	acc := &account{client: h.clients.client(proxyURL)}
+	entry := &credpool.Entry[*account]{ID: c.ID, Disabled: c.Disabled, Value: acc}
+	if auth.Renewer == nil {
+		acc.keys = provider.StaticKey(auth.APIKey)
+		return entry, nil
+	}
+	loc, err := locateState(h.storage, auth.StateKey, prov, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	lead := auth.RenewBefore
+	if c.RefreshBefore > 0 {
+		lead = time.Duration(c.RefreshBefore)
+	}
+	acc.renewing = credpool.NewRenewing(credpool.RenewingConfig{
+		ID:          c.ID,
+		Renewer:     auth.Renewer,
+		Store:       loc.store,
+		StateKey:    loc.key,
+		Client:      acc.client,
+		RenewBefore: lead,
+		OnEvent:     h.renewalLogger(prov, loc.where),
+	})
+	acc.keys = acc.renewing
+	entry.Usable = acc.renewing.Usable
+	if !c.Disabled {
+		h.renewing = append(h.renewing, acc.renewing)
+	}
+	return entry, nil
+}
+
+// renewalLogger logs what renewing credentials do. Errors from renewals
+// carry no secrets: the providers keep tokens out of them.
+func (h *Handler) renewalLogger(prov, where string) func(credpool.Event) {
+	return func(e credpool.Event) {
+		fields := []zap.Field{zap.String("provider", prov), zap.String("credential", e.Credential), zap.String("state", where)}
+		switch e.What {
+		case "renewed":
+			h.logger.Info("credential key renewed", append(fields, zap.Time("expires_at", e.ExpiresAt))...)
+		case "adopted":
+			h.logger.Debug("credential key renewed elsewhere; adopted", append(fields, zap.Time("expires_at", e.ExpiresAt))...)
+		case "needs_login":
+			h.logger.Error("credential needs a new login; it is skipped until then", append(fields, zap.Error(e.Err))...)
+		default:
+			h.logger.Warn("credential renewal failed", append(fields, zap.String("event", e.What), zap.Error(e.Err))...)
+		}
+	}
 }
 
 // Check reports the first thing wrong with the credential's settings that
@@ -276,6 +332,12 @@ func (c Credential) Check() error {
 		case typ != c.AuthType && f.value != "":
 			return fmt.Errorf("%s is only for auth_type %s, not %s", f.field, typ, c.AuthType)
 		}
+	}
+	if c.RefreshBefore < 0 {
+		return errors.New("refresh_before must not be negative")
+	}
+	if c.RefreshBefore > 0 && c.AuthType == provider.AuthAPIKey {
+		return errors.New("refresh_before is only for oauth and cookie credentials")
 	}
 	if !strings.Contains(c.ProxyURL, "{") {
 		if _, err := parseProxyURL(c.ProxyURL); err != nil {
@@ -321,8 +383,11 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// Cleanup closes idle upstream connections.
+// Cleanup stops renewals and closes idle upstream connections.
 func (h *Handler) Cleanup() error {
+	for _, r := range h.renewing {
+		r.Stop()
+	}
 	if h.clients != nil {
 		h.clients.close()
 	}

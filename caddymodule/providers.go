@@ -131,9 +131,9 @@ func (m *IFlow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Models lists iFlow's models.
 func (m *IFlow) Models() []string { return m.p.Models() }
 
-// NewKeySource checks one iFlow credential.
-func (m *IFlow) NewKeySource(spec provider.CredentialSpec) (provider.KeySource, error) {
-	return m.p.NewKeySource(spec)
+// NewAuth checks one iFlow credential.
+func (m *IFlow) NewAuth(spec provider.CredentialSpec) (provider.Auth, error) {
+	return m.p.NewAuth(spec)
 }
 
 // Chat sends a signed chat request to iFlow.

@@ -18,6 +18,9 @@ type Entry[T any] struct {
 	ID string
 	// Disabled credentials are kept in the pool but never picked.
 	Disabled bool
+	// Usable, if set, is asked at every pick; a credential that is not
+	// usable right now (it needs a new login, say) is passed over.
+	Usable func() bool
 	// Value is what the caller needs to use the credential.
 	Value T
 }
@@ -47,7 +50,14 @@ func (p *Pool[T]) Pick() (*Entry[T], error) {
 	if n == 0 {
 		return nil, ErrNoCredential
 	}
-	return p.usable[(p.next.Add(1)-1)%n], nil
+	start := p.next.Add(1) - 1
+	for i := range n {
+		e := p.usable[(start+i)%n]
+		if e.Usable == nil || e.Usable() {
+			return e, nil
+		}
+	}
+	return nil, ErrNoCredential
 }
 
 // Entries returns every credential of the pool, disabled ones included.

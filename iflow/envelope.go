@@ -117,7 +117,7 @@ func statusError(status int, header http.Header, body []byte, apiKey string) *pr
 }
 
 // streamChunkError returns the error a stream chunk stands for: an error
-// object, an envelope in place of the first chunk, or iFlow's
+// object, an envelope in place of a chunk, or iFlow's
 // finish_reason "network_error", which marks an upstream failure rather
 // than a normal end.
 func streamChunkError(data []byte, first bool, apiKey string) *provider.Error {
@@ -128,7 +128,9 @@ func streamChunkError(data []byte, first bool, apiKey string) *provider.Error {
 			Kind:    provider.KindTransient,
 		}
 	}
-	if first {
+	// A chunk always has choices; anything else (iFlow's envelopes can
+	// arrive in place of any chunk) is an error.
+	if first || !bytes.Contains(data, []byte(`"choices"`)) {
 		if e := replyError(data, apiKey); e != nil {
 			return e
 		}

@@ -6,7 +6,6 @@ package iflow
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/proxycast/caddy-proxycast/provider"
@@ -32,34 +31,6 @@ type Provider struct {
 
 // Models lists the models iFlow offers.
 func (p *Provider) Models() []string { return Models }
-
-// NewKeySource checks a credential's settings.
-func (p *Provider) NewKeySource(spec provider.CredentialSpec) (provider.KeySource, error) {
-	switch spec.AuthType {
-	case provider.AuthAPIKey:
-		if strings.TrimSpace(spec.APIKey) == "" {
-			return nil, errors.New("auth_type api_key needs api_key")
-		}
-		return provider.StaticKey(strings.TrimSpace(spec.APIKey)), nil
-	case provider.AuthOAuth:
-		if strings.TrimSpace(spec.TokenFile) == "" {
-			return nil, errors.New("auth_type oauth needs token_file")
-		}
-		return nil, fmt.Errorf("auth_type oauth: %w", provider.ErrAuthNotSupported)
-	case provider.AuthCookie:
-		if strings.TrimSpace(spec.Cookies) == "" {
-			return nil, errors.New("auth_type cookie needs cookies")
-		}
-		if _, err := BXAuth(spec.Cookies); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("auth_type cookie: %w", provider.ErrAuthNotSupported)
-	case "":
-		return nil, errors.New("auth_type is required (oauth, cookie or api_key)")
-	default:
-		return nil, fmt.Errorf("unknown auth_type %q (want oauth, cookie or api_key)", spec.AuthType)
-	}
-}
 
 // BXAuth returns the BXAuth value of a platform.iflow.cn cookie string;
 // the other pairs do not matter to iFlow.

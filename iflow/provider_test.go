@@ -1,26 +1,24 @@
 package iflow_test
 
 import (
-	"context"
-	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/proxycast/caddy-proxycast/iflow"
 	"github.com/proxycast/caddy-proxycast/iflow/iflowtest"
 	"github.com/proxycast/caddy-proxycast/provider"
 )
 
-func TestNewKeySource(t *testing.T) {
+func TestNewAuth(t *testing.T) {
 	p := &iflow.Provider{APIBase: "http://127.0.0.1:1/v1", OAuthBase: "http://127.0.0.1:1", PlatformBase: "http://127.0.0.1:1"}
 	tests := []struct {
 		name string
 		spec provider.CredentialSpec
 		// key is the API key an accepted credential yields.
 		key string
-		// errHas are words the error must contain; nil means no error
-		// about the settings (an unsupported flow is fine).
+		// errHas are words the error must contain; nil means no error.
 		errHas []string
 	}{
 		{"api_key", provider.CredentialSpec{ID: "a", AuthType: "api_key", APIKey: "sk-abc"}, "sk-abc", nil},
@@ -37,13 +35,10 @@ func TestNewKeySource(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ks, err := p.NewKeySource(tt.spec)
+			auth, err := p.NewAuth(tt.spec)
 			if tt.errHas != nil {
 				if err == nil {
-					t.Fatalf("NewKeySource(%+v) accepted the settings", tt.spec)
-				}
-				if errors.Is(err, provider.ErrAuthNotSupported) {
-					t.Fatalf("error %q is about support, not about the settings", err)
+					t.Fatalf("NewAuth(%+v) accepted the settings", tt.spec)
 				}
 				for _, w := range tt.errHas {
 					if !strings.Contains(err.Error(), w) {
@@ -53,32 +48,26 @@ func TestNewKeySource(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("NewKeySource: %v", err)
+				t.Fatalf("NewAuth: %v", err)
 			}
-			got, err := ks.APIKey(context.Background())
-			if err != nil || got != tt.key {
-				t.Errorf("APIKey() = %q, %v; want %q", got, err, tt.key)
+			if auth.APIKey != tt.key || auth.Renewer != nil {
+				t.Errorf("NewAuth() = key %q, renewer %v; want the static key %q", auth.APIKey, auth.Renewer, tt.key)
 			}
 		})
 	}
 }
 
-// TestNewKeySourceValidDerived checks that complete oauth and cookie
-// settings are not refused as wrong: they yield a key source, or are kept
-// out of rotation as not supported yet.
-func TestNewKeySourceValidDerived(t *testing.T) {
+// TestNewAuthRenewable checks that oauth and cookie settings yield a
+// renewer with the state location and lead the protocol calls for.
+func TestNewAuthRenewable(t *testing.T) {
 	p := &iflow.Provider{APIBase: "http://127.0.0.1:1/v1", OAuthBase: "http://127.0.0.1:1", PlatformBase: "http://127.0.0.1:1"}
-	specs := []provider.CredentialSpec{
-		{ID: "o", AuthType: "oauth", TokenFile: t.TempDir() + "/token.json"},
-		{ID: "c", AuthType: "cookie", Cookies: "a=1; BXAuth=xyz; b=2"},
+	oauth, err := p.NewAuth(provider.CredentialSpec{ID: "o", AuthType: "oauth", TokenFile: " iflow/oauth.json "})
+	if err != nil || oauth.Renewer == nil || oauth.StateKey != "iflow/oauth.json" || oauth.RenewBefore != 24*time.Hour || oauth.APIKey != "" {
+		t.Errorf("oauth: %+v, %v", oauth, err)
 	}
-	for _, spec := range specs {
-		_, err := p.NewKeySource(spec)
-		if err != nil && !errors.Is(err, provider.ErrAuthNotSupported) {
-			if strings.Contains(err.Error(), "needs") || strings.Contains(err.Error(), "no BXAuth") {
-				t.Errorf("NewKeySource(%s) refused complete settings: %v", spec.AuthType, err)
-			}
-		}
+	cookie, err := p.NewAuth(provider.CredentialSpec{ID: "c", AuthType: "cookie", Cookies: "a=1; BXAuth=xyz; b=2"})
+	if err != nil || cookie.Renewer == nil || cookie.StateKey != "" || cookie.RenewBefore != 48*time.Hour {
+		t.Errorf("cookie: %+v, %v", cookie, err)
 	}
 }
 

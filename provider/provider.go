@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 )
 
 // Provider is one upstream service.
@@ -17,10 +18,10 @@ type Provider interface {
 	// Models lists the model names the service offers, for GET /v1/models.
 	Models() []string
 
-	// NewKeySource checks one credential's settings and returns what
-	// produces the API key its calls are signed with. An error names what
-	// is wrong with the settings and never includes a secret.
-	NewKeySource(spec CredentialSpec) (KeySource, error)
+	// NewAuth checks one credential's settings and says how the API key
+	// its calls are signed with is obtained. An error names what is wrong
+	// with the settings and never includes a secret.
+	NewAuth(spec CredentialSpec) (Auth, error)
 
 	// Chat sends one chat completion request. Errors the client should see
 	// are *Error; any other error is a transport failure.
@@ -44,16 +45,56 @@ const (
 	AuthCookie = "cookie"
 )
 
-// ErrAuthNotSupported is returned by NewKeySource (wrapped) for settings
-// that are valid but whose key flow this build does not implement yet; the
-// credential is kept out of rotation instead of failing the config.
-var ErrAuthNotSupported = errors.New("not supported yet")
+// ErrReauth marks a credential that only a person can bring back: its
+// login was revoked, its cookie expired. Errors wrapping it say what to do.
+var ErrReauth = errors.New("the credential needs a new login")
 
-// KeySource yields the API key of one credential. Sources that derive the
-// key (OAuth, cookies) may refresh it; APIKey must stay cheap while the
+// KeySource yields the API key of one credential: a StaticKey, or a
+// renewing source built around a Renewer. APIKey must stay cheap while the
 // current key is valid because it is called on every request.
 type KeySource interface {
 	APIKey(ctx context.Context) (string, error)
+}
+
+// Key is a credential's current API key.
+type Key struct {
+	APIKey string
+	// ExpiresAt is when the key must no longer be used. Zero means
+	// unknown: renew before use.
+	ExpiresAt time.Time
+	// Account says whose key it is (an email or phone number), for logs
+	// and the admin API.
+	Account string
+}
+
+// Renewer renews the key of a credential whose key changes: OAuth tokens,
+// cookie-derived keys. The credential's state (a token file, a derived
+// key) is kept by the caller, who stores what Renew returns before using
+// it and never runs two renewals of one credential at once.
+type Renewer interface {
+	// Key reads the key out of a state; state is nil when nothing is
+	// stored yet, and the answer is then a zero Key or, when nothing can
+	// be done without a person, an error wrapping ErrReauth.
+	Key(state []byte) (Key, error)
+	// Renew obtains a fresh key and returns the new state. client carries
+	// the credential's proxy. Failures that only a person can fix wrap
+	// ErrReauth; any other failure is retried later.
+	Renew(ctx context.Context, client *http.Client, state []byte) ([]byte, error)
+}
+
+// Auth says how a credential gets its key: either a fixed APIKey, or a
+// Renewer whose state lives under StateKey.
+type Auth struct {
+	APIKey string
+
+	Renewer Renewer
+	// StateKey names the stored state: a path relative to the plugin's
+	// storage area, or an absolute file path. Empty means a key of the
+	// caller's choosing, per credential.
+	StateKey string
+	// RenewBefore is how long before expiry the key is renewed, unless
+	// the user chose otherwise.
+	RenewBefore time.Duration
 }
 
 // StaticKey is a KeySource for a key that never changes.

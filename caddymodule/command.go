@@ -1,0 +1,333 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/caddyserver/certmagic"
+	"github.com/spf13/cobra"
+
+	"github.com/proxycast/caddy-proxycast/credpool"
+	"github.com/proxycast/caddy-proxycast/iflow"
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "proxycast",
+		Usage: "<login|import-cookie> [flags]",
+		Short: "Adds iFlow accounts for the proxycast handler",
+		Long: `
+Adds iFlow accounts for the proxycast handler.
+
+  caddy proxycast login iflow        logs in through the browser and stores an OAuth token file
+  caddy proxycast import-cookie      checks a platform.iflow.cn cookie and stores the key it yields
+
+Both store what they obtain where a running Caddy looks for it: a relative
+--token-file is a key under proxycast/ in Caddy's storage (the data directory
+with the default file storage; use --config to take the storage from your
+config), an absolute one is a plain file.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(loginCommand(), importCookieCommand())
+		},
+	})
+}
+
+func addStorageFlags(cmd *cobra.Command) {
+	cmd.Flags().StringP("config", "c", "", "Caddy config whose storage to use (default: Caddy's default storage)")
+	cmd.Flags().StringP("adapter", "a", "", "Name of the config adapter for --config")
+}
+
+func loginCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "login iflow",
+		Short: "Logs in to iFlow in the browser and stores the OAuth token file",
+		Long: `
+Opens iFlow's login page (or prints its URL with --no-browser), waits for the
+browser to come back to a local callback on 127.0.0.1, exchanges the code for
+tokens, fetches the account's API key and writes the token file that a
+credential with "auth_type oauth" and the same token_file uses.`,
+		Args: cobra.ExactArgs(1),
+	}
+	cmd.Flags().String("token-file", "iflow/oauth.json", "where to store the token: relative = key in Caddy's storage under proxycast/, absolute = file")
+	cmd.Flags().Int("port", iflow.DefaultRedirectPort, "port of the local callback on 127.0.0.1")
+	cmd.Flags().Bool("no-browser", false, "print the login URL instead of opening a browser")
+	cmd.Flags().Duration("timeout", 5*time.Minute, "how long to wait for the login")
+	cmd.Flags().String("oauth-base", iflow.DefaultOAuthBase, "iFlow's OAuth base URL")
+	addStorageFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if args[0] != "iflow" {
+			return fmt.Errorf("unknown provider %q: only iflow has a browser login", args[0])
+		}
+		fl := caddycmd.Flags{FlagSet: cmd.Flags()}
+		storage, err := commandStorage(fl.String("config"), fl.String("adapter"))
+		if err != nil {
+			return err
+		}
+		opts := loginOptions{
+			provider:  &iflow.Provider{OAuthBase: strings.TrimRight(fl.String("oauth-base"), "/")},
+			tokenFile: fl.String("token-file"),
+			port:      fl.Int("port"),
+			timeout:   fl.Duration("timeout"),
+			storage:   storage,
+			out:       cmd.OutOrStdout(),
+		}
+		if !fl.Bool("no-browser") {
+			opts.openBrowser = openBrowser
+		}
+		_, err = runLogin(cmd.Context(), opts)
+		return err
+	}
+	return cmd
+}
+
+type loginOptions struct {
+	provider  *iflow.Provider
+	tokenFile string
+	port      int
+	timeout   time.Duration
+	storage   certmagic.Storage
+	out       io.Writer
+	// openBrowser opens the login URL; nil prints it only.
+	openBrowser func(url string) error
+}
+
+// runLogin runs one browser login and stores its token file.
+func runLogin(ctx context.Context, o loginOptions) (iflow.Token, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	loc, err := locateState(o.storage, o.tokenFile, "iflow", "")
+	if err != nil {
+		return iflow.Token{}, err
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.port))
+	if err != nil {
+		return iflow.Token{}, fmt.Errorf("cannot listen for the login callback on 127.0.0.1:%d (%v); choose another port with --port", o.port, err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	// The iFlow CLI's callback was http://localhost:11451/oauth2callback.
+	redirect := fmt.Sprintf("http://localhost:%d/oauth2callback", port)
+	state := randomState()
+
+	type outcome struct {
+		tok iflow.Token
+		err error
+	}
+	done := make(chan outcome, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/oauth2callback" {
+			http.NotFound(w, r)
+			return
+		}
+		q := r.URL.Query()
+		var res outcome
+		switch {
+		case q.Get("state") != state:
+			res.err = errors.New("state mismatch: the callback did not come from this login; run the command again")
+		case q.Get("error") != "":
+			res.err = fmt.Errorf("iflow refused the login: %s", q.Get("error"))
+		case q.Get("code") == "":
+			res.err = errors.New("the callback carried no code")
+		default:
+			res.tok, res.err = o.provider.Exchange(r.Context(), nil, q.Get("code"), redirect)
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if res.err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, "<h1>Login failed</h1><p>%s</p>", html.EscapeString(res.err.Error()))
+		} else {
+			fmt.Fprint(w, "<h1>Logged in</h1><p>You can close this window and return to the terminal.</p>")
+		}
+		select {
+		case done <- res:
+		default:
+		}
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	authURL := o.provider.AuthorizeURL(redirect, state)
+	fmt.Fprintf(o.out, "Log in to iFlow at:\n\n  %s\n\nWaiting for the browser to come back to %s …\n", authURL, redirect)
+	if o.openBrowser != nil {
+		if err := o.openBrowser(authURL); err != nil {
+			fmt.Fprintf(o.out, "(could not open a browser: %v; open the URL yourself)\n", err)
+		}
+	}
+
+	var res outcome
+	select {
+	case res = <-done:
+	case <-time.After(o.timeout):
+		return iflow.Token{}, fmt.Errorf("no login within %s; run the command again (or raise --timeout)", o.timeout)
+	case <-ctx.Done():
+		return iflow.Token{}, ctx.Err()
+	}
+	if res.err != nil {
+		return iflow.Token{}, res.err
+	}
+	if err := storeLocked(ctx, loc, res.tok.Marshal()); err != nil {
+		return iflow.Token{}, err
+	}
+	fmt.Fprintf(o.out, "\nLogged in as %s. Token stored in %s.\nUse it with:\n\n  credential iflow-oauth {\n    auth_type oauth\n    token_file %s\n  }\n",
+		res.tok.Account, describeLocation(loc, o.storage), o.tokenFile)
+	return res.tok, nil
+}
+
+// storeLocked writes a credential's state under the same lock renewals
+// take, so it never interleaves with a running server's refresh.
+func storeLocked(ctx context.Context, loc stateLocation, state []byte) error {
+	lock := credpool.LockName(loc.key)
+	if err := loc.store.Lock(ctx, lock); err != nil {
+		return fmt.Errorf("taking the storage lock: %w", err)
+	}
+	defer func() { _ = loc.store.Unlock(context.Background(), lock) }()
+	if err := loc.store.Store(ctx, loc.key, state); err != nil {
+		return fmt.Errorf("storing in %s: %w", loc.where, err)
+	}
+	return nil
+}
+
+func describeLocation(loc stateLocation, storage certmagic.Storage) string {
+	if fs, ok := storage.(*certmagic.FileStorage); ok && loc.store == storage {
+		return loc.where + " (under " + fs.Path + ")"
+	}
+	return loc.where
+}
+
+func importCookieCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import-cookie",
+		Short: "Checks a platform.iflow.cn cookie and stores the API key it yields",
+		Long: `
+Checks a cookie of platform.iflow.cn against the platform, issues the
+account's API key (the account's previous key stops working) and stores it
+where the credential with that --id finds it, so Caddy does not issue
+another. Without --cookie the cookie is read from standard input, which
+keeps it out of your shell history.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().String("id", "", "id of the cookie credential in your config (required)")
+	cmd.Flags().String("cookie", "", "the Cookie header value (default: read from standard input)")
+	cmd.Flags().String("platform-base", iflow.DefaultPlatformBase, "iFlow's platform base URL")
+	addStorageFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		fl := caddycmd.Flags{FlagSet: cmd.Flags()}
+		cookies := fl.String("cookie")
+		if cookies == "" {
+			fmt.Fprintln(cmd.ErrOrStderr(), "Paste the Cookie header of platform.iflow.cn and press Enter:")
+			line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+			if err != nil && line == "" {
+				return errors.New("no cookie on standard input")
+			}
+			cookies = strings.TrimSpace(line)
+		}
+		storage, err := commandStorage(fl.String("config"), fl.String("adapter"))
+		if err != nil {
+			return err
+		}
+		p := &iflow.Provider{PlatformBase: strings.TrimRight(fl.String("platform-base"), "/")}
+		return importCookie(cmd.Context(), p, storage, fl.String("id"), cookies, cmd.OutOrStdout())
+	}
+	return cmd
+}
+
+// importCookie issues the key of a cookie credential and stores it as the
+// credential's state.
+func importCookie(ctx context.Context, p provider.Provider, storage certmagic.Storage, id, cookies string, out io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if strings.TrimSpace(id) == "" {
+		return errors.New("--id is required: the id of the cookie credential in your config")
+	}
+	auth, err := p.NewAuth(provider.CredentialSpec{ID: id, AuthType: provider.AuthCookie, Cookies: cookies})
+	if err != nil {
+		return err
+	}
+	state, err := auth.Renewer.Renew(ctx, nil, nil)
+	if err != nil {
+		return err
+	}
+	key, err := auth.Renewer.Key(state)
+	if err != nil {
+		return err
+	}
+	loc, err := locateState(storage, auth.StateKey, "iflow", id)
+	if err != nil {
+		return err
+	}
+	if err := storeLocked(ctx, loc, state); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "The cookie is good: the account's API key (named %q) was issued anew, valid until %s, and stored in %s.\n"+
+		"The account's previous API key no longer works. Use the cookie with:\n\n"+
+		"  credential %s {\n    auth_type cookie\n    cookies {env.IFLOW_COOKIE}\n  }\n",
+		key.Account, key.ExpiresAt.Local().Format(time.DateTime), describeLocation(loc, storage), id)
+	return nil
+}
+
+// commandStorage is the storage of the config file, if one is given, or
+// Caddy's default storage.
+func commandStorage(configFile, adapter string) (certmagic.Storage, error) {
+	if configFile == "" {
+		return &certmagic.FileStorage{Path: caddy.AppDataDir()}, nil
+	}
+	raw, _, _, err := caddycmd.LoadConfig(configFile, adapter)
+	if err != nil {
+		return nil, err
+	}
+	var cfg caddy.Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", configFile, err)
+	}
+	if cfg.StorageRaw == nil {
+		return &certmagic.FileStorage{Path: caddy.AppDataDir()}, nil
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	mod, err := ctx.LoadModule(&cfg, "StorageRaw")
+	if err != nil {
+		return nil, fmt.Errorf("loading the storage of %s: %w", configFile, err)
+	}
+	return mod.(caddy.StorageConverter).CertMagicStorage()
+}
+
+func randomState() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func openBrowser(url string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", url)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
+	default:
+		cmd = exec.Command("xdg-open", url)
+	}
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}

@@ -1,0 +1,54 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/proxycast/caddy-proxycast/credpool"
+)
+
+// storagePrefix holds everything the plugin keeps in Caddy's storage.
+const storagePrefix = "proxycast"
+
+// stateLocation is where one credential's renewable state lives.
+type stateLocation struct {
+	store credpool.Store
+	key   string
+	// where describes the location for people: a storage key or a path.
+	where string
+}
+
+// locateState resolves a credential's state key: a relative path is a key
+// under proxycast/ in Caddy's configured storage (with the default file
+// storage, a file in Caddy's data directory; with a shared storage module,
+// the same for every instance of a cluster); an absolute path is a plain
+// local file; empty means the credential's default key
+// proxycast/state/<provider>/<id>.json.
+func locateState(storage certmagic.Storage, stateKey, prov, id string) (stateLocation, error) {
+	if stateKey == "" {
+		key := path.Join(storagePrefix, "state", prov, id+".json")
+		return stateLocation{store: storage, key: key, where: "storage key " + key}, nil
+	}
+	if filepath.IsAbs(stateKey) {
+		dir, file := filepath.Split(filepath.Clean(stateKey))
+		return stateLocation{
+			store: &certmagic.FileStorage{Path: dir},
+			key:   file,
+			where: "file " + filepath.Clean(stateKey),
+		}, nil
+	}
+	clean := path.Clean(filepath.ToSlash(stateKey))
+	if clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+		return stateLocation{}, fmt.Errorf("token_file %q leaves the storage area; use a path inside it or an absolute path", stateKey)
+	}
+	if storage == nil {
+		return stateLocation{}, errors.New("no storage configured")
+	}
+	key := path.Join(storagePrefix, clean)
+	return stateLocation{store: storage, key: key, where: "storage key " + key}, nil
+}

@@ -1,0 +1,461 @@
+package credpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+// Store keeps the state of renewable credentials (token files, derived
+// keys) across restarts and, when it is shared, across the instances of a
+// cluster. Caddy's storage (certmagic.Storage) satisfies it. Store must
+// replace a value atomically; Lock is a mutex across everyone sharing the
+// store.
+type Store interface {
+	Load(ctx context.Context, key string) ([]byte, error) // fs.ErrNotExist when missing
+	Store(ctx context.Context, key string, value []byte) error
+	Lock(ctx context.Context, name string) error
+	Unlock(ctx context.Context, name string) error
+}
+
+// State is where a credential stands.
+type State string
+
+// The states of a credential.
+const (
+	StateActive     State = "active"
+	StateRefreshing State = "refreshing"
+	// StateNeedsLogin: only a person can bring it back (a new login, a
+	// fresh cookie); it is skipped until then.
+	StateNeedsLogin State = "needs_login"
+	// StateUnavailable: it has no usable key right now, for a reason that
+	// may pass (the first key could not be fetched yet, storage failed).
+	StateUnavailable State = "unavailable"
+)
+
+// Status is a snapshot of a renewable credential, safe to show (no
+// secrets).
+type Status struct {
+	State       State
+	Account     string
+	ExpiresAt   time.Time
+	LastRefresh time.Time
+	LastError   string
+	NextRenewal time.Time
+}
+
+// Event reports what a renewing credential did, for logs.
+type Event struct {
+	Credential string
+	What       string // "renewed", "adopted", "renew_failed", "needs_login", "store_failed"
+	Err        error
+	ExpiresAt  time.Time
+}
+
+// RenewingConfig describes one renewable credential.
+type RenewingConfig struct {
+	ID       string
+	Renewer  provider.Renewer
+	Store    Store
+	StateKey string
+	Client   *http.Client
+	// RenewBefore is how long before expiry the key is renewed in the
+	// background.
+	RenewBefore time.Duration
+	// OnEvent, if set, is told about renewals and failures.
+	OnEvent func(Event)
+	// Now replaces time.Now in tests.
+	Now func() time.Time
+}
+
+// Retry bounds for renewals that failed for a reason that may pass.
+const (
+	minRetry = 15 * time.Second
+	maxRetry = 30 * time.Minute
+	// renewTimeout bounds one renewal, network and storage included.
+	renewTimeout = 2 * time.Minute
+)
+
+// Renewing is a credential whose key must be renewed from time to time:
+// it renews in the background ahead of expiry, at most once at a time
+// (also across instances sharing the Store), stores the new state before
+// using it, and never makes a request wait while its key is still valid.
+// It implements provider.KeySource.
+type Renewing struct {
+	cfg RenewingConfig
+
+	mu          sync.Mutex
+	key         provider.Key
+	state       State
+	lastErr     error
+	lastRefresh time.Time
+	retry       time.Duration
+	nextRenewal time.Time
+	flight      *flight
+	// rejected is a key the upstream refused, to be renewed away from;
+	// afterRefusal marks a key obtained because of a refusal, whose own
+	// refusal means renewing does not help.
+	rejected     string
+	afterRefusal bool
+
+	kick     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// NewRenewing returns a credential that is not started yet.
+func NewRenewing(cfg RenewingConfig) *Renewing {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Renewing{
+		cfg:   cfg,
+		state: StateUnavailable,
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+}
+
+// Start reads the stored state (no network unless there is none or it is
+// due) and starts renewing in the background until Stop.
+func (r *Renewing) Start(ctx context.Context) {
+	r.load(ctx)
+	go r.loop()
+}
+
+// Stop ends background renewal and waits for it.
+func (r *Renewing) Stop() {
+	r.stopOnce.Do(func() { close(r.stop) })
+	<-r.done
+}
+
+// load adopts what the store holds, without renewing.
+func (r *Renewing) load(ctx context.Context) {
+	state, err := r.cfg.Store.Load(ctx, r.cfg.StateKey)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		state = nil
+	case err != nil:
+		r.lastErr = fmt.Errorf("reading the stored state: %w", err)
+		return
+	}
+	k, err := r.cfg.Renewer.Key(state)
+	if err != nil {
+		r.setFailureLocked(err)
+		return
+	}
+	r.key = k
+	if r.cfg.Now().Before(k.ExpiresAt) && k.APIKey != "" {
+		r.state = StateActive
+	}
+}
+
+// APIKey returns the current key. Only when there is no valid key does it
+// wait for a renewal, and then for one shared by every waiting caller.
+func (r *Renewing) APIKey(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	k, state, lastErr, rejected := r.key, r.state, r.lastErr, r.rejected
+	r.mu.Unlock()
+	if state == StateNeedsLogin {
+		return "", lastErr
+	}
+	if k.APIKey != "" && k.APIKey != rejected && r.cfg.Now().Before(k.ExpiresAt) {
+		return k.APIKey, nil
+	}
+	if err := r.Renew(ctx); err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.key.APIKey == "" {
+		return "", errors.New("no API key after renewal")
+	}
+	return r.key.APIKey, nil
+}
+
+// Rejected tells the credential that the upstream refused key (iFlow's
+// 434). The first refusal triggers one immediate renewal. A key obtained
+// because of a refusal and refused as well shows that renewing does not
+// help: the credential then needs a person.
+func (r *Renewing) Rejected(key string) {
+	r.mu.Lock()
+	if key == "" || key != r.key.APIKey || key == r.rejected {
+		r.mu.Unlock()
+		return // an old key, or a refusal already being handled
+	}
+	if r.afterRefusal {
+		r.setFailureLocked(fmt.Errorf("the upstream refused the key obtained after its previous refusal too: %w", provider.ErrReauth))
+		err := r.lastErr
+		r.mu.Unlock()
+		r.emit(Event{What: "needs_login", Err: err})
+		return
+	}
+	r.rejected = key
+	r.mu.Unlock()
+	r.trigger()
+}
+
+// Status reports the credential's state.
+func (r *Renewing) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Status{
+		State:       r.state,
+		Account:     r.key.Account,
+		ExpiresAt:   r.key.ExpiresAt,
+		LastRefresh: r.lastRefresh,
+		NextRenewal: r.nextRenewal,
+	}
+	if r.flight != nil {
+		s.State = StateRefreshing
+	}
+	if r.lastErr != nil {
+		s.LastError = r.lastErr.Error()
+	}
+	return s
+}
+
+// Usable reports whether the credential may be picked: it is not waiting
+// for a person.
+func (r *Renewing) Usable() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state != StateNeedsLogin
+}
+
+func (r *Renewing) trigger() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Renew renews now, or joins the renewal under way. It returns when that
+// renewal is done or ctx ends (the renewal itself goes on).
+func (r *Renewing) Renew(ctx context.Context) error {
+	r.mu.Lock()
+	f := r.flight
+	if f == nil {
+		f = &flight{done: make(chan struct{})}
+		r.flight = f
+		go r.run(f)
+	}
+	r.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Renewing) run(f *flight) {
+	ctx, cancel := context.WithTimeout(context.Background(), renewTimeout)
+	defer cancel()
+	f.err = r.renewLocked(ctx)
+	r.mu.Lock()
+	r.flight = nil
+	r.mu.Unlock()
+	close(f.done)
+}
+
+// LockName is the name of the storage lock that guards the state stored
+// under key: renewals take it, and so must anyone else who writes there.
+func LockName(key string) string { return "proxycast-renew-" + key }
+
+// due reports whether k must be renewed now.
+func (r *Renewing) due(k provider.Key, rejected string) bool {
+	return k.APIKey == "" || k.APIKey == rejected || !r.cfg.Now().Before(k.ExpiresAt.Add(-r.cfg.RenewBefore))
+}
+
+// renewLocked renews under the store's lock: it re-reads the stored
+// state first, so that a renewal done meanwhile by another instance (or a
+// previous configuration) is adopted instead of repeated, and a rotating
+// refresh token is never used twice.
+func (r *Renewing) renewLocked(ctx context.Context) error {
+	lockName := LockName(r.cfg.StateKey)
+	if err := r.cfg.Store.Lock(ctx, lockName); err != nil {
+		return r.fail(fmt.Errorf("taking the storage lock: %w", err))
+	}
+	defer func() { _ = r.cfg.Store.Unlock(context.Background(), lockName) }()
+
+	r.mu.Lock()
+	rejected := r.rejected
+	r.mu.Unlock()
+
+	state, err := r.cfg.Store.Load(ctx, r.cfg.StateKey)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		state = nil
+	case err != nil:
+		return r.fail(fmt.Errorf("reading the stored state: %w", err))
+	}
+	if state != nil {
+		if k, err := r.cfg.Renewer.Key(state); err == nil && !r.due(k, rejected) {
+			r.adopt(k, "adopted")
+			return nil
+		}
+	}
+
+	next, err := r.cfg.Renewer.Renew(ctx, r.cfg.Client, state)
+	if err != nil {
+		return r.fail(err)
+	}
+	k, err := r.cfg.Renewer.Key(next)
+	if err != nil {
+		return r.fail(fmt.Errorf("the renewed state is unreadable: %w", err))
+	}
+	if err := r.cfg.Store.Store(ctx, r.cfg.StateKey, next); err != nil {
+		// The new state (perhaps a rotated refresh token) exists only in
+		// memory now; keep trying to store it and do not use it before.
+		err = fmt.Errorf("storing the renewed state: %w", err)
+		r.emit(Event{What: "store_failed", Err: err})
+		return r.storeLater(next, k, err)
+	}
+	r.mu.Lock()
+	r.lastRefresh = r.cfg.Now()
+	r.mu.Unlock()
+	r.adopt(k, "renewed")
+	return nil
+}
+
+// storeLater retries storing a renewed state until it succeeds or the
+// credential stops.
+func (r *Renewing) storeLater(state []byte, k provider.Key, firstErr error) error {
+	r.mu.Lock()
+	r.lastErr = firstErr
+	if r.state == StateActive && !r.cfg.Now().Before(r.key.ExpiresAt) {
+		r.state = StateUnavailable
+	}
+	r.mu.Unlock()
+	wait := minRetry / 15
+	for {
+		select {
+		case <-r.stop:
+			return firstErr
+		case <-time.After(wait):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), renewTimeout)
+		err := r.cfg.Store.Store(ctx, r.cfg.StateKey, state)
+		cancel()
+		if err == nil {
+			r.mu.Lock()
+			r.lastRefresh = r.cfg.Now()
+			r.mu.Unlock()
+			r.adopt(k, "renewed")
+			return nil
+		}
+		wait = min(wait*2, maxRetry)
+	}
+}
+
+func (r *Renewing) adopt(k provider.Key, what string) {
+	r.mu.Lock()
+	r.key = k
+	r.state = StateActive
+	r.lastErr = nil
+	r.retry = 0
+	switch {
+	case r.rejected != "" && r.rejected != k.APIKey:
+		r.rejected, r.afterRefusal = "", true
+	case r.rejected == "":
+		r.afterRefusal = false
+	}
+	r.mu.Unlock()
+	r.emit(Event{What: what, ExpiresAt: k.ExpiresAt})
+}
+
+// fail records a failed renewal and returns err.
+func (r *Renewing) fail(err error) error {
+	r.mu.Lock()
+	r.setFailureLocked(err)
+	r.mu.Unlock()
+	what := "renew_failed"
+	if errors.Is(err, provider.ErrReauth) {
+		what = "needs_login"
+	}
+	r.emit(Event{What: what, Err: err})
+	return err
+}
+
+func (r *Renewing) setFailureLocked(err error) {
+	r.lastErr = err
+	switch {
+	case errors.Is(err, provider.ErrReauth):
+		r.state = StateNeedsLogin
+	case r.key.APIKey == "" || !r.cfg.Now().Before(r.key.ExpiresAt) || r.key.APIKey == r.rejected:
+		r.state = StateUnavailable
+	}
+}
+
+func (r *Renewing) emit(e Event) {
+	if r.cfg.OnEvent != nil {
+		e.Credential = r.cfg.ID
+		r.cfg.OnEvent(e)
+	}
+}
+
+// loop renews ahead of expiry, retries failures with backoff, and renews
+// at once when kicked.
+func (r *Renewing) loop() {
+	defer close(r.done)
+	for {
+		wait := r.nextWait()
+		timer := time.NewTimer(wait)
+		select {
+		case <-r.stop:
+			timer.Stop()
+			return
+		case <-r.kick:
+			timer.Stop()
+		case <-timer.C:
+		}
+		if !r.Usable() {
+			continue // only a person can help; wait for a kick or stop
+		}
+		err := r.Renew(context.Background())
+		r.mu.Lock()
+		if err != nil && !errors.Is(err, provider.ErrReauth) {
+			r.retry = min(max(r.retry*2, minRetry), maxRetry)
+		} else {
+			r.retry = 0
+		}
+		r.mu.Unlock()
+	}
+}
+
+// nextWait is how long the loop sleeps: until the renewal is due, or the
+// retry after a failure.
+func (r *Renewing) nextWait() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var wait time.Duration
+	switch {
+	case r.state == StateNeedsLogin:
+		wait = 24 * time.Hour
+	case r.retry > 0:
+		wait = r.retry
+	case r.key.APIKey == "":
+		wait = 0
+	default:
+		wait = r.key.ExpiresAt.Add(-r.cfg.RenewBefore).Sub(r.cfg.Now())
+	}
+	wait = max(wait, 0)
+	r.nextRenewal = r.cfg.Now().Add(wait)
+	return wait
+}
