@@ -31,6 +31,14 @@ type stateLocation struct {
 // proxycast/state/<provider>/<id>.json.
 func locateState(storage certmagic.Storage, stateKey, prov, id string) (stateLocation, error) {
 	if stateKey == "" {
+		// An id with a slash would nest the file, or with "..", leave
+		// the storage area.
+		if strings.ContainsAny(id, `/\`) {
+			return stateLocation{}, fmt.Errorf("credential id %q cannot name a state file (it has a slash); choose another id or set token_file", id)
+		}
+		if storage == nil {
+			return stateLocation{}, errors.New("no storage configured")
+		}
 		key := path.Join(storagePrefix, "state", prov, id+".json")
 		return stateLocation{store: storage, key: key, where: "storage key " + key}, nil
 	}

@@ -103,11 +103,13 @@ type Renewing struct {
 	// refusal means renewing does not help.
 	rejected     string
 	afterRefusal bool
+	failedAt     time.Time // of the last failed renewal; zero after a success
 
-	kick     chan struct{}
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
+	kick      chan struct{}
+	stop      chan struct{}
+	startOnce sync.Once
+	stopOnce  sync.Once
+	done      chan struct{}
 }
 
 type flight struct {
@@ -130,16 +132,24 @@ func NewRenewing(cfg RenewingConfig) *Renewing {
 }
 
 // Start reads the stored state (no network unless there is none or it is
-// due) and starts renewing in the background until Stop.
+// due) and starts renewing in the background until Stop. Only the first
+// call does anything.
 func (r *Renewing) Start(ctx context.Context) {
-	r.load(ctx)
-	go r.loop()
+	r.startOnce.Do(func() {
+		r.load(ctx)
+		go r.loop()
+	})
 }
 
-// Stop ends background renewal and waits for it.
+// Stop ends background renewal and waits for the loop (not for a renewal
+// under way, which finishes and stores its result on its own).
 func (r *Renewing) Stop() {
 	r.stopOnce.Do(func() { close(r.stop) })
-	<-r.done
+	started := true
+	r.startOnce.Do(func() { started = false })
+	if started {
+		<-r.done
+	}
 }
 
 // load adopts what the store holds, without renewing.
@@ -177,6 +187,11 @@ func (r *Renewing) APIKey(ctx context.Context) (string, error) {
 	if k.APIKey != "" && k.APIKey != rejected && r.cfg.Now().Before(k.ExpiresAt) {
 		return k.APIKey, nil
 	}
+	if lastErr != nil && r.recentlyFailed() {
+		// A renewal just failed: do not start one per request; the
+		// background loop retries with backoff.
+		return "", lastErr
+	}
 	if err := r.Renew(ctx); err != nil {
 		return "", err
 	}
@@ -189,25 +204,33 @@ func (r *Renewing) APIKey(ctx context.Context) (string, error) {
 }
 
 // Rejected tells the credential that the upstream refused key (iFlow's
-// 434). The first refusal triggers one immediate renewal. A key obtained
-// because of a refusal and refused as well shows that renewing does not
-// help: the credential then needs a person.
-func (r *Renewing) Rejected(key string) {
+// 434). It reports whether renewing may help: the first refusal of a key
+// starts one immediate renewal (and a refusal of a key already being
+// replaced waits for that); a key that was itself obtained because of a
+// refusal and is refused too shows that renewing does not help, and the
+// caller rests the credential instead.
+func (r *Renewing) Rejected(key string) bool {
 	r.mu.Lock()
-	if key == "" || key != r.key.APIKey || key == r.rejected {
-		r.mu.Unlock()
-		return // an old key, or a refusal already being handled
-	}
-	if r.afterRefusal {
-		r.setFailureLocked(fmt.Errorf("the upstream refused the key obtained after its previous refusal too: %w", provider.ErrReauth))
-		err := r.lastErr
-		r.mu.Unlock()
-		r.emit(Event{What: "needs_login", Err: err})
-		return
+	defer r.mu.Unlock()
+	switch {
+	case key == "" || key != r.key.APIKey:
+		return true // an old key; the current one is already another
+	case key == r.rejected:
+		return true // already being renewed
+	case r.afterRefusal:
+		return false
 	}
 	r.rejected = key
-	r.mu.Unlock()
 	r.trigger()
+	return true
+}
+
+// recentlyFailed reports whether the last renewal failed less than
+// minRetry ago.
+func (r *Renewing) recentlyFailed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.failedAt.IsZero() && r.cfg.Now().Sub(r.failedAt) < minRetry
 }
 
 // Status reports the credential's state.
@@ -314,6 +337,13 @@ func (r *Renewing) renewLocked(ctx context.Context) error {
 
 	next, err := r.cfg.Renewer.Renew(ctx, r.cfg.Client, state)
 	if err != nil {
+		if next != nil {
+			// The renewal failed after changing the state (a refresh
+			// token was used up): keep the change, or it is lost.
+			if serr := r.cfg.Store.Store(ctx, r.cfg.StateKey, next); serr != nil {
+				r.emit(Event{What: "store_failed", Err: fmt.Errorf("storing the state left by a failed renewal: %w", serr)})
+			}
+		}
 		return r.fail(err)
 	}
 	k, err := r.cfg.Renewer.Key(next)
@@ -369,9 +399,13 @@ func (r *Renewing) adopt(k provider.Key, what string) {
 	r.key = k
 	r.state = StateActive
 	r.lastErr = nil
+	r.failedAt = time.Time{}
 	r.retry = 0
 	switch {
-	case r.rejected != "" && r.rejected != k.APIKey:
+	// A renewal answers a pending refusal even when it brought back the
+	// refused key itself: that key's next refusal then shows renewing
+	// does not help (instead of every request renewing again).
+	case r.rejected != "" && (r.rejected != k.APIKey || what == "renewed"):
 		r.rejected, r.afterRefusal = "", true
 	case r.rejected == "":
 		r.afterRefusal = false
@@ -395,6 +429,7 @@ func (r *Renewing) fail(err error) error {
 
 func (r *Renewing) setFailureLocked(err error) {
 	r.lastErr = err
+	r.failedAt = r.cfg.Now()
 	switch {
 	case errors.Is(err, provider.ErrReauth):
 		r.state = StateNeedsLogin
@@ -414,6 +449,13 @@ func (r *Renewing) emit(e Event) {
 // at once when kicked.
 func (r *Renewing) loop() {
 	defer close(r.done)
+	// Waiting for a renewal ends with Stop; the renewal itself does not.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-r.stop
+		cancel()
+	}()
 	for {
 		wait := r.nextWait()
 		timer := time.NewTimer(wait)
@@ -428,7 +470,10 @@ func (r *Renewing) loop() {
 		if !r.Usable() {
 			continue // only a person can help; wait for a kick or stop
 		}
-		err := r.Renew(context.Background())
+		err := r.Renew(ctx)
+		if ctx.Err() != nil {
+			return
+		}
 		r.mu.Lock()
 		if err != nil && !errors.Is(err, provider.ErrReauth) {
 			r.retry = min(max(r.retry*2, minRetry), maxRetry)
@@ -450,8 +495,10 @@ func (r *Renewing) nextWait() time.Duration {
 		wait = 24 * time.Hour
 	case r.retry > 0:
 		wait = r.retry
+	case r.key.APIKey == "" && r.lastRefresh.IsZero():
+		wait = 0 // nothing to serve with yet: get a first key now
 	case r.key.APIKey == "":
-		wait = 0
+		wait = minRetry
 	default:
 		wait = r.key.ExpiresAt.Add(-r.cfg.RenewBefore).Sub(r.cfg.Now())
 	}

@@ -83,7 +83,15 @@ func (o oauthRenewer) Renew(ctx context.Context, client *http.Client, state []by
 	}
 	next, err := o.p.Refresh(ctx, client, t.RefreshToken)
 	if err != nil {
-		return nil, err
+		if next.RefreshToken == "" {
+			return nil, err
+		}
+		// The refresh went through but the API key could not be fetched.
+		// The old refresh token may be used up: return the new tokens to
+		// be stored, with the previous key and expiry, so that the
+		// credential stays as usable as before and is renewed again.
+		next.APIKey, next.Account, next.ExpiresAt = t.APIKey, t.Account, t.ExpiresAt
+		return next.Marshal(), err
 	}
 	return next.Marshal(), nil
 }

@@ -122,7 +122,10 @@ func (p *Provider) Exchange(ctx context.Context, client *http.Client, code, redi
 
 // Refresh uses a refresh token once and fetches the API key that goes
 // with the new access token. The refresh token may rotate: the caller must
-// store the result before anything else uses the old one.
+// store the result before anything else uses the old one. When the grant
+// succeeds but the API key cannot be fetched, Refresh returns the new
+// tokens (without APIKey) along with the error: the old refresh token may
+// be used up, so they must be kept.
 func (p *Provider) Refresh(ctx context.Context, client *http.Client, refreshToken string) (Token, error) {
 	src := p.oauthConfig("").TokenSource(oauthContext(ctx, client), &oauth2.Token{RefreshToken: refreshToken})
 	tok, err := src.Token()
@@ -136,22 +139,24 @@ func (p *Provider) completeToken(ctx context.Context, client *http.Client, tok *
 	if tok.AccessToken == "" || tok.RefreshToken == "" {
 		return Token{}, &TemporaryError{Err: errors.New("iflow's token reply lacks access_token or refresh_token")}
 	}
-	key, account, err := p.UserInfo(ctx, client, tok.AccessToken)
-	if err != nil {
-		return Token{}, err
-	}
 	expires := tok.Expiry
 	if expires.IsZero() {
 		expires = time.Now().Add(48 * time.Hour) // iFlow's usual lifetime
 	}
-	return Token{
+	t := Token{
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
 		ExpiresAt:    expires.UTC().Truncate(time.Second),
-		APIKey:       key,
-		Account:      account,
 		LastRefresh:  time.Now().UTC().Truncate(time.Second),
-	}, nil
+	}
+	key, account, err := p.UserInfo(ctx, client, tok.AccessToken)
+	if err != nil {
+		// The grant is done and may have used up the old refresh token:
+		// hand back the new tokens with the error.
+		return t, err
+	}
+	t.APIKey, t.Account = key, account
+	return t, nil
 }
 
 // UserInfo returns the API key and the account name (email, or phone)
@@ -163,7 +168,8 @@ func (p *Provider) UserInfo(ctx context.Context, client *http.Client, accessToke
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
 		p.OAuthBase+"/api/oauth/getUserInfo?accessToken="+url.QueryEscape(accessToken), nil)
 	if err != nil {
-		return "", "", fmt.Errorf("getUserInfo: %w", err)
+		// A parse error would quote the URL, which carries the token.
+		return "", "", fmt.Errorf("getUserInfo: %w", unwrapURLError(err))
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)

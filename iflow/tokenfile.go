@@ -60,6 +60,10 @@ func ParseToken(data []byte) (Token, error) {
 		if errors.As(err, &syn) {
 			return Token{}, fmt.Errorf("token file is not valid JSON (at byte %d)", syn.Offset)
 		}
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) && typ.Field != "" {
+			return Token{}, fmt.Errorf("token file: %s has the wrong JSON type (want %s)", typ.Field, typ.Type)
+		}
 		return Token{}, errors.New("token file is not a JSON object of the expected shape")
 	}
 	if f.Type != "" && f.Type != "iflow" {
@@ -75,18 +79,22 @@ func ParseToken(data []byte) (Token, error) {
 		return Token{}, errors.New("token file has no refresh_token")
 	}
 	var err error
+	var field string // where the expiry came from
 	switch {
 	case f.ExpiresAt != "":
+		field = "expires_at"
 		t.ExpiresAt, err = time.Parse(time.RFC3339, f.ExpiresAt)
 		if err != nil {
 			return Token{}, errors.New("token file: expires_at is not an RFC 3339 time")
 		}
 	case f.Expired != "":
+		field = "expired"
 		t.ExpiresAt, err = time.Parse(time.RFC3339, f.Expired)
 		if err != nil {
 			return Token{}, errors.New("token file: expired is not an RFC 3339 time")
 		}
 	case len(f.ExpiryDate) > 0 && string(f.ExpiryDate) != "null":
+		field = "expiry_date"
 		var ms json.Number
 		if json.Unmarshal(f.ExpiryDate, &ms) != nil {
 			return Token{}, errors.New("token file: expiry_date is not a number of milliseconds")
@@ -97,14 +105,24 @@ func ParseToken(data []byte) (Token, error) {
 		}
 		t.ExpiresAt = time.UnixMilli(n).UTC()
 	}
+	if field != "" && !marshalable(t.ExpiresAt) {
+		return Token{}, fmt.Errorf("token file: %s is out of range", field)
+	}
 	// A missing expiry means unknown: the token is treated as expired, so
 	// the first use refreshes it.
 	if f.LastRefresh != "" {
-		if lr, err := time.Parse(time.RFC3339, f.LastRefresh); err == nil {
+		if lr, err := time.Parse(time.RFC3339, f.LastRefresh); err == nil && marshalable(lr) {
 			t.LastRefresh = lr
 		}
 	}
 	return t, nil
+}
+
+// marshalable reports whether Marshal can write t: encoding/json writes
+// the years 0 to 9999 only, and Marshal writes UTC.
+func marshalable(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 0 && y <= 9999
 }
 
 // Marshal writes the token in proxycast's format.

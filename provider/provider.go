@@ -78,7 +78,10 @@ type Renewer interface {
 	Key(state []byte) (Key, error)
 	// Renew obtains a fresh key and returns the new state. client carries
 	// the credential's proxy. Failures that only a person can fix wrap
-	// ErrReauth; any other failure is retried later.
+	// ErrReauth; any other failure is retried later. A failure that
+	// happened after the state changed upstream (a rotating refresh token
+	// was used up, but the key could not be fetched) returns the new state
+	// along with the error, and the caller stores it all the same.
 	Renew(ctx context.Context, client *http.Client, state []byte) ([]byte, error)
 }
 
