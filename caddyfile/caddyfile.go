@@ -35,6 +35,17 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		api_keys <key...>          # repeatable; {env.VAR} works
 //		anonymous                  # serve clients without a key (explicit)
 //		max_body_size <size>       # default 20MiB
+//		selection round_robin|fill_first
+//		max_attempts <n>           # credentials one request may try; default 3
+//		sticky_header <header>     # keep a client session on one credential
+//		sticky_ttl <duration>      # default 1h
+//		cooldowns {
+//			auth <duration>            # default 30m
+//			blocked <duration>         # default 30m
+//			rate_limit_max <duration>  # default 30m
+//			transient <duration>       # default 1m
+//			model <duration>           # default 12h
+//		}
 //		credential_pool {
 //			<provider> {
 //				credential <id> {
@@ -44,6 +55,7 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //					api_key    <key>       # api_key
 //					proxy_url  <url>       # http, https, socks5, socks5h
 //					disabled   [true|false]
+//					priority   <n>         # 1 first; default: after all with one
 //					refresh_before <duration>  # oauth, cookie
 //				}
 //			}
@@ -85,6 +97,50 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 			h.MaxBodySize = int64(size)
 			if d.NextArg() {
 				return d.ArgErr()
+			}
+		case "selection":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if v := d.Val(); v != "round_robin" && v != "fill_first" {
+				return d.Errf("selection %q is not round_robin or fill_first", v)
+			}
+			h.Selection = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "max_attempts":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("max_attempts must be a whole number from 1, not %q", d.Val())
+			}
+			h.MaxAttempts = n
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "sticky_header":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.StickyHeader = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "sticky_ttl":
+			dur, err := durationArg(d, "sticky_ttl")
+			if err != nil {
+				return err
+			}
+			h.StickyTTL = dur
+		case "cooldowns":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := parseCooldowns(d, h); err != nil {
+				return err
 			}
 		case "credential_pool":
 			if d.NextArg() {
@@ -173,15 +229,23 @@ func parseCredential(d *caddyfile.Dispenser) (caddymodule.Credential, error) {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if opt == "refresh_before" {
+		switch opt {
+		case "refresh_before":
+			dur, err := durationArg(d, "credential "+strconv.Quote(c.ID)+": refresh_before")
+			if err != nil {
+				return c, err
+			}
+			c.RefreshBefore = dur
+			continue
+		case "priority":
 			if !d.NextArg() {
-				return c, d.Errf("credential %q: refresh_before needs a duration", c.ID)
+				return c, d.Errf("credential %q: priority needs a value", c.ID)
 			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return c, d.Errf("credential %q: refresh_before %q is not a positive duration such as 24h", c.ID, d.Val())
+			p, err := strconv.Atoi(d.Val())
+			if err != nil || p < 1 {
+				return c, d.Errf("credential %q: priority must be a whole number from 1, not %q", c.ID, d.Val())
 			}
-			c.RefreshBefore = caddy.Duration(dur)
+			c.Priority = p
 			if d.NextArg() {
 				return c, d.ArgErr()
 			}
@@ -285,6 +349,51 @@ func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
 		default:
 			return d.Errf("unrecognized routing option %q (want rule or default_provider)", d.Val())
 		}
+	}
+	return nil
+}
+
+// durationArg reads the one duration argument of an option.
+func durationArg(d *caddyfile.Dispenser, what string) (caddy.Duration, error) {
+	if !d.NextArg() {
+		return 0, d.Errf("%s needs a duration", what)
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: %q is not a positive duration such as 30m", what, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return caddy.Duration(dur), nil
+}
+
+func parseCooldowns(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
+	if h.Cooldowns == nil {
+		h.Cooldowns = new(caddymodule.Cooldowns)
+	}
+	c := h.Cooldowns
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var target *caddy.Duration
+		switch d.Val() {
+		case "auth":
+			target = &c.Auth
+		case "blocked":
+			target = &c.Blocked
+		case "rate_limit_max":
+			target = &c.RateLimitMax
+		case "transient":
+			target = &c.Transient
+		case "model":
+			target = &c.Model
+		default:
+			return d.Errf("unrecognized cooldown %q (want auth, blocked, rate_limit_max, transient or model)", d.Val())
+		}
+		dur, err := durationArg(d, "cooldowns "+d.Val())
+		if err != nil {
+			return err
+		}
+		*target = dur
 	}
 	return nil
 }

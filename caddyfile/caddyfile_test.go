@@ -222,6 +222,13 @@ func TestUnmarshalErrors(t *testing.T) {
 		{"unknown provider block", "proxycast {\napi_keys k\nprovider openai {\n}\n}", `unknown provider "openai"`, 3},
 		{"unknown provider option", "proxycast {\napi_keys k\nprovider iflow {\nbase http://x\n}\n}", `unrecognized iflow provider option "base"`, 4},
 		{"bad provider URL", "proxycast {\napi_keys k\nprovider iflow {\napi_base ftp://x\n}\n}", `api_base: "ftp://x" is not an http or https URL`, 4},
+		{"bad selection", "proxycast {\napi_keys k\nselection random\n}", `selection "random" is not round_robin or fill_first`, 3},
+		{"zero max_attempts", "proxycast {\napi_keys k\nmax_attempts 0\n}", `max_attempts must be a whole number from 1, not "0"`, 3},
+		{"bad sticky_ttl", "proxycast {\napi_keys k\nsticky_ttl forever\n}", `sticky_ttl: "forever" is not a positive duration`, 3},
+		{"unknown cooldown", "proxycast {\napi_keys k\ncooldowns {\nhttp500 1m\n}\n}", `unrecognized cooldown "http500"`, 4},
+		{"bad cooldown", "proxycast {\napi_keys k\ncooldowns {\nauth -1m\n}\n}", `cooldowns auth: "-1m" is not a positive duration`, 4},
+		{"bad priority", pool("credential a {\nauth_type api_key\napi_key x\npriority 0\n}"), `credential "a": priority must be a whole number from 1, not "0"`, 8},
+		{"refresh_before on api_key", pool("credential a {\nauth_type api_key\napi_key x\nrefresh_before 1h\n}"), `credential "a": refresh_before is only for oauth and cookie credentials`, 5},
 		{"duplicate provider", "proxycast {\napi_keys k\nprovider iflow {\n}\nprovider iflow {\n}\n}", `provider "iflow" is configured twice`, 5},
 	}
 	for _, tt := range tests {

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
 )
 
@@ -22,8 +24,19 @@ const maxModelName = 256
 
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// serveChat is the request path: read the body, route the model, pick a
-// credential, call the provider and relay its answer.
+// chatRequest is one client request on its way through the pool.
+type chatRequest struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	ps     *providerState
+	body   []byte
+	model  string // upstream model
+	stream bool
+	log    *zap.Logger
+}
+
+// serveChat is the request path: read the body, route the model, then
+// try credentials until one answers or nothing more can be tried.
 func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 	buf := bodyBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -74,50 +87,160 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 			fmt.Sprintf("no routing rule matches model %q and no default_provider is set", model))
 		return nil
 	}
-	ps := h.providers[provName]
-	entry, err := ps.pool.Pick()
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "api_error", "no_credential",
-			fmt.Sprintf("provider %q has no usable credential", provName))
-		return nil
-	}
 	if upstreamModel != model {
 		body = provider.SetStringField(body, "model", upstreamModel)
 	}
-	w.Header().Set(CredentialHeader, entry.ID)
+	cr := &chatRequest{
+		w: w, r: r, ps: h.providers[provName], body: body, model: upstreamModel, stream: stream,
+		log: h.logger.With(zap.String("provider", provName), zap.String("model", upstreamModel)),
+	}
+	session := ""
+	if h.StickyHeader != "" {
+		session = r.Header.Get(h.StickyHeader)
+	}
 
-	log := h.logger.With(zap.String("provider", provName), zap.String("credential", entry.ID),
-		zap.String("model", upstreamModel))
-	apiKey, err := entry.Value.keys.APIKey(r.Context())
-	if err != nil {
-		log.Error("credential has no usable key", zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "api_error", "credential_unavailable",
-			fmt.Sprintf("credential %q of provider %q has no usable key", entry.ID, provName))
-		return nil
-	}
-	resp, err := ps.provider.Chat(r.Context(), &provider.Call{
-		Model:  upstreamModel,
-		Body:   body,
-		Stream: stream,
-		APIKey: apiKey,
-		Client: entry.Value.client,
-	})
-	if err != nil {
-		if pe, ok := errors.AsType[*provider.Error](err); ok && pe.Kind == provider.KindAuth && entry.Value.renewing != nil {
-			entry.Value.renewing.Rejected(apiKey)
+	var tried []*credpool.Entry[*account]
+	var last *provider.Error
+	for range h.MaxAttempts {
+		entry, err := cr.ps.pool.Pick(upstreamModel, session, tried)
+		if err != nil {
+			if last == nil {
+				writeUnavailable(w, cr.ps, upstreamModel, err)
+				return nil
+			}
+			break // nothing left to try: the client gets the last failure
 		}
-		h.upstreamFailed(w, r, log, err, false)
-		return nil
+		if len(tried) > 0 {
+			metricFailovers.WithLabelValues(provName, last.Kind.String()).Inc()
+		}
+		tried = append(tried, entry)
+		failure := h.attempt(cr, entry)
+		if failure == nil {
+			return nil
+		}
+		last = failure
 	}
-	if resp.Events != nil {
-		h.relayStream(w, r, log, resp.Events)
-		return nil
-	}
-	w.Header().Set("Content-Type", resp.ContentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(resp.Body)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(resp.Body)
+	writeProviderError(w, last)
 	return nil
+}
+
+// attempt tries one credential. It returns nil once the client has its
+// answer (or is gone), or the failure when another credential may still
+// serve, with nothing written to the client.
+func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *provider.Error {
+	acc, ctx, pool := entry.Value, cr.r.Context(), cr.ps.pool
+	log := cr.log.With(zap.String("credential", entry.ID))
+	cr.w.Header().Set(CredentialHeader, entry.ID)
+
+	apiKey, err := acc.keys.APIKey(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The renewal machinery has recorded why; no rest on top.
+		log.Warn("credential has no usable key", zap.Error(err))
+		return &provider.Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "credential_unavailable",
+			Message: fmt.Sprintf("credential %q has no usable key right now", entry.ID), Kind: provider.KindTransient}
+	}
+
+	start := time.Now()
+	resp, err := cr.ps.provider.Chat(ctx, &provider.Call{
+		Model: cr.model, Body: cr.body, Stream: cr.stream, APIKey: apiKey, Client: acc.client,
+	})
+	var first []byte
+	if err == nil && resp.Events != nil {
+		// Wait for the first event before answering, so that a stream that
+		// fails at once can still go to another credential.
+		if first, err = resp.Events.Next(); err != nil && !errors.Is(err, io.EOF) {
+			resp.Events.Close()
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		if ctx.Err() != nil {
+			log.Debug("client went away", zap.Error(err))
+			return nil
+		}
+		pe := asProviderError(err)
+		h.observe(cr.ps.name, entry.ID, pe.Status, start, time.Time{})
+		log.Warn("upstream attempt failed", zap.Int("status", pe.Status), zap.String("code", pe.Code),
+			zap.Stringer("kind", pe.Kind), zap.String("message", pe.Message))
+		if pe.Kind == provider.KindClient {
+			writeProviderError(cr.w, pe)
+			return nil
+		}
+		h.failed(cr, entry, apiKey, pe)
+		return pe
+	}
+
+	pool.Succeeded(entry)
+	ttfb := time.Now()
+	if resp.Events == nil {
+		hdr := cr.w.Header()
+		hdr.Set("Content-Type", resp.ContentType)
+		hdr.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+		cr.w.WriteHeader(http.StatusOK)
+		_, _ = cr.w.Write(resp.Body)
+		h.observe(cr.ps.name, entry.ID, http.StatusOK, start, ttfb)
+		return nil
+	}
+	if mid := relayStream(cr.w, resp.Events, first, err); mid != nil && ctx.Err() == nil {
+		log.Warn("stream failed after it began", zap.String("code", mid.Code), zap.String("message", mid.Message))
+		pool.Failed(entry, cr.model, credpool.Failure{Kind: mid.Kind, Message: mid.Message})
+	}
+	h.observe(cr.ps.name, entry.ID, http.StatusOK, start, ttfb)
+	return nil
+}
+
+// failed rests the credential as the failure calls for. A refused key of
+// a renewable credential is renewed first (once) instead.
+func (h *Handler) failed(cr *chatRequest, entry *credpool.Entry[*account], apiKey string, pe *provider.Error) {
+	if pe.Kind == provider.KindAuth && entry.Value.renewing != nil && entry.Value.renewing.Rejected(apiKey) {
+		return
+	}
+	d := cr.ps.pool.Failed(entry, cr.model, credpool.Failure{Kind: pe.Kind, RetryAfter: pe.RetryAfter, Message: pe.Message})
+	if d > 0 {
+		metricCooldowns.WithLabelValues(cr.ps.name, entry.ID, pe.Kind.String()).Inc()
+	}
+}
+
+func (h *Handler) observe(prov, cred string, status int, start, ttfb time.Time) {
+	now := time.Now()
+	metricRequests.WithLabelValues(prov, cred, strconv.Itoa(status)).Inc()
+	metricLatency.WithLabelValues(prov, cred).Observe(now.Sub(start).Seconds())
+	if !ttfb.IsZero() {
+		metricTTFB.WithLabelValues(prov, cred).Observe(ttfb.Sub(start).Seconds())
+	}
+}
+
+// asProviderError turns a transport failure into the error the client
+// gets. Transport errors name hosts and addresses, never keys.
+func asProviderError(err error) *provider.Error {
+	if pe, ok := errors.AsType[*provider.Error](err); ok {
+		return pe
+	}
+	pe := &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_unreachable",
+		Message: "the upstream request failed: " + err.Error(), Kind: provider.KindTransient}
+	if errors.Is(err, context.DeadlineExceeded) {
+		pe.Status, pe.Code = http.StatusGatewayTimeout, "upstream_timeout"
+	}
+	return pe
+}
+
+// writeUnavailable answers when no credential can serve: 429 with
+// Retry-After when all that could serve are resting, else 503.
+func writeUnavailable(w http.ResponseWriter, ps *providerState, model string, err error) {
+	var u *credpool.Unavailable
+	if errors.As(err, &u) && u.Cooling {
+		wait := max(time.Until(u.RetryAt), time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "all_credentials_cooling",
+			fmt.Sprintf("every credential of provider %q that can serve model %q is cooling down; the first is back in %s (at %s)",
+				ps.name, model, wait.Round(time.Second), u.RetryAt.UTC().Format(time.RFC3339)))
+		return
+	}
+	w.Header().Set("Retry-After", "30")
+	writeError(w, http.StatusServiceUnavailable, "api_error", "no_usable_credential",
+		fmt.Sprintf("provider %q has no usable credential for model %q (all disabled or waiting for a new login)", ps.name, model))
 }
 
 func writeParamError(w http.ResponseWriter, param, message string) {
@@ -129,61 +252,35 @@ func writeParamError(w http.ResponseWriter, param, message string) {
 	_, _ = w.Write(body)
 }
 
-// upstreamFailed reports a failed upstream call: as an error response if
-// nothing has been written yet, else as a final error event.
-func (h *Handler) upstreamFailed(w http.ResponseWriter, r *http.Request, log *zap.Logger, err error, streaming bool) {
-	if r.Context().Err() != nil {
-		log.Debug("client went away", zap.Error(err))
-		return
-	}
-	pe, ok := errors.AsType[*provider.Error](err)
-	if !ok {
-		// Transport errors name hosts and addresses, never keys.
-		pe = &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_unreachable",
-			Message: "the upstream request failed: " + err.Error(), Kind: provider.KindTransient}
-		if errors.Is(err, context.DeadlineExceeded) {
-			pe.Status, pe.Code = http.StatusGatewayTimeout, "upstream_timeout"
-		}
-	}
-	log.Warn("upstream failed", zap.Int("status", pe.Status), zap.String("code", pe.Code),
-		zap.Stringer("kind", pe.Kind), zap.String("message", pe.Message), zap.Bool("mid_stream", streaming))
-	if streaming {
-		writeEvent(w, errorEvent(pe))
-		return
-	}
-	writeProviderError(w, pe)
-}
-
-// relayStream passes a stream on event by event, flushing each one. The
-// status is sent with the first event, so a stream that fails before it
-// still gets a proper error status. A stream is always ended with
-// [DONE], also when the upstream forgot it.
-func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, log *zap.Logger, events provider.EventReader) {
+// relayStream passes a stream on event by event, flushing each one,
+// starting with first (or with the end of the stream when err is io.EOF).
+// A stream is always ended with [DONE], also when the upstream forgot it;
+// a failure after the stream began is sent as a final error event and
+// returned.
+func relayStream(w http.ResponseWriter, events provider.EventReader, first []byte, err error) *provider.Error {
 	defer events.Close()
-	data, err := events.Next()
-	if err != nil && !errors.Is(err, io.EOF) {
-		h.upstreamFailed(w, r, log, err, false)
-		return
-	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	data := first
 	for err == nil {
 		if !writeEvent(w, data) || rc.Flush() != nil {
-			return // the client is gone; its context cancels the upstream call
+			return nil // the client is gone; its context cancels the upstream call
 		}
 		data, err = events.Next()
 	}
 	if !errors.Is(err, io.EOF) {
-		h.upstreamFailed(w, r, log, err, true)
+		pe := asProviderError(err)
+		writeEvent(w, errorEvent(pe))
 		_ = rc.Flush()
-		return
+		return pe
 	}
 	_, _ = io.WriteString(w, "data: [DONE]\n\n")
 	_ = rc.Flush()
+	return nil
 }
 
 var eventBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

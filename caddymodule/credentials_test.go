@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	"github.com/proxycast/caddy-proxycast/iflow"
 	"github.com/proxycast/caddy-proxycast/iflow/iflowtest"
 )
@@ -26,7 +24,8 @@ func storageOptions(root string) string {
 // body.
 func startWithStorage(t *testing.T, root, site string) {
 	t.Helper()
-	caddytest.NewTester(t).InitServer(storageOptions(root)+"\nhttp://localhost:9080 {\n"+site+"\n}\n", "caddyfile")
+	newTester(t).InitServer(storageOptions(root)+"\nhttp://localhost:9080 {\n"+site+"\n\thandle /health {\n\t\trespond ok\n\t}\n}\n", "caddyfile")
+	settle(t)
 }
 
 // writeToken puts a token file for acct in Caddy's storage.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -29,6 +28,9 @@ func init() {
 // DefaultMaxBodySize bounds a client's request body when max_body_size is
 // not set: large enough for long conversations with images.
 const DefaultMaxBodySize = 20 << 20
+
+// DefaultMaxAttempts is how many credentials a request may try.
+const DefaultMaxAttempts = 3
 
 // CredentialHeader names the response header that carries the id of the
 // credential that served a request.
@@ -61,45 +63,40 @@ type Handler struct {
 	// MaxBodySize bounds a client request body, in bytes. Default: 20 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
+	// Selection chooses among the usable credentials of the best priority:
+	// round_robin takes them in turn, fill_first uses the first until it
+	// cannot serve. Default: round_robin.
+	Selection string `json:"selection,omitempty"`
+
+	// MaxAttempts bounds how many credentials one request may try: while
+	// nothing has been sent to the client, a failed attempt moves on to
+	// the next usable credential. Default: 3.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+
+	// StickyHeader names a request header that carries the client's
+	// session or conversation id; requests with the same id stay on one
+	// credential while it can serve. Default: none (no stickiness).
+	StickyHeader string `json:"sticky_header,omitempty"`
+
+	// StickyTTL is how long a session stays on its credential after its
+	// last request. Default: 1h.
+	StickyTTL caddy.Duration `json:"sticky_ttl,omitempty"`
+
+	// Cooldowns says how long a credential rests after each kind of
+	// failure.
+	Cooldowns *Cooldowns `json:"cooldowns,omitempty"`
+
 	providers map[string]*providerState
-	renewing  []*credpool.Renewing
-	storage   certmagic.Storage
-	router    *router
-	keys      [][sha256.Size]byte
-	clients   *clientCache
-	logger    *zap.Logger
-}
-
-// Credential is one upstream account.
-type Credential struct {
-	// ID names the credential in logs, metrics, the response header and
-	// the admin API. Unique within its provider.
-	ID string `json:"id"`
-
-	// AuthType is how the account authenticates: oauth, cookie or api_key.
-	AuthType string `json:"auth_type"`
-
-	// TokenFile holds the OAuth tokens (auth_type oauth).
-	TokenFile string `json:"token_file,omitempty"`
-
-	// Cookies is the browser cookie string (auth_type cookie).
-	Cookies string `json:"cookies,omitempty"`
-
-	// APIKey is the provider API key (auth_type api_key).
-	APIKey string `json:"api_key,omitempty"`
-
-	// Disabled keeps the credential configured but out of use.
-	Disabled bool `json:"disabled,omitempty"`
-
-	// ProxyURL sends this credential's upstream calls through an http,
-	// https, socks5 or socks5h proxy. Default: the environment's proxy
-	// settings (HTTPS_PROXY, NO_PROXY).
-	ProxyURL string `json:"proxy_url,omitempty"`
-
-	// RefreshBefore is how long before its expiry a renewable key (oauth,
-	// cookie) is renewed in the background. Default: the provider's; for
-	// iFlow 24h for oauth and 48h for cookie.
-	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
+	// providerConfigs keeps the providers' JSON, which loading the
+	// modules clears from ProvidersRaw.
+	providerConfigs map[string][]byte
+	stateKeys       []string // keys this config holds in credentialStates
+	poolKeys        []string // keys this config holds in poolStates
+	storage         certmagic.Storage
+	router          *router
+	keys            [][sha256.Size]byte
+	clients         *clientCache
+	logger          *zap.Logger
 }
 
 // providerState is a provider with its pool.
@@ -107,15 +104,6 @@ type providerState struct {
 	name     string
 	provider provider.Provider
 	pool     *credpool.Pool[*account]
-}
-
-// account is what the handler needs to use one credential.
-type account struct {
-	keys   provider.KeySource
-	client *http.Client
-	// renewing is set for credentials whose key is renewed (oauth,
-	// cookie).
-	renewing *credpool.Renewing
 }
 
 // CaddyModule returns the Caddy module information.
@@ -133,6 +121,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = DefaultMaxBodySize
 	}
+	if h.MaxAttempts == 0 {
+		h.MaxAttempts = DefaultMaxAttempts
+	}
+	if h.StickyHeader != "" && h.StickyTTL == 0 {
+		h.StickyTTL = caddy.Duration(time.Hour)
+	}
+	switch credpool.Strategy(h.Selection) {
+	case "", credpool.RoundRobin, credpool.FillFirst:
+	default:
+		return fmt.Errorf("selection %q is not round_robin or fill_first", h.Selection)
+	}
 	repl := caddy.NewReplacer()
 
 	h.keys = nil
@@ -144,6 +143,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
 	}
 
+	h.providerConfigs = map[string][]byte{}
+	for name, raw := range h.ProvidersRaw {
+		h.providerConfigs[name] = slices.Clone(raw)
+	}
 	provs, err := h.loadProviders(ctx)
 	if err != nil {
 		return err
@@ -156,7 +159,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		var entries []*credpool.Entry[*account]
 		seen := map[string]bool{}
 		for i, c := range h.CredentialPool[name] {
-			e, err := h.newEntry(name, c, ps.provider, repl)
+			e, err := h.newEntry(ctx, name, c, ps.provider, repl)
 			if err == nil && seen[c.ID] {
 				err = errors.New("duplicate id")
 			}
@@ -169,7 +172,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			}
 			entries = append(entries, e)
 		}
-		ps.pool = credpool.New(entries)
+		shared, _, _ := poolStates.LoadOrNew(name, func() (caddy.Destructor, error) { return sharedPool{credpool.NewShared()}, nil })
+		h.poolKeys = append(h.poolKeys, name)
+		ps.pool = credpool.New(entries, credpool.Options{
+			Strategy:  credpool.Strategy(h.Selection),
+			Cooldowns: h.Cooldowns.pool(),
+			Sticky:    time.Duration(h.StickyTTL),
+			Shared:    shared.(sharedPool).Shared,
+		})
 		h.providers[name] = ps
 	}
 
@@ -192,12 +202,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	// Only now that nothing can fail: read the stored states and start
-	// renewing in the background (Cleanup stops it).
-	for _, r := range h.renewing {
-		r.Start(ctx)
-	}
-	return nil
+	return registerMetrics(ctx.GetMetricsRegistry())
 }
 
 // loadProviders loads the configured provider modules and, with their
@@ -233,142 +238,6 @@ func (h *Handler) loadProviders(ctx caddy.Context) (map[string]provider.Provider
 	return provs, nil
 }
 
-func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], error) {
-	c.TokenFile = repl.ReplaceAll(c.TokenFile, "")
-	c.Cookies = repl.ReplaceAll(c.Cookies, "")
-	c.APIKey = repl.ReplaceAll(c.APIKey, "")
-	c.ProxyURL = repl.ReplaceAll(c.ProxyURL, "")
-	if err := c.Check(); err != nil {
-		return nil, err
-	}
-	proxyURL, err := parseProxyURL(c.ProxyURL)
-	if err != nil {
-		return nil, err
-	}
-	spec := provider.CredentialSpec{
-		ID:        c.ID,
-		AuthType:  c.AuthType,
-		TokenFile: c.TokenFile,
-		Cookies:   c.Cookies,
-		APIKey:    c.APIKey,
-	}
-	auth, err := p.NewAuth(spec)
-	if err != nil {
-		return nil, err
-	}
-	acc := &account{client: h.clients.client(proxyURL)}
-	entry := &credpool.Entry[*account]{ID: c.ID, Disabled: c.Disabled, Value: acc}
-	if auth.Renewer == nil {
-		acc.keys = provider.StaticKey(auth.APIKey)
-		return entry, nil
-	}
-	loc, err := locateState(h.storage, auth.StateKey, prov, c.ID)
-	if err != nil {
-		return nil, err
-	}
-	lead := auth.RenewBefore
-	if c.RefreshBefore > 0 {
-		lead = time.Duration(c.RefreshBefore)
-	}
-	acc.renewing = credpool.NewRenewing(credpool.RenewingConfig{
-		ID:          c.ID,
-		Renewer:     auth.Renewer,
-		Store:       loc.store,
-		StateKey:    loc.key,
-		Client:      acc.client,
-		RenewBefore: lead,
-		OnEvent:     h.renewalLogger(prov, loc.where),
-	})
-	acc.keys = acc.renewing
-	entry.Usable = acc.renewing.Usable
-	if !c.Disabled {
-		h.renewing = append(h.renewing, acc.renewing)
-	}
-	return entry, nil
-}
-
-// renewalLogger logs what renewing credentials do. Errors from renewals
-// carry no secrets: the providers keep tokens out of them.
-func (h *Handler) renewalLogger(prov, where string) func(credpool.Event) {
-	return func(e credpool.Event) {
-		fields := []zap.Field{zap.String("provider", prov), zap.String("credential", e.Credential), zap.String("state", where)}
-		switch e.What {
-		case "renewed":
-			h.logger.Info("credential key renewed", append(fields, zap.Time("expires_at", e.ExpiresAt))...)
-		case "adopted":
-			h.logger.Debug("credential key renewed elsewhere; adopted", append(fields, zap.Time("expires_at", e.ExpiresAt))...)
-		case "needs_login":
-			h.logger.Error("credential needs a new login; it is skipped until then", append(fields, zap.Error(e.Err))...)
-		default:
-			h.logger.Warn("credential renewal failed", append(fields, zap.String("event", e.What), zap.Error(e.Err))...)
-		}
-	}
-}
-
-// Check reports the first thing wrong with the credential's settings that
-// holds for every provider: the auth type and the field it needs, fields
-// that belong to another auth type, and the proxy URL. Fields still holding
-// a {placeholder} are only checked for presence.
-func (c Credential) Check() error {
-	if strings.TrimSpace(c.ID) == "" {
-		return errors.New("id is required")
-	}
-	need := map[string]struct{ field, value string }{
-		provider.AuthOAuth:  {"token_file", c.TokenFile},
-		provider.AuthCookie: {"cookies", c.Cookies},
-		provider.AuthAPIKey: {"api_key", c.APIKey},
-	}
-	switch c.AuthType {
-	case "":
-		return errors.New("auth_type is required (oauth, cookie or api_key)")
-	case provider.AuthOAuth, provider.AuthCookie, provider.AuthAPIKey:
-	default:
-		return fmt.Errorf("unknown auth_type %q (want oauth, cookie or api_key)", c.AuthType)
-	}
-	for typ, f := range need {
-		switch {
-		case typ == c.AuthType && strings.TrimSpace(f.value) == "":
-			return fmt.Errorf("auth_type %s needs %s (empty: is its environment variable set?)", typ, f.field)
-		case typ != c.AuthType && f.value != "":
-			return fmt.Errorf("%s is only for auth_type %s, not %s", f.field, typ, c.AuthType)
-		}
-	}
-	if c.RefreshBefore < 0 {
-		return errors.New("refresh_before must not be negative")
-	}
-	if c.RefreshBefore > 0 && c.AuthType == provider.AuthAPIKey {
-		return errors.New("refresh_before is only for oauth and cookie credentials")
-	}
-	if !strings.Contains(c.ProxyURL, "{") {
-		if _, err := parseProxyURL(c.ProxyURL); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// parseProxyURL checks a proxy_url. Its errors never repeat the URL, which
-// may hold a password.
-func parseProxyURL(raw string) (*url.URL, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
-		return nil, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, errors.New("proxy_url is not a valid URL")
-	}
-	switch u.Scheme {
-	case "http", "https", "socks5", "socks5h":
-	default:
-		return nil, fmt.Errorf("proxy_url scheme %q is not supported (want http, https, socks5 or socks5h)", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, errors.New("proxy_url has no host")
-	}
-	return u, nil
-}
-
 // Validate checks what Provision could not reject on its own.
 func (h *Handler) Validate() error {
 	if len(h.keys) == 0 && !h.Anonymous {
@@ -380,13 +249,21 @@ func (h *Handler) Validate() error {
 	if h.MaxBodySize < 0 {
 		return errors.New("max_body_size must not be negative")
 	}
+	if h.MaxAttempts < 0 {
+		return errors.New("max_attempts must be 1 or more")
+	}
 	return nil
 }
 
-// Cleanup stops renewals and closes idle upstream connections.
+// Cleanup releases this config's hold on credential states (the last
+// config to let go of one stops its renewal) and closes idle upstream
+// connections.
 func (h *Handler) Cleanup() error {
-	for _, r := range h.renewing {
-		r.Stop()
+	for _, k := range h.stateKeys {
+		_, _ = credentialStates.Delete(k)
+	}
+	for _, k := range h.poolKeys {
+		_, _ = poolStates.Delete(k)
 	}
 	if h.clients != nil {
 		h.clients.close()

@@ -34,10 +34,10 @@ func TestPickRoundRobin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			es := entries(tt.pool)
-			p := New(es)
+			p := New(es, Options{})
 			var got []string
 			for range strings.Fields(tt.want) {
-				e, err := p.Pick()
+				e, err := p.Pick("m", "", nil)
 				if err != nil {
 					t.Fatalf("Pick: %v", err)
 				}
@@ -63,15 +63,15 @@ func TestPickRoundRobin(t *testing.T) {
 
 func TestPickNone(t *testing.T) {
 	for _, spec := range []string{"", "-a", "-a -b -c"} {
-		p := New(entries(spec))
+		p := New(entries(spec), Options{})
 		for range 3 {
-			e, err := p.Pick()
+			e, err := p.Pick("m", "", nil)
 			if !errors.Is(err, ErrNoCredential) || e != nil {
 				t.Errorf("pool %q: Pick() = %v, %v; want ErrNoCredential", spec, e, err)
 			}
 		}
 	}
-	if p := New[int](nil); len(p.Entries()) != 0 {
+	if p := New[int](nil, Options{}); len(p.Entries()) != 0 {
 		t.Errorf("nil pool has entries")
 	}
 }
@@ -83,7 +83,7 @@ func TestPickConcurrent(t *testing.T) {
 		workers = 16
 		perEach = 500
 	)
-	p := New(entries("a -x b c d -y e"))
+	p := New(entries("a -x b c d -y e"), Options{})
 	usable := 5
 	total := usable * perEach * 4 // divisible by workers
 	if total%workers != 0 {
@@ -95,7 +95,7 @@ func TestPickConcurrent(t *testing.T) {
 		counts[w] = map[string]int{}
 		wg.Go(func() {
 			for range total / workers {
-				e, err := p.Pick()
+				e, err := p.Pick("m", "", nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -122,11 +122,11 @@ func TestPickConcurrent(t *testing.T) {
 }
 
 func BenchmarkPick(b *testing.B) {
-	p := New(entries("a b c d"))
+	p := New(entries("a b c d"), Options{})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := p.Pick(); err != nil {
+			if _, err := p.Pick("m", "", nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,0 +1,224 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/proxycast/caddy-proxycast/credpool"
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+// Credential is one upstream account.
+type Credential struct {
+	// ID names the credential in logs, metrics, the response header and
+	// the admin API. Unique within its provider.
+	ID string `json:"id"`
+
+	// AuthType is how the account authenticates: oauth, cookie or api_key.
+	AuthType string `json:"auth_type"`
+
+	// TokenFile holds the OAuth tokens (auth_type oauth).
+	TokenFile string `json:"token_file,omitempty"`
+
+	// Cookies is the browser cookie string (auth_type cookie).
+	Cookies string `json:"cookies,omitempty"`
+
+	// APIKey is the provider API key (auth_type api_key).
+	APIKey string `json:"api_key,omitempty"`
+
+	// Disabled keeps the credential configured but out of use.
+	Disabled bool `json:"disabled,omitempty"`
+
+	// Priority groups credentials: requests go to the lowest number that
+	// has a usable credential. Credentials without one come after every
+	// credential that has one. Default: none (all equal).
+	Priority int `json:"priority,omitempty"`
+
+	// ProxyURL sends this credential's upstream calls through an http,
+	// https, socks5 or socks5h proxy. Default: the environment's proxy
+	// settings (HTTPS_PROXY, NO_PROXY).
+	ProxyURL string `json:"proxy_url,omitempty"`
+
+	// RefreshBefore is how long before its expiry a renewable key (oauth,
+	// cookie) is renewed in the background. Default: the provider's; for
+	// iFlow 24h for oauth and 48h for cookie.
+	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
+}
+
+// account is what the handler needs to use one credential.
+type account struct {
+	keys   provider.KeySource
+	client *http.Client
+	// state outlives the config: health, counters, renewal.
+	state *credentialState
+	// renewing is state.renewing, for credentials whose key is renewed.
+	renewing *credpool.Renewing
+}
+
+// newEntry builds one credential of provider prov. Its state is taken
+// from (or put into) credentialStates, and the key is recorded in
+// h.stateKeys so that Cleanup releases it.
+func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], error) {
+	c.TokenFile = repl.ReplaceAll(c.TokenFile, "")
+	c.Cookies = repl.ReplaceAll(c.Cookies, "")
+	c.APIKey = repl.ReplaceAll(c.APIKey, "")
+	c.ProxyURL = repl.ReplaceAll(c.ProxyURL, "")
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	proxyURL, err := parseProxyURL(c.ProxyURL)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := p.NewAuth(provider.CredentialSpec{
+		ID:        c.ID,
+		AuthType:  c.AuthType,
+		TokenFile: c.TokenFile,
+		Cookies:   c.Cookies,
+		APIKey:    c.APIKey,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var loc stateLocation
+	if auth.Renewer != nil {
+		if loc, err = locateState(h.storage, auth.StateKey, prov, c.ID); err != nil {
+			return nil, err
+		}
+	}
+
+	acc := &account{client: h.clients.client(proxyURL)}
+	key := identity(prov, h.providerConfigs[prov], h.storage, c)
+	val, _, err := credentialStates.LoadOrNew(key, func() (caddy.Destructor, error) {
+		st := &credentialState{provider: prov, id: c.ID, health: credpool.NewHealth()}
+		if auth.Renewer != nil {
+			lead := auth.RenewBefore
+			if c.RefreshBefore > 0 {
+				lead = time.Duration(c.RefreshBefore)
+			}
+			st.renewing = credpool.NewRenewing(credpool.RenewingConfig{
+				ID:          c.ID,
+				Renewer:     auth.Renewer,
+				Store:       loc.store,
+				StateKey:    loc.key,
+				Client:      acc.client,
+				RenewBefore: lead,
+				OnEvent:     renewalLogger(h.logger, prov, loc.where),
+			})
+		}
+		return st, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.stateKeys = append(h.stateKeys, key)
+	st := val.(*credentialState)
+	st.setDisabled(c.Disabled)
+	acc.state, acc.renewing = st, st.renewing
+
+	entry := &credpool.Entry[*account]{ID: c.ID, Priority: c.Priority, Disabled: c.Disabled, Health: st.health, Value: acc}
+	if st.renewing == nil {
+		acc.keys = provider.StaticKey(auth.APIKey)
+		return entry, nil
+	}
+	acc.keys = st.renewing
+	entry.Usable = st.renewing.Usable
+	if !c.Disabled {
+		st.renewing.Start(ctx)
+	}
+	return entry, nil
+}
+
+// renewalLogger logs and counts what renewing credentials do. Errors from
+// renewals carry no secrets: the providers keep tokens out of them.
+func renewalLogger(logger *zap.Logger, prov, where string) func(credpool.Event) {
+	return func(e credpool.Event) {
+		metricRefreshes.WithLabelValues(prov, e.Credential, e.What).Inc()
+		fields := []zap.Field{zap.String("provider", prov), zap.String("credential", e.Credential), zap.String("state", where)}
+		switch e.What {
+		case "renewed":
+			logger.Info("credential key renewed", append(fields, zap.Time("expires_at", e.ExpiresAt))...)
+		case "adopted":
+			logger.Debug("credential key renewed elsewhere; adopted", append(fields, zap.Time("expires_at", e.ExpiresAt))...)
+		case "needs_login":
+			logger.Error("credential needs a new login; it is skipped until then", append(fields, zap.Error(e.Err))...)
+		default:
+			logger.Warn("credential renewal failed", append(fields, zap.String("event", e.What), zap.Error(e.Err))...)
+		}
+	}
+}
+
+// Check reports the first thing wrong with the credential's settings that
+// holds for every provider: the auth type and the field it needs, fields
+// that belong to another auth type, and the proxy URL. Fields still holding
+// a {placeholder} are only checked for presence.
+func (c Credential) Check() error {
+	if strings.TrimSpace(c.ID) == "" {
+		return errors.New("id is required")
+	}
+	need := map[string]struct{ field, value string }{
+		provider.AuthOAuth:  {"token_file", c.TokenFile},
+		provider.AuthCookie: {"cookies", c.Cookies},
+		provider.AuthAPIKey: {"api_key", c.APIKey},
+	}
+	switch c.AuthType {
+	case "":
+		return errors.New("auth_type is required (oauth, cookie or api_key)")
+	case provider.AuthOAuth, provider.AuthCookie, provider.AuthAPIKey:
+	default:
+		return fmt.Errorf("unknown auth_type %q (want oauth, cookie or api_key)", c.AuthType)
+	}
+	for typ, f := range need {
+		switch {
+		case typ == c.AuthType && strings.TrimSpace(f.value) == "":
+			return fmt.Errorf("auth_type %s needs %s (empty: is its environment variable set?)", typ, f.field)
+		case typ != c.AuthType && f.value != "":
+			return fmt.Errorf("%s is only for auth_type %s, not %s", f.field, typ, c.AuthType)
+		}
+	}
+	if c.Priority < 0 {
+		return errors.New("priority must be 1 or more")
+	}
+	if c.RefreshBefore < 0 {
+		return errors.New("refresh_before must not be negative")
+	}
+	if c.RefreshBefore > 0 && c.AuthType == provider.AuthAPIKey {
+		return errors.New("refresh_before is only for oauth and cookie credentials")
+	}
+	if !strings.Contains(c.ProxyURL, "{") {
+		if _, err := parseProxyURL(c.ProxyURL); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseProxyURL checks a proxy_url. Its errors never repeat the URL, which
+// may hold a password.
+func parseProxyURL(raw string) (*url.URL, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("proxy_url is not a valid URL")
+	}
+	switch u.Scheme {
+	case "http", "https", "socks5", "socks5h":
+	default:
+		return nil, fmt.Errorf("proxy_url scheme %q is not supported (want http, https, socks5 or socks5h)", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, errors.New("proxy_url has no host")
+	}
+	return u, nil
+}

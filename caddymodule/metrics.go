@@ -1,0 +1,83 @@
+package caddymodule
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The collectors are package-level so that their values survive reloads;
+// each config registers them on its registry. Labels name providers and
+// credential ids, never secrets.
+var (
+	metricRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "requests_total",
+		Help: "Upstream attempts by provider, credential and the HTTP status they meant for the client (502 for an unreachable upstream).",
+	}, []string{"provider", "credential", "status"})
+	metricLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "upstream_duration_seconds",
+		Help:    "Time from sending an upstream request to the end of its answer (the whole stream for streams).",
+		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+	}, []string{"provider", "credential"})
+	metricTTFB = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "upstream_ttfb_seconds",
+		Help:    "Time from sending an upstream request to its first event (streams) or its answer.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"provider", "credential"})
+	metricRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "refreshes_total",
+		Help: "Key renewals of oauth and cookie credentials by result (renewed, adopted from another instance, failed, needs_login).",
+	}, []string{"provider", "credential", "result"})
+	metricFailovers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "failovers_total",
+		Help: "Requests moved to another credential after a failed attempt, by the failure's kind.",
+	}, []string{"provider", "reason"})
+	metricCooldowns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "cooldowns_total",
+		Help: "Rests imposed on credentials, by the failure's kind.",
+	}, []string{"provider", "credential", "reason"})
+	metricStates = stateCollector{desc: prometheus.NewDesc("caddy_proxycast_credential_state",
+		"1 for the state each credential is in (active, cooling, refreshing, needs_login, unavailable, disabled), 0 for the others.",
+		[]string{"provider", "credential", "state"}, nil)}
+)
+
+// registerMetrics puts the collectors on a config's registry.
+func registerMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricFailovers, metricCooldowns, metricStates} {
+		if err := reg.Register(c); err != nil {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// stateCollector reports the state of every credential some config uses,
+// read when scraped.
+type stateCollector struct{ desc *prometheus.Desc }
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	seen := map[[2]string]bool{}
+	credentialStates.Range(func(_, v any) bool {
+		s := v.(*credentialState)
+		k := [2]string{s.provider, s.id}
+		if seen[k] {
+			return true // the same id in two configs: report it once
+		}
+		seen[k] = true
+		current := s.state(now)
+		for _, st := range allStates {
+			val := 0.0
+			if st == current {
+				val = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, val, s.provider, s.id, st)
+		}
+		return true
+	})
+}

@@ -1,0 +1,138 @@
+package caddymodule
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+
+	"github.com/proxycast/caddy-proxycast/credpool"
+)
+
+// State that must survive `caddy reload` lives in these pools, keyed so
+// that a reload which keeps a credential keeps its state, and one that
+// drops or changes it drops it (when the last config using it is cleaned
+// up).
+var (
+	// credentialStates holds a *credentialState per credential identity.
+	credentialStates = caddy.NewUsagePool()
+	// poolStates holds a *credpool.Shared (round-robin position, sticky
+	// sessions) per provider.
+	poolStates = caddy.NewUsagePool()
+)
+
+// credentialState is the part of a credential that outlives a config: its
+// health and, for renewable credentials, the renewal running in the
+// background.
+type credentialState struct {
+	provider     string
+	id           string
+	disabledFlag atomic.Bool // as the newest config says
+	health       *credpool.Health
+	renewing     *credpool.Renewing
+}
+
+// Destruct stops background renewal once no config uses the credential.
+func (s *credentialState) Destruct() error {
+	if s.renewing != nil {
+		s.renewing.Stop()
+	}
+	return nil
+}
+
+// identity keys a credential's state: the provider and its settings, the
+// storage, the id and every setting that changes what the credential is.
+// A credential whose key, token file, cookie, proxy, provider or storage
+// changes starts afresh; one that is only disabled, enabled or given
+// another priority keeps its state. The key is a hash: it holds no
+// secret.
+func identity(prov string, providerConfig []byte, storage certmagic.Storage, c Credential) string {
+	h := sha256.New()
+	storageID := ""
+	if s, ok := storage.(fmt.Stringer); ok {
+		storageID = s.String()
+	} else if storage != nil {
+		storageID = fmt.Sprintf("%T %#v", storage, storage)
+	}
+	for _, f := range []string{prov, string(providerConfig), storageID, c.ID, c.AuthType, c.APIKey, c.TokenFile, c.Cookies, c.ProxyURL, time.Duration(c.RefreshBefore).String()} {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	return prov + "/" + c.ID + "/" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// Credential states as the admin API and metrics show them.
+const (
+	stateActive     = "active"
+	stateCooling    = "cooling"
+	stateRefreshing = "refreshing"
+	stateNeedsLogin = "needs_login"
+	stateUnavail    = "unavailable"
+	stateDisabled   = "disabled"
+)
+
+var allStates = []string{stateActive, stateCooling, stateRefreshing, stateNeedsLogin, stateUnavail, stateDisabled}
+
+// state sums up where a credential stands at now.
+func (s *credentialState) state(now time.Time) string {
+	if s.disabledFlag.Load() {
+		return stateDisabled
+	}
+	if s.renewing != nil {
+		switch s.renewing.Status().State {
+		case credpool.StateNeedsLogin:
+			return stateNeedsLogin
+		case credpool.StateRefreshing:
+			return stateRefreshing
+		case credpool.StateUnavailable:
+			return stateUnavail
+		}
+	}
+	if !s.health.Status(now).CoolingUntil.IsZero() {
+		return stateCooling
+	}
+	return stateActive
+}
+
+func (s *credentialState) setDisabled(d bool) { s.disabledFlag.Store(d) }
+
+// sharedPool lets a credpool.Shared live in a UsagePool.
+type sharedPool struct{ *credpool.Shared }
+
+func (sharedPool) Destruct() error { return nil }
+
+// Cooldowns says how long a credential rests after each kind of failure.
+type Cooldowns struct {
+	// Auth follows a key the upstream refused (401, iFlow 434/439) once a
+	// renewal did not help. Default: 30m.
+	Auth caddy.Duration `json:"auth,omitempty"`
+	// Blocked follows a blocked key (403). Default: 30m.
+	Blocked caddy.Duration `json:"blocked,omitempty"`
+	// RateLimitMax caps the rest after rate limits (429, iFlow 449), which
+	// doubles from 1s with every limit in a row unless the upstream sends
+	// Retry-After. Default: 30m.
+	RateLimitMax caddy.Duration `json:"rate_limit_max,omitempty"`
+	// Transient follows 5xx answers, broken streams, resets and timeouts;
+	// the last usable credential is never rested for one. Default: 1m.
+	Transient caddy.Duration `json:"transient,omitempty"`
+	// Model rests one model on a credential that cannot serve it.
+	// Default: 12h.
+	Model caddy.Duration `json:"model,omitempty"`
+}
+
+func (c *Cooldowns) pool() credpool.Cooldowns {
+	if c == nil {
+		return credpool.Cooldowns{}
+	}
+	return credpool.Cooldowns{
+		Auth:         time.Duration(c.Auth),
+		Blocked:      time.Duration(c.Blocked),
+		RateLimitMax: time.Duration(c.RateLimitMax),
+		Transient:    time.Duration(c.Transient),
+		Model:        time.Duration(c.Model),
+	}
+}
