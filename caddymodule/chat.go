@@ -29,6 +29,7 @@ type chatRequest struct {
 	w      http.ResponseWriter
 	r      *http.Request
 	ps     *providerState
+	pool   *credpool.Pool[*account] // the generation this request uses
 	body   []byte
 	model  string // upstream model
 	stream bool
@@ -92,7 +93,8 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 	}
 	cr := &chatRequest{
 		w: w, r: r, ps: h.providers[provName], body: body, model: upstreamModel, stream: stream,
-		log: h.logger.With(zap.String("provider", provName), zap.String("model", upstreamModel)),
+		pool: h.providers[provName].pool(),
+		log:  h.logger.With(zap.String("provider", provName), zap.String("model", upstreamModel)),
 	}
 	session := ""
 	if h.StickyHeader != "" {
@@ -102,7 +104,7 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 	var tried []*credpool.Entry[*account]
 	var last *provider.Error
 	for range h.MaxAttempts {
-		entry, err := cr.ps.pool.Pick(upstreamModel, session, tried)
+		entry, err := cr.pool.Pick(upstreamModel, session, tried)
 		if err != nil {
 			if last == nil {
 				writeUnavailable(w, cr.ps, upstreamModel, err)
@@ -128,7 +130,7 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 // answer (or is gone), or the failure when another credential may still
 // serve, with nothing written to the client.
 func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *provider.Error {
-	acc, ctx, pool := entry.Value, cr.r.Context(), cr.ps.pool
+	acc, ctx, pool := entry.Value, cr.r.Context(), cr.pool
 	log := cr.log.With(zap.String("credential", entry.ID))
 	cr.w.Header().Set(CredentialHeader, entry.ID)
 
@@ -197,7 +199,7 @@ func (h *Handler) failed(cr *chatRequest, entry *credpool.Entry[*account], apiKe
 	if pe.Kind == provider.KindAuth && entry.Value.renewing != nil && entry.Value.renewing.Rejected(apiKey) {
 		return
 	}
-	d := cr.ps.pool.Failed(entry, cr.model, credpool.Failure{Kind: pe.Kind, RetryAfter: pe.RetryAfter, Message: pe.Message})
+	d := cr.pool.Failed(entry, cr.model, credpool.Failure{Kind: pe.Kind, RetryAfter: pe.RetryAfter, Message: pe.Message})
 	if d > 0 {
 		metricCooldowns.WithLabelValues(cr.ps.name, entry.ID, pe.Kind.String()).Inc()
 	}

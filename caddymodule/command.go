@@ -3,15 +3,10 @@ package caddymodule
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
-	"net"
-	"net/http"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -116,77 +111,31 @@ func runLogin(ctx context.Context, o loginOptions) (iflow.Token, error) {
 	if err != nil {
 		return iflow.Token{}, err
 	}
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.port))
+	ls, err := startLoginServer(o.provider, o.port, nil)
 	if err != nil {
-		return iflow.Token{}, fmt.Errorf("cannot listen for the login callback on 127.0.0.1:%d (%v); choose another port with --port", o.port, err)
+		return iflow.Token{}, err
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	// The iFlow CLI's callback was http://localhost:11451/oauth2callback.
-	redirect := fmt.Sprintf("http://localhost:%d/oauth2callback", port)
-	state := randomState()
-
-	type outcome struct {
-		tok iflow.Token
-		err error
-	}
-	done := make(chan outcome, 1)
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/oauth2callback" {
-			http.NotFound(w, r)
-			return
-		}
-		q := r.URL.Query()
-		var res outcome
-		switch {
-		case q.Get("state") != state:
-			res.err = errors.New("state mismatch: the callback did not come from this login; run the command again")
-		case q.Get("error") != "":
-			res.err = fmt.Errorf("iflow refused the login: %s", q.Get("error"))
-		case q.Get("code") == "":
-			res.err = errors.New("the callback carried no code")
-		default:
-			res.tok, res.err = o.provider.Exchange(r.Context(), nil, q.Get("code"), redirect)
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if res.err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, "<h1>Login failed</h1><p>%s</p>", html.EscapeString(res.err.Error()))
-		} else {
-			fmt.Fprint(w, "<h1>Logged in</h1><p>You can close this window and return to the terminal.</p>")
-		}
-		select {
-		case done <- res:
-		default:
-		}
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-
-	authURL := o.provider.AuthorizeURL(redirect, state)
-	fmt.Fprintf(o.out, "Log in to iFlow at:\n\n  %s\n\nWaiting for the browser to come back to %s …\n", authURL, redirect)
+	defer ls.Close()
+	fmt.Fprintf(o.out, "Log in to iFlow at:\n\n  %s\n\nWaiting for the browser to come back to %s …\n", ls.URL, ls.Redirect)
 	if o.openBrowser != nil {
-		if err := o.openBrowser(authURL); err != nil {
+		if err := o.openBrowser(ls.URL); err != nil {
 			fmt.Fprintf(o.out, "(could not open a browser: %v; open the URL yourself)\n", err)
 		}
 	}
-
-	var res outcome
-	select {
-	case res = <-done:
-	case <-time.After(o.timeout):
-		return iflow.Token{}, fmt.Errorf("no login within %s; run the command again (or raise --timeout)", o.timeout)
-	case <-ctx.Done():
-		return iflow.Token{}, ctx.Err()
-	}
+	res := ls.Wait(ctx, o.timeout)
 	if res.err != nil {
 		return iflow.Token{}, res.err
 	}
-	if err := storeLocked(ctx, loc, res.tok.Marshal()); err != nil {
+	tok, err := iflow.ParseToken(res.state)
+	if err != nil {
+		return iflow.Token{}, err
+	}
+	if err := storeLocked(ctx, loc, res.state); err != nil {
 		return iflow.Token{}, err
 	}
 	fmt.Fprintf(o.out, "\nLogged in as %s. Token stored in %s.\nUse it with:\n\n  credential iflow-oauth {\n    auth_type oauth\n    token_file %s\n  }\n",
-		res.tok.Account, describeLocation(loc, o.storage), o.tokenFile)
-	return res.tok, nil
+		res.account, describeLocation(loc, o.storage), o.tokenFile)
+	return tok, nil
 }
 
 // storeLocked writes a credential's state under the same lock renewals
@@ -306,12 +255,6 @@ func commandStorage(configFile, adapter string) (certmagic.Storage, error) {
 		return nil, fmt.Errorf("loading the storage of %s: %w", configFile, err)
 	}
 	return mod.(caddy.StorageConverter).CertMagicStorage()
-}
-
-func randomState() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func openBrowser(url string) error {

@@ -63,20 +63,73 @@ type account struct {
 	renewing *credpool.Renewing
 }
 
+// rebuild makes a new generation of a provider's pool from creds and puts
+// it in force. Credentials of the config must be valid (an error fails
+// the config); a runtime credential that is not is left out and logged,
+// so that a bad runtime change never takes the server down.
+func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effectiveCredential, initial bool) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	repl := caddy.NewReplacer()
+	b := &poolBuild{}
+	var entries []*credpool.Entry[*account]
+	seen := map[string]bool{}
+	for i, c := range creds {
+		e, key, err := h.newEntry(ctx, ps.name, c.Credential, ps.provider, repl)
+		if err == nil && seen[c.ID] {
+			releaseStates([]string{key})
+			err = errors.New("duplicate id")
+		}
+		seen[c.ID] = true
+		if err != nil {
+			if c.source == sourceRuntime {
+				h.logger.Error("runtime credential left out", zap.String("provider", ps.name), zap.String("credential", c.ID), zap.Error(err))
+				continue
+			}
+			releaseStates(b.keys)
+			if c.ID == "" {
+				return fmt.Errorf("credential_pool %s: credential %d: %w", ps.name, i+1, err)
+			}
+			return fmt.Errorf("credential_pool %s: credential %q: %w", ps.name, c.ID, err)
+		}
+		entries = append(entries, e)
+		b.creds = append(b.creds, c)
+		b.keys = append(b.keys, key)
+	}
+	b.pool = credpool.New(entries, credpool.Options{
+		Strategy:  credpool.Strategy(h.Selection),
+		Cooldowns: h.Cooldowns.pool(),
+		Sticky:    time.Duration(h.StickyTTL),
+		Shared:    ps.shared,
+	})
+	if old := ps.build.Swap(b); old != nil {
+		// Requests under way keep their entries; only the hold on the
+		// states of credentials now gone is released.
+		releaseStates(old.keys)
+	}
+	return nil
+}
+
+func releaseStates(keys []string) {
+	for _, k := range keys {
+		_, _ = credentialStates.Delete(k)
+	}
+}
+
 // newEntry builds one credential of provider prov. Its state is taken
-// from (or put into) credentialStates, and the key is recorded in
-// h.stateKeys so that Cleanup releases it.
-func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], error) {
+// from (or put into) credentialStates under the returned key, which the
+// caller must release.
+func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], string, error) {
 	c.TokenFile = repl.ReplaceAll(c.TokenFile, "")
 	c.Cookies = repl.ReplaceAll(c.Cookies, "")
 	c.APIKey = repl.ReplaceAll(c.APIKey, "")
 	c.ProxyURL = repl.ReplaceAll(c.ProxyURL, "")
 	if err := c.Check(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	proxyURL, err := parseProxyURL(c.ProxyURL)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	auth, err := p.NewAuth(provider.CredentialSpec{
 		ID:        c.ID,
@@ -86,12 +139,12 @@ func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p pro
 		APIKey:    c.APIKey,
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var loc stateLocation
 	if auth.Renewer != nil {
 		if loc, err = locateState(h.storage, auth.StateKey, prov, c.ID); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 
@@ -117,9 +170,8 @@ func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p pro
 		return st, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	h.stateKeys = append(h.stateKeys, key)
 	st := val.(*credentialState)
 	st.setDisabled(c.Disabled)
 	acc.state, acc.renewing = st, st.renewing
@@ -127,14 +179,14 @@ func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p pro
 	entry := &credpool.Entry[*account]{ID: c.ID, Priority: c.Priority, Disabled: c.Disabled, Health: st.health, Value: acc}
 	if st.renewing == nil {
 		acc.keys = provider.StaticKey(auth.APIKey)
-		return entry, nil
+		return entry, key, nil
 	}
 	acc.keys = st.renewing
 	entry.Usable = st.renewing.Usable
 	if !c.Disabled {
 		st.renewing.Start(ctx)
 	}
-	return entry, nil
+	return entry, key, nil
 }
 
 // renewalLogger logs and counts what renewing credentials do. Errors from
@@ -162,36 +214,35 @@ func renewalLogger(logger *zap.Logger, prov, where string) func(credpool.Event) 
 // a {placeholder} are only checked for presence.
 func (c Credential) Check() error {
 	if strings.TrimSpace(c.ID) == "" {
-		return errors.New("id is required")
-	}
-	need := map[string]struct{ field, value string }{
-		provider.AuthOAuth:  {"token_file", c.TokenFile},
-		provider.AuthCookie: {"cookies", c.Cookies},
-		provider.AuthAPIKey: {"api_key", c.APIKey},
+		return fieldErr("id", "id is required")
 	}
 	switch c.AuthType {
 	case "":
-		return errors.New("auth_type is required (oauth, cookie or api_key)")
+		return fieldErr("auth_type", "auth_type is required (oauth, cookie or api_key)")
 	case provider.AuthOAuth, provider.AuthCookie, provider.AuthAPIKey:
 	default:
-		return fmt.Errorf("unknown auth_type %q (want oauth, cookie or api_key)", c.AuthType)
+		return fieldErr("auth_type", "unknown auth_type %q (want oauth, cookie or api_key)", c.AuthType)
 	}
-	for typ, f := range need {
+	for _, f := range []struct{ typ, field, value string }{
+		{provider.AuthOAuth, "token_file", c.TokenFile},
+		{provider.AuthCookie, "cookies", c.Cookies},
+		{provider.AuthAPIKey, "api_key", c.APIKey},
+	} {
 		switch {
-		case typ == c.AuthType && strings.TrimSpace(f.value) == "":
-			return fmt.Errorf("auth_type %s needs %s (empty: is its environment variable set?)", typ, f.field)
-		case typ != c.AuthType && f.value != "":
-			return fmt.Errorf("%s is only for auth_type %s, not %s", f.field, typ, c.AuthType)
+		case f.typ == c.AuthType && strings.TrimSpace(f.value) == "":
+			return fieldErr(f.field, "auth_type %s needs %s (empty: is its environment variable set?)", f.typ, f.field)
+		case f.typ != c.AuthType && f.value != "":
+			return fieldErr(f.field, "%s is only for auth_type %s, not %s", f.field, f.typ, c.AuthType)
 		}
 	}
 	if c.Priority < 0 {
-		return errors.New("priority must be 1 or more")
+		return fieldErr("priority", "priority must be 1 or more")
 	}
 	if c.RefreshBefore < 0 {
-		return errors.New("refresh_before must not be negative")
+		return fieldErr("refresh_before", "refresh_before must not be negative")
 	}
 	if c.RefreshBefore > 0 && c.AuthType == provider.AuthAPIKey {
-		return errors.New("refresh_before is only for oauth and cookie credentials")
+		return fieldErr("refresh_before", "refresh_before is only for oauth and cookie credentials")
 	}
 	if !strings.Contains(c.ProxyURL, "{") {
 		if _, err := parseProxyURL(c.ProxyURL); err != nil {
@@ -199,6 +250,19 @@ func (c Credential) Check() error {
 		}
 	}
 	return nil
+}
+
+// FieldError is a problem with one field of a credential; the admin API
+// names the field in its answer.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
 // parseProxyURL checks a proxy_url. Its errors never repeat the URL, which
@@ -210,15 +274,15 @@ func parseProxyURL(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, errors.New("proxy_url is not a valid URL")
+		return nil, fieldErr("proxy_url", "proxy_url is not a valid URL")
 	}
 	switch u.Scheme {
 	case "http", "https", "socks5", "socks5h":
 	default:
-		return nil, fmt.Errorf("proxy_url scheme %q is not supported (want http, https, socks5 or socks5h)", u.Scheme)
+		return nil, fieldErr("proxy_url", "proxy_url scheme %q is not supported (want http, https, socks5 or socks5h)", u.Scheme)
 	}
 	if u.Host == "" {
-		return nil, errors.New("proxy_url has no host")
+		return nil, fieldErr("proxy_url", "proxy_url has no host")
 	}
 	return u, nil
 }

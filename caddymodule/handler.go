@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -99,12 +101,25 @@ type Handler struct {
 	logger          *zap.Logger
 }
 
-// providerState is a provider with its pool.
+// providerState is a provider with its pool. The pool is rebuilt when the
+// admin API changes the credentials; a request uses the pool it started
+// with.
 type providerState struct {
 	name     string
 	provider provider.Provider
-	pool     *credpool.Pool[*account]
+	shared   *credpool.Shared
+	mu       sync.Mutex // serialises rebuilds
+	build    atomic.Pointer[poolBuild]
 }
+
+// poolBuild is one generation of a provider's credentials.
+type poolBuild struct {
+	pool  *credpool.Pool[*account]
+	creds []effectiveCredential // as in force, in pool order
+	keys  []string              // held in credentialStates
+}
+
+func (ps *providerState) pool() *credpool.Pool[*account] { return ps.build.Load().pool }
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -153,34 +168,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	h.clients = newClientCache()
+	ov, err := loadOverlay(ctx, h.storage)
+	if err != nil {
+		// Serve the config as written; the admin API refuses changes
+		// until the stored state is readable again.
+		h.logger.Error("runtime credential changes are not applied", zap.Error(err))
+		ov = &overlay{Version: 1}
+	}
 	h.providers = make(map[string]*providerState, len(h.CredentialPool))
 	for _, name := range sortedKeys(h.CredentialPool) {
-		ps := &providerState{name: name, provider: provs[name]}
-		var entries []*credpool.Entry[*account]
-		seen := map[string]bool{}
-		for i, c := range h.CredentialPool[name] {
-			e, err := h.newEntry(ctx, name, c, ps.provider, repl)
-			if err == nil && seen[c.ID] {
-				err = errors.New("duplicate id")
-			}
-			seen[c.ID] = true
-			if err != nil {
-				if c.ID == "" {
-					return fmt.Errorf("credential_pool %s: credential %d: %w", name, i+1, err)
-				}
-				return fmt.Errorf("credential_pool %s: credential %q: %w", name, c.ID, err)
-			}
-			entries = append(entries, e)
-		}
 		shared, _, _ := poolStates.LoadOrNew(name, func() (caddy.Destructor, error) { return sharedPool{credpool.NewShared()}, nil })
 		h.poolKeys = append(h.poolKeys, name)
-		ps.pool = credpool.New(entries, credpool.Options{
-			Strategy:  credpool.Strategy(h.Selection),
-			Cooldowns: h.Cooldowns.pool(),
-			Sticky:    time.Duration(h.StickyTTL),
-			Shared:    shared.(sharedPool).Shared,
-		})
+		ps := &providerState{name: name, provider: provs[name], shared: shared.(sharedPool).Shared}
 		h.providers[name] = ps
+		if err := h.rebuild(ctx, ps, ov.effective(name, h.CredentialPool[name]), true); err != nil {
+			return err
+		}
 	}
 
 	routing := h.Routing
@@ -202,7 +205,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	return registerMetrics(ctx.GetMetricsRegistry())
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	live.add(h)
+	return nil
 }
 
 // loadProviders loads the configured provider modules and, with their
@@ -259,8 +266,11 @@ func (h *Handler) Validate() error {
 // config to let go of one stops its renewal) and closes idle upstream
 // connections.
 func (h *Handler) Cleanup() error {
-	for _, k := range h.stateKeys {
-		_, _ = credentialStates.Delete(k)
+	live.remove(h)
+	for _, ps := range h.providers {
+		if b := ps.build.Swap(nil); b != nil {
+			releaseStates(b.keys)
+		}
 	}
 	for _, k := range h.poolKeys {
 		_, _ = poolStates.Delete(k)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -141,9 +142,24 @@ func (m *IFlow) Chat(ctx context.Context, call *provider.Call) (*provider.Respon
 	return m.p.Chat(ctx, call)
 }
 
+// AuthorizeURL is iFlow's login page.
+func (m *IFlow) AuthorizeURL(redirectURL, state string) string {
+	return m.p.AuthorizeURL(redirectURL, state)
+}
+
+// CompleteLogin exchanges a login's code for a token file.
+func (m *IFlow) CompleteLogin(ctx context.Context, client *http.Client, code, redirectURL string) ([]byte, string, error) {
+	return m.p.CompleteLogin(ctx, client, code, redirectURL)
+}
+
+// ImportToken checks a token given through the admin API.
+func (m *IFlow) ImportToken(raw []byte) ([]byte, error) { return m.p.ImportToken(raw) }
+
 // Interface guards
 var (
-	_ caddy.Provisioner     = (*IFlow)(nil)
-	_ caddyfile.Unmarshaler = (*IFlow)(nil)
-	_ provider.Provider     = (*IFlow)(nil)
+	_ caddy.Provisioner      = (*IFlow)(nil)
+	_ caddyfile.Unmarshaler  = (*IFlow)(nil)
+	_ provider.Provider      = (*IFlow)(nil)
+	_ provider.Login         = (*IFlow)(nil)
+	_ provider.TokenImporter = (*IFlow)(nil)
 )

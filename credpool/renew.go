@@ -113,8 +113,9 @@ type Renewing struct {
 }
 
 type flight struct {
-	done chan struct{}
-	err  error
+	done  chan struct{}
+	err   error
+	force bool // renew even if the stored state is not due
 }
 
 // NewRenewing returns a credential that is not started yet.
@@ -233,6 +234,19 @@ func (r *Renewing) recentlyFailed() bool {
 	return !r.failedAt.IsZero() && r.cfg.Now().Sub(r.failedAt) < minRetry
 }
 
+// Reload drops what the credential knows and reads the stored state
+// again, for when a person put a new one there (a login, a token). A
+// credential that needed a login is then used again if the new state
+// holds a valid key.
+func (r *Renewing) Reload(ctx context.Context) {
+	r.mu.Lock()
+	r.key, r.state, r.lastErr, r.failedAt = provider.Key{}, StateUnavailable, nil, time.Time{}
+	r.rejected, r.afterRefusal, r.retry = "", false, 0
+	r.mu.Unlock()
+	r.load(ctx)
+	r.trigger()
+}
+
 // Status reports the credential's state.
 func (r *Renewing) Status() Status {
 	r.mu.Lock()
@@ -268,13 +282,19 @@ func (r *Renewing) trigger() {
 	}
 }
 
-// Renew renews now, or joins the renewal under way. It returns when that
-// renewal is done or ctx ends (the renewal itself goes on).
-func (r *Renewing) Renew(ctx context.Context) error {
+// Renew renews if due, or joins the renewal under way. It returns when
+// that renewal is done or ctx ends (the renewal itself goes on).
+func (r *Renewing) Renew(ctx context.Context) error { return r.renew(ctx, false) }
+
+// RenewNow renews even if the key is not due (an operator asked), or
+// joins the renewal under way.
+func (r *Renewing) RenewNow(ctx context.Context) error { return r.renew(ctx, true) }
+
+func (r *Renewing) renew(ctx context.Context, force bool) error {
 	r.mu.Lock()
 	f := r.flight
 	if f == nil {
-		f = &flight{done: make(chan struct{})}
+		f = &flight{done: make(chan struct{}), force: force}
 		r.flight = f
 		go r.run(f)
 	}
@@ -290,7 +310,7 @@ func (r *Renewing) Renew(ctx context.Context) error {
 func (r *Renewing) run(f *flight) {
 	ctx, cancel := context.WithTimeout(context.Background(), renewTimeout)
 	defer cancel()
-	f.err = r.renewLocked(ctx)
+	f.err = r.renewLocked(ctx, f.force)
 	r.mu.Lock()
 	r.flight = nil
 	r.mu.Unlock()
@@ -310,7 +330,7 @@ func (r *Renewing) due(k provider.Key, rejected string) bool {
 // state first, so that a renewal done meanwhile by another instance (or a
 // previous configuration) is adopted instead of repeated, and a rotating
 // refresh token is never used twice.
-func (r *Renewing) renewLocked(ctx context.Context) error {
+func (r *Renewing) renewLocked(ctx context.Context, force bool) error {
 	lockName := LockName(r.cfg.StateKey)
 	if err := r.cfg.Store.Lock(ctx, lockName); err != nil {
 		return r.fail(fmt.Errorf("taking the storage lock: %w", err))
@@ -328,7 +348,7 @@ func (r *Renewing) renewLocked(ctx context.Context) error {
 	case err != nil:
 		return r.fail(fmt.Errorf("reading the stored state: %w", err))
 	}
-	if state != nil {
+	if state != nil && !force {
 		if k, err := r.cfg.Renewer.Key(state); err == nil && !r.due(k, rejected) {
 			r.adopt(k, "adopted")
 			return nil

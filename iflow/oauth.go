@@ -248,3 +248,23 @@ func unwrapURLError(err error) error {
 	}
 	return err
 }
+
+// CompleteLogin finishes a browser login: it exchanges the code and
+// returns the token file to store and whose account it is.
+func (p *Provider) CompleteLogin(ctx context.Context, client *http.Client, code, redirectURL string) ([]byte, string, error) {
+	tok, err := p.Exchange(ctx, client, code, redirectURL)
+	if err != nil {
+		return nil, "", err
+	}
+	return tok.Marshal(), tok.Account, nil
+}
+
+// ImportToken checks a token given by a person (in any of the token file
+// formats) and returns the token file to store.
+func (p *Provider) ImportToken(raw []byte) ([]byte, error) {
+	tok, err := ParseToken(raw)
+	if err != nil {
+		return nil, err
+	}
+	return tok.Marshal(), nil
+}

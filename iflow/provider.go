@@ -44,4 +44,9 @@ func BXAuth(cookies string) (string, error) {
 	return "", errors.New("cookies have no BXAuth value; copy the Cookie header from platform.iflow.cn again")
 }
 
-var _ provider.Provider = (*Provider)(nil)
+// Interface guards
+var (
+	_ provider.Provider      = (*Provider)(nil)
+	_ provider.Login         = (*Provider)(nil)
+	_ provider.TokenImporter = (*Provider)(nil)
+)

@@ -100,6 +100,25 @@ type Auth struct {
 	RenewBefore time.Duration
 }
 
+// Login is implemented by providers whose accounts log in in a browser
+// (OAuth).
+type Login interface {
+	// AuthorizeURL is the page where a person logs in; the browser then
+	// comes back to redirectURL with state and a code.
+	AuthorizeURL(redirectURL, state string) string
+	// CompleteLogin exchanges the code and returns the credential's new
+	// state (its token file) and whose account it is.
+	CompleteLogin(ctx context.Context, client *http.Client, code, redirectURL string) (state []byte, account string, err error)
+}
+
+// TokenImporter is implemented by providers that take a token given by a
+// person (through the admin API) as a credential's state.
+type TokenImporter interface {
+	// ImportToken checks the token and returns the state to store. Its
+	// errors never quote the token.
+	ImportToken(raw []byte) ([]byte, error)
+}
+
 // StaticKey is a KeySource for a key that never changes.
 type StaticKey string
 

@@ -1,0 +1,654 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/proxycast/caddy-proxycast/credpool"
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// maxAdminBody bounds the body of an admin API request.
+const maxAdminBody = 64 << 10
+
+// AdminAPI is the admin.api.proxycast module: it lists the credentials of
+// the running proxycast handlers and adds, changes, removes and refreshes
+// them without a reload. Changes are kept in Caddy's storage
+// (proxycast/runtime.json) and applied again on every reload and restart.
+//
+//	GET    /proxycast/credentials                       every credential
+//	GET    /proxycast/credentials/{provider}/{id}       one
+//	POST   /proxycast/credentials/{provider}            add one
+//	PATCH  /proxycast/credentials/{provider}/{id}       change disabled, cookies, proxy_url, token, priority
+//	DELETE /proxycast/credentials/{provider}/{id}       remove one
+//	POST   /proxycast/credentials/{provider}/{id}/refresh  renew its key now
+//	POST   /proxycast/oauth/{provider}                  start a browser login
+//	GET    /proxycast/oauth/{provider}/{state}          how that login went
+//
+// Caddy provisions admin modules apart from the apps, so the handlers are
+// looked up when a request comes.
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.proxycast",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (a AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/proxycast/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+// adminError is an admin API failure: a status, a message and, where one
+// field of the request is at fault, its name.
+type adminError struct {
+	status int
+	field  string
+	msg    string
+}
+
+func (e *adminError) Error() string { return e.msg }
+
+func errorf(status int, field, format string, args ...any) *adminError {
+	return &adminError{status: status, field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+func (a AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	err := a.route(w, r)
+	if err == nil {
+		return nil
+	}
+	ae, ok := errors.AsType[*adminError](err)
+	if !ok {
+		ae = &adminError{status: http.StatusInternalServerError, msg: err.Error()}
+	}
+	body := map[string]string{"error": ae.msg}
+	if ae.field != "" {
+		body["field"] = ae.field
+	}
+	writeAdminJSON(w, ae.status, body)
+	return nil
+}
+
+func writeAdminJSON(w http.ResponseWriter, status int, v any) {
+	raw, _ := json.MarshalIndent(v, "", "  ")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(raw, '\n'))
+}
+
+func (a AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
+	var segs []string
+	for _, s := range strings.Split(strings.Trim(strings.TrimPrefix(r.URL.EscapedPath(), "/proxycast/"), "/"), "/") {
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "", "bad path segment %q", s)
+		}
+		segs = append(segs, u)
+	}
+	method := func(m string) error {
+		if r.Method != m {
+			w.Header().Set("Allow", m)
+			return errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s; use %s", r.Method, r.URL.Path, m)
+		}
+		return nil
+	}
+	switch {
+	case len(segs) == 1 && segs[0] == "credentials":
+		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		writeAdminJSON(w, http.StatusOK, listCredentials())
+		return nil
+	case len(segs) == 2 && segs[0] == "credentials":
+		if err := method(http.MethodPost); err != nil {
+			return err
+		}
+		return addCredential(w, r, segs[1])
+	case len(segs) == 3 && segs[0] == "credentials":
+		switch r.Method {
+		case http.MethodGet:
+			v, err := findView(segs[1], segs[2])
+			if err != nil {
+				return err
+			}
+			writeAdminJSON(w, http.StatusOK, v)
+			return nil
+		case http.MethodPatch:
+			return patchCredential(w, r, segs[1], segs[2])
+		case http.MethodDelete:
+			return deleteCredential(w, r, segs[1], segs[2])
+		}
+		w.Header().Set("Allow", "GET, PATCH, DELETE")
+		return errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s", r.Method, r.URL.Path)
+	case len(segs) == 4 && segs[0] == "credentials" && segs[3] == "refresh":
+		if err := method(http.MethodPost); err != nil {
+			return err
+		}
+		return refreshCredential(w, r, segs[1], segs[2])
+	case len(segs) == 2 && segs[0] == "oauth":
+		if err := method(http.MethodPost); err != nil {
+			return err
+		}
+		return startOAuth(w, r, segs[1])
+	case len(segs) == 3 && segs[0] == "oauth":
+		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		return oauthStatus(w, segs[1], segs[2])
+	}
+	return errorf(http.StatusNotFound, "", "no proxycast admin endpoint at %s", r.URL.Path)
+}
+
+// credentialView is a credential as the admin API shows it: never a
+// secret.
+type credentialView struct {
+	Provider       string               `json:"provider"`
+	ID             string               `json:"id"`
+	AuthType       string               `json:"auth_type"`
+	Source         string               `json:"source"`
+	Disabled       bool                 `json:"disabled"`
+	Priority       int                  `json:"priority,omitempty"`
+	State          string               `json:"state"`
+	TokenFile      string               `json:"token_file,omitempty"`
+	ProxyURL       string               `json:"proxy_url,omitempty"`
+	Account        string               `json:"account,omitempty"`
+	ExpiresAt      *time.Time           `json:"expires_at,omitempty"`
+	LastRefresh    *time.Time           `json:"last_refresh,omitempty"`
+	NextRenewal    *time.Time           `json:"next_renewal,omitempty"`
+	CoolingUntil   *time.Time           `json:"cooling_until,omitempty"`
+	CoolingReason  string               `json:"cooling_reason,omitempty"`
+	ModelCooldowns map[string]time.Time `json:"model_cooldowns,omitempty"`
+	LastError      string               `json:"last_error,omitempty"`
+	Requests       uint64               `json:"requests"`
+	Failures       uint64               `json:"failures"`
+	LastUsed       *time.Time           `json:"last_used,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], now time.Time) credentialView {
+	st := e.Value.state
+	hs := st.health.Status(now)
+	v := credentialView{
+		Provider: prov, ID: ec.ID, AuthType: ec.AuthType, Source: ec.source,
+		Disabled: ec.Disabled, Priority: ec.Priority, State: st.state(now),
+		TokenFile: ec.TokenFile, Requests: hs.Requests, Failures: hs.Failures,
+		LastUsed: timePtr(hs.LastUsed), CoolingUntil: timePtr(hs.CoolingUntil), CoolingReason: hs.CoolingReason,
+		ModelCooldowns: hs.ModelCooldowns, LastError: hs.LastError,
+	}
+	if ec.ProxyURL != "" {
+		if u, err := url.Parse(ec.ProxyURL); err == nil {
+			v.ProxyURL = u.Redacted()
+		} else {
+			v.ProxyURL = "(unparsable)"
+		}
+	}
+	if st.renewing != nil {
+		rs := st.renewing.Status()
+		v.Account, v.ExpiresAt, v.LastRefresh = rs.Account, timePtr(rs.ExpiresAt), timePtr(rs.LastRefresh)
+		v.NextRenewal = timePtr(rs.NextRenewal)
+		if rs.LastError != "" {
+			v.LastError = rs.LastError
+		}
+	}
+	return v
+}
+
+// listCredentials shows every credential of every running handler, once
+// per provider and id (the newest config's where several configs run).
+func listCredentials() []credentialView {
+	now := time.Now()
+	out := []credentialView{}
+	seen := map[[2]string]bool{}
+	for _, h := range live.newestFirst() {
+		for _, name := range sortedKeys(h.providers) {
+			b := h.providers[name].build.Load()
+			if b == nil {
+				continue
+			}
+			for i, e := range b.pool.Entries() {
+				k := [2]string{name, e.ID}
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+				out = append(out, viewOf(name, b.creds[i], e, now))
+			}
+		}
+	}
+	return out
+}
+
+// located is one credential in the newest handler that has it.
+type located struct {
+	h     *Handler
+	ps    *providerState
+	cred  effectiveCredential
+	entry *credpool.Entry[*account]
+}
+
+func locate(prov, id string) (*located, error) {
+	hs := handlersFor(prov)
+	if len(hs) == 0 {
+		return nil, errorf(http.StatusNotFound, "", "no proxycast handler serves provider %q", prov)
+	}
+	for _, h := range hs {
+		ps := h.providers[prov]
+		b := ps.build.Load()
+		if b == nil {
+			continue
+		}
+		for i, e := range b.pool.Entries() {
+			if e.ID == id {
+				return &located{h: h, ps: ps, cred: b.creds[i], entry: e}, nil
+			}
+		}
+	}
+	return nil, errorf(http.StatusNotFound, "", "provider %q has no credential %q", prov, id)
+}
+
+func findView(prov, id string) (credentialView, error) {
+	l, err := locate(prov, id)
+	if err != nil {
+		return credentialView{}, err
+	}
+	return viewOf(prov, l.cred, l.entry, time.Now()), nil
+}
+
+// handlersFor lists the running handlers that serve prov, newest first.
+func handlersFor(prov string) []*Handler {
+	var out []*Handler
+	for _, h := range live.newestFirst() {
+		if ps := h.providers[prov]; ps != nil && ps.build.Load() != nil {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// adminMu serialises changes in this instance; the storage lock does so
+// across instances.
+var adminMu sync.Mutex
+
+// mutate changes the stored overlay for prov under the lock and puts the
+// result in force in every running handler that serves prov.
+func mutate(ctx context.Context, prov string, change func(ov *overlay, current []effectiveCredential) error) error {
+	hs := handlersFor(prov)
+	if len(hs) == 0 {
+		return errorf(http.StatusNotFound, "", "no proxycast handler serves provider %q", prov)
+	}
+	storage := hs[0].storage
+	if err := storage.Lock(ctx, runtimeLock); err != nil {
+		return fmt.Errorf("taking the storage lock: %w", err)
+	}
+	defer func() { _ = storage.Unlock(context.Background(), runtimeLock) }()
+	ov, err := loadOverlay(ctx, storage)
+	if err != nil {
+		return errorf(http.StatusInternalServerError, "", "the stored runtime changes are unreadable, so none is made: %v", err)
+	}
+	if err := change(ov, ov.effective(prov, hs[0].CredentialPool[prov])); err != nil {
+		return err
+	}
+	if err := saveOverlay(ctx, storage, ov); err != nil {
+		return fmt.Errorf("storing the change: %w", err)
+	}
+	for _, h := range hs {
+		if err := h.rebuild(ctx, h.providers[prov], ov.effective(prov, h.CredentialPool[prov]), false); err != nil {
+			h.logger.Error("applying a runtime credential change", zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// decodeBody reads a JSON body strictly: size-limited, no unknown fields,
+// errors that name the field.
+func decodeBody(r *http.Request, v any, immutable ...string) error {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "", "reading the body: %v", err)
+	}
+	if len(raw) > maxAdminBody {
+		return errorf(http.StatusRequestEntityTooLarge, "", "the body is larger than %d bytes", maxAdminBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("data after the JSON object")
+	}
+	if err == nil {
+		return nil
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		field := strings.Trim(f, `"`)
+		for _, m := range immutable {
+			if m == field {
+				return errorf(http.StatusBadRequest, field, "%s cannot be changed; delete the credential and add it again", field)
+			}
+		}
+		return errorf(http.StatusBadRequest, field, "unknown field %q", field)
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+		// Fields of embedded structs come as "Struct.field".
+		field := te.Field[strings.LastIndexByte(te.Field, '.')+1:]
+		return errorf(http.StatusBadRequest, field, "%s must be a JSON %s", field, te.Type)
+	}
+	if errors.Is(err, io.EOF) {
+		return errorf(http.StatusBadRequest, "", "the body is empty; send a JSON object")
+	}
+	// Other decoding errors (syntax, bad durations) do not quote values.
+	return errorf(http.StatusBadRequest, "", "the body is not a valid JSON object: %v", err)
+}
+
+// addBody is the body of POST /proxycast/credentials/{provider}.
+type addBody struct {
+	Credential
+	// Token is an OAuth token to store as the credential's token file, in
+	// any of the formats token files take.
+	Token json.RawMessage `json:"token,omitempty"`
+}
+
+func addCredential(w http.ResponseWriter, r *http.Request, prov string) error {
+	var body addBody
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	c := body.Credential
+	if err := checkID(c.ID); err != nil {
+		return err
+	}
+	if c.AuthType == provider.AuthOAuth && c.TokenFile == "" {
+		c.TokenFile = path.Join(prov, c.ID+".json")
+	}
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	var view credentialView
+	err := mutate(r.Context(), prov, func(ov *overlay, current []effectiveCredential) error {
+		for _, e := range current {
+			if e.ID == c.ID {
+				return errorf(http.StatusConflict, "id", "provider %q already has a credential %q", prov, c.ID)
+			}
+		}
+		if err := prepareCredential(r.Context(), prov, c, body.Token, true); err != nil {
+			return err
+		}
+		po := ov.provider(prov, true)
+		po.Added = append(po.Added, c)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	view, err = findView(prov, c.ID)
+	if err != nil {
+		return err
+	}
+	adminLog(r, "credential added", prov, c.ID)
+	writeAdminJSON(w, http.StatusCreated, view)
+	return nil
+}
+
+// patchBody is the body of PATCH /proxycast/credentials/{provider}/{id}.
+type patchBody struct {
+	credentialPatch
+	Token json.RawMessage `json:"token,omitempty"`
+}
+
+func patchCredential(w http.ResponseWriter, r *http.Request, prov, id string) error {
+	var body patchBody
+	if err := decodeBody(r, &body, "id", "auth_type", "api_key", "token_file", "refresh_before"); err != nil {
+		return err
+	}
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	err := mutate(r.Context(), prov, func(ov *overlay, current []effectiveCredential) error {
+		var cur *effectiveCredential
+		for i := range current {
+			if current[i].ID == id {
+				cur = &current[i]
+			}
+		}
+		if cur == nil {
+			return errorf(http.StatusNotFound, "", "provider %q has no credential %q", prov, id)
+		}
+		next := body.apply(cur.Credential)
+		cookiesChanged := body.Cookies != nil && *body.Cookies != cur.Cookies
+		if len(body.Token) > 0 && next.AuthType != provider.AuthOAuth {
+			return errorf(http.StatusBadRequest, "token", "token is only for oauth credentials, and %q is %s", id, next.AuthType)
+		}
+		if err := prepareCredential(r.Context(), prov, next, body.Token, cookiesChanged); err != nil {
+			return err
+		}
+		po := ov.provider(prov, true)
+		if cur.source == sourceRuntime {
+			for i := range po.Added {
+				if po.Added[i].ID == id {
+					po.Added[i] = next
+				}
+			}
+			return nil
+		}
+		if po.Changed == nil {
+			po.Changed = map[string]configChange{}
+		}
+		var cfg Credential
+		for _, c := range handlersFor(prov)[0].CredentialPool[prov] {
+			if c.ID == id {
+				cfg = c
+			}
+		}
+		ch := po.Changed[id]
+		if ch.ConfigHash != configHash(cfg) {
+			ch = configChange{ConfigHash: configHash(cfg)}
+		}
+		ch.credentialPatch = ch.merge(body.credentialPatch)
+		po.Changed[id] = ch
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	l, err := locate(prov, id)
+	if err != nil {
+		return err
+	}
+	if len(body.Token) > 0 && l.entry.Value.renewing != nil {
+		l.entry.Value.renewing.Reload(r.Context())
+	}
+	adminLog(r, "credential changed", prov, id)
+	writeAdminJSON(w, http.StatusOK, viewOf(prov, l.cred, l.entry, time.Now()))
+	return nil
+}
+
+func deleteCredential(w http.ResponseWriter, r *http.Request, prov, id string) error {
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	err := mutate(r.Context(), prov, func(ov *overlay, current []effectiveCredential) error {
+		for _, e := range current {
+			if e.ID != id {
+				continue
+			}
+			po := ov.provider(prov, true)
+			if e.source == sourceRuntime {
+				kept := po.Added[:0]
+				for _, c := range po.Added {
+					if c.ID != id {
+						kept = append(kept, c)
+					}
+				}
+				po.Added = kept
+				return nil
+			}
+			for _, c := range handlersFor(prov)[0].CredentialPool[prov] {
+				if c.ID == id {
+					if po.Deleted == nil {
+						po.Deleted = map[string]string{}
+					}
+					po.Deleted[id] = configHash(c)
+					delete(po.Changed, id)
+				}
+			}
+			return nil
+		}
+		return errorf(http.StatusNotFound, "", "provider %q has no credential %q", prov, id)
+	})
+	if err != nil {
+		return err
+	}
+	adminLog(r, "credential deleted", prov, id)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func refreshCredential(w http.ResponseWriter, r *http.Request, prov, id string) error {
+	l, err := locate(prov, id)
+	if err != nil {
+		return err
+	}
+	ren := l.entry.Value.renewing
+	if ren == nil {
+		return errorf(http.StatusBadRequest, "", "credential %q has a fixed api_key: there is nothing to refresh", id)
+	}
+	if l.cred.Disabled {
+		return errorf(http.StatusConflict, "disabled", "credential %q is disabled; enable it first", id)
+	}
+	ren.Start(r.Context())
+	if err := ren.RenewNow(r.Context()); err != nil {
+		writeAdminJSON(w, http.StatusBadGateway, map[string]any{
+			"error":      "the refresh failed: " + err.Error(),
+			"credential": viewOf(prov, l.cred, l.entry, time.Now()),
+		})
+		return nil
+	}
+	adminLog(r, "credential refreshed", prov, id)
+	writeAdminJSON(w, http.StatusOK, viewOf(prov, l.cred, l.entry, time.Now()))
+	return nil
+}
+
+// prepareCredential checks a credential that is about to be added or
+// changed, and stores what it brings: a token for an oauth credential, or
+// for a new or changed cookie the key the platform issues for it (which
+// checks the cookie).
+func prepareCredential(ctx context.Context, prov string, c Credential, token json.RawMessage, checkCookie bool) error {
+	h := handlersFor(prov)[0]
+	p := h.providers[prov].provider
+	if err := c.Check(); err != nil {
+		if fe, ok := errors.AsType[*FieldError](err); ok {
+			return errorf(http.StatusBadRequest, fe.Field, "%s", fe.Msg)
+		}
+		return errorf(http.StatusBadRequest, "", "%v", err)
+	}
+	repl := caddy.NewReplacer()
+	spec := provider.CredentialSpec{
+		ID: c.ID, AuthType: c.AuthType,
+		TokenFile: repl.ReplaceAll(c.TokenFile, ""), Cookies: repl.ReplaceAll(c.Cookies, ""), APIKey: repl.ReplaceAll(c.APIKey, ""),
+	}
+	auth, err := p.NewAuth(spec)
+	if err != nil {
+		return errorf(http.StatusBadRequest, secretField(c.AuthType), "%v", err)
+	}
+	if auth.Renewer == nil {
+		if len(token) > 0 {
+			return errorf(http.StatusBadRequest, "token", "token is only for oauth credentials")
+		}
+		return nil
+	}
+	loc, err := locateState(h.storage, auth.StateKey, prov, c.ID)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "token_file", "%v", err)
+	}
+	proxyURL, _ := parseProxyURL(repl.ReplaceAll(c.ProxyURL, ""))
+	client := h.clients.client(proxyURL)
+	switch {
+	case len(token) > 0:
+		imp, ok := p.(provider.TokenImporter)
+		if !ok {
+			return errorf(http.StatusBadRequest, "token", "provider %q does not take tokens", prov)
+		}
+		state, err := imp.ImportToken(token)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "token", "%v", err)
+		}
+		return storeLocked(ctx, loc, state)
+	case c.AuthType == provider.AuthOAuth:
+		if _, err := loc.store.Load(ctx, loc.key); errors.Is(err, fs.ErrNotExist) {
+			return errorf(http.StatusBadRequest, "token", "there is no token at %s: pass token, or log in with POST /proxycast/oauth/%s", loc.where, prov)
+		}
+	case c.AuthType == provider.AuthCookie && checkCookie:
+		state, err := auth.Renewer.Renew(ctx, client, nil)
+		if errors.Is(err, provider.ErrReauth) {
+			return errorf(http.StatusBadRequest, "cookies", "%v", err)
+		}
+		if err != nil {
+			return errorf(http.StatusBadGateway, "cookies", "the cookie could not be checked: %v", err)
+		}
+		return storeLocked(ctx, loc, state)
+	}
+	return nil
+}
+
+// secretField names the field that carries an auth type's secret.
+func secretField(authType string) string {
+	switch authType {
+	case provider.AuthOAuth:
+		return "token_file"
+	case provider.AuthCookie:
+		return "cookies"
+	case provider.AuthAPIKey:
+		return "api_key"
+	}
+	return "auth_type"
+}
+
+// checkID accepts ids that are safe in URLs, file names and metric labels.
+func checkID(id string) error {
+	if id == "" {
+		return errorf(http.StatusBadRequest, "id", "id is required")
+	}
+	if len(id) > 64 {
+		return errorf(http.StatusBadRequest, "id", "id is longer than 64 characters")
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return errorf(http.StatusBadRequest, "id", "id %q may only hold letters, digits, '-', '_' and '.'", id)
+		}
+	}
+	return nil
+}
+
+// adminLog records a change; never a secret.
+func adminLog(r *http.Request, msg, prov, id string) {
+	caddy.Log().Named("admin.api.proxycast").Info(msg,
+		zap.String("provider", prov), zap.String("credential", id), zap.String("remote_ip", r.RemoteAddr))
+}
+
+// Interface guards
+var _ caddy.AdminRouter = (*AdminAPI)(nil)

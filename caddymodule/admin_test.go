@@ -1,0 +1,398 @@
+package caddymodule_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/proxycast/caddy-proxycast/iflow/iflowtest"
+)
+
+const adminURL = "http://localhost:2999"
+
+func admin(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, adminURL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+type view struct {
+	Provider, ID, Source, State, ProxyURL, Account string
+	AuthType                                       string `json:"auth_type"`
+	Disabled                                       bool
+	Priority                                       int
+	Requests                                       uint64
+	ProxyURLRaw                                    string `json:"proxy_url"`
+}
+
+func list(t *testing.T) map[string]view {
+	t.Helper()
+	status, body := admin(t, "GET", "/proxycast/credentials", "")
+	if status != 200 {
+		t.Fatalf("list: %d %s", status, body)
+	}
+	var vs []view
+	if err := json.Unmarshal([]byte(body), &vs); err != nil {
+		t.Fatalf("list: %v: %s", err, body)
+	}
+	out := map[string]view{}
+	for _, v := range vs {
+		out[v.ID] = v
+	}
+	return out
+}
+
+func servedBy(t *testing.T) string {
+	t.Helper()
+	resp, body := chat(t, qwenBody)
+	if resp.StatusCode != 200 {
+		t.Fatalf("chat: %d %s", resp.StatusCode, body)
+	}
+	return resp.Header.Get("X-Proxycast-Credential")
+}
+
+func adminSite(srv *iflowtest.Server) string {
+	return fmt.Sprintf(`	proxycast {
+		api_keys %s
+		credential_pool {
+			iflow {
+				credential a {
+					auth_type api_key
+					api_key sk-a
+				}
+			}
+		}
+		provider iflow {
+			api_base %s
+			oauth_base %s
+			platform_base %s
+		}
+	}`, clientKey, srv.APIBase(), srv.OAuthBase(), srv.PlatformBase())
+}
+
+// TestAdminLifecycle: add → used; disable → skipped; delete → gone; all of
+// it kept across reload and restart, and config changes win over runtime
+// changes of config credentials.
+func TestAdminLifecycle(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b")
+	root := t.TempDir()
+	site := adminSite(srv)
+	startWithStorage(t, root, site)
+
+	status, body := admin(t, "POST", "/proxycast/credentials/iflow",
+		`{"id":"b","auth_type":"api_key","api_key":"sk-b","priority":1,"proxy_url":"http://user:hunter2@127.0.0.1:1"}`)
+	if status != 201 {
+		t.Fatalf("add: %d %s", status, body)
+	}
+	if strings.Contains(body, "sk-b") || strings.Contains(body, "hunter2") {
+		t.Fatalf("the answer holds a secret: %s", body)
+	}
+	// b sits behind a proxy that does not exist: take it out of the way
+	// again by clearing the proxy, and check it serves next.
+	if status, body := admin(t, "PATCH", "/proxycast/credentials/iflow/b", `{"proxy_url":""}`); status != 200 {
+		t.Fatalf("patch: %d %s", status, body)
+	}
+	if got := servedBy(t); got != "b" {
+		t.Fatalf("after adding b with priority 1, served by %q", got)
+	}
+	if v := list(t)["b"]; v.Source != "runtime" || v.State != "active" || v.Priority != 1 {
+		t.Errorf("b: %+v", v)
+	}
+
+	// Disable the config credential a and b in turn.
+	if status, body := admin(t, "PATCH", "/proxycast/credentials/iflow/b", `{"disabled":true}`); status != 200 {
+		t.Fatalf("disable b: %d %s", status, body)
+	}
+	for range 3 {
+		if got := servedBy(t); got != "a" {
+			t.Fatalf("disabled b still served: %q", got)
+		}
+	}
+	if status, _ := admin(t, "PATCH", "/proxycast/credentials/iflow/b", `{"disabled":false}`); status != 200 {
+		t.Fatal("enable b")
+	}
+	if status, _ := admin(t, "PATCH", "/proxycast/credentials/iflow/a", `{"disabled":true}`); status != 200 {
+		t.Fatal("disable a")
+	}
+
+	// Reload the same config, then "restart" (a config without the
+	// handler, then the config again): the changes hold.
+	startWithStorage(t, root, site)
+	if v := list(t); !v["a"].Disabled || v["b"].Source != "runtime" {
+		t.Errorf("after reload: %+v", v)
+	}
+	startWithStorage(t, root, "\trespond ok")
+	startWithStorage(t, root, site)
+	vs := list(t)
+	if !vs["a"].Disabled || vs["b"].Source != "runtime" || vs["b"].Priority != 1 {
+		t.Errorf("after restart: %+v", vs)
+	}
+	if got := servedBy(t); got != "b" {
+		t.Errorf("after restart served by %q", got)
+	}
+	fi, err := os.Stat(filepath.Join(root, "proxycast/runtime.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("runtime state: %v %v", err, fi)
+	}
+	raw, _ := os.ReadFile(filepath.Join(root, "proxycast/runtime.json"))
+	if !json.Valid(raw) {
+		t.Fatalf("runtime state is not JSON: %s", raw)
+	}
+
+	// Delete b: gone, also after a restart.
+	if status, body := admin(t, "DELETE", "/proxycast/credentials/iflow/b", ""); status != 204 {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	if status, _ := admin(t, "GET", "/proxycast/credentials/iflow/b", ""); status != 404 {
+		t.Errorf("deleted b still answers %d", status)
+	}
+	startWithStorage(t, root, site)
+	if _, ok := list(t)["b"]; ok {
+		t.Error("b is back after a reload")
+	}
+
+	// The config changes a: the runtime change (disabled) gives way.
+	startWithStorage(t, root, strings.Replace(site, "credential a {", "credential a {\n\t\t\t\t\tpriority 3", 1))
+	if v := list(t)["a"]; v.Disabled || v.Priority != 3 {
+		t.Errorf("config change did not win: %+v", v)
+	}
+}
+
+func TestAdminBadRequests(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	srv.AddCookieAccount("bx-ok")
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		field                    string
+	}{
+		{"unknown field", "POST", "/proxycast/credentials/iflow", `{"id":"x","auth_type":"api_key","api_key":"k","colour":"red"}`, 400, "colour"},
+		{"not JSON", "POST", "/proxycast/credentials/iflow", `{"id":`, 400, ""},
+		{"empty", "POST", "/proxycast/credentials/iflow", ``, 400, ""},
+		{"wrong type", "POST", "/proxycast/credentials/iflow", `{"id":"x","auth_type":"api_key","api_key":"k","priority":"high"}`, 400, "priority"},
+		{"missing secret", "POST", "/proxycast/credentials/iflow", `{"id":"x","auth_type":"api_key"}`, 400, "api_key"},
+		{"bad id", "POST", "/proxycast/credentials/iflow", `{"id":"a/b","auth_type":"api_key","api_key":"k"}`, 400, "id"},
+		{"duplicate id", "POST", "/proxycast/credentials/iflow", `{"id":"a","auth_type":"api_key","api_key":"k"}`, 409, "id"},
+		{"bad proxy", "POST", "/proxycast/credentials/iflow", `{"id":"x","auth_type":"api_key","api_key":"k","proxy_url":"ftp://p"}`, 400, "proxy_url"},
+		{"cookie without BXAuth", "POST", "/proxycast/credentials/iflow", `{"id":"x","auth_type":"cookie","cookies":"a=b"}`, 400, "cookies"},
+		{"cookie the platform refuses", "POST", "/proxycast/credentials/iflow", `{"id":"x","auth_type":"cookie","cookies":"BXAuth=nope"}`, 400, "cookies"},
+		{"oauth without token", "POST", "/proxycast/credentials/iflow", `{"id":"x","auth_type":"oauth"}`, 400, "token"},
+		{"oauth with a bad token", "POST", "/proxycast/credentials/iflow", `{"id":"x","auth_type":"oauth","token":{"access_token":"a"}}`, 400, "token"},
+		{"unknown provider", "POST", "/proxycast/credentials/openai", `{"id":"x","auth_type":"api_key","api_key":"k"}`, 404, ""},
+		{"too large", "POST", "/proxycast/credentials/iflow", `{"id":"x","pad":"` + strings.Repeat("x", 70<<10) + `"}`, 413, ""},
+		{"patch immutable", "PATCH", "/proxycast/credentials/iflow/a", `{"api_key":"sk-new"}`, 400, "api_key"},
+		{"patch unknown", "PATCH", "/proxycast/credentials/iflow/zzz", `{"disabled":true}`, 404, ""},
+		{"patch token on api_key", "PATCH", "/proxycast/credentials/iflow/a", `{"token":{"refresh_token":"r"}}`, 400, "token"},
+		{"delete unknown", "DELETE", "/proxycast/credentials/iflow/zzz", ``, 404, ""},
+		{"refresh api_key", "POST", "/proxycast/credentials/iflow/a/refresh", ``, 400, ""},
+		{"wrong method", "PUT", "/proxycast/credentials", ``, 405, ""},
+		{"unknown path", "GET", "/proxycast/nothing", ``, 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := admin(t, tt.method, tt.path, tt.body)
+			var e struct{ Error, Field string }
+			if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error == "" {
+				t.Fatalf("%d: not a JSON error: %s", status, body)
+			}
+			if status != tt.status || e.Field != tt.field {
+				t.Errorf("%d field %q, want %d field %q: %s", status, e.Field, tt.status, tt.field, e.Error)
+			}
+			for _, secret := range []string{"sk-new", "BXAuth=nope"} {
+				if strings.Contains(body, secret) {
+					t.Errorf("the error repeats a secret: %s", body)
+				}
+			}
+		})
+	}
+	if len(list(t)) != 1 {
+		t.Errorf("a bad request left something behind: %+v", list(t))
+	}
+}
+
+// TestAdminCookieAndToken: a cookie is checked against the platform and
+// its key stored; an oauth credential takes its token in the body; refresh
+// renews at once.
+func TestAdminCookieAndToken(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	srv.AddCookieAccount("bx-good")
+	acct := srv.AddAccount("admin@example.com", "")
+	root := t.TempDir()
+	startWithStorage(t, root, adminSite(srv))
+
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"c","auth_type":"cookie","cookies":"x=1; BXAuth=bx-good","priority":1}`); status != 201 {
+		t.Fatalf("cookie: %d %s", status, body)
+	}
+	if srv.KeyRegenerations() != 1 {
+		t.Errorf("key regenerations %d", srv.KeyRegenerations())
+	}
+	if got := servedBy(t); got != "c" {
+		t.Errorf("served by %q", got)
+	}
+	if srv.KeyRegenerations() != 1 {
+		t.Errorf("the stored key was not used: %d regenerations", srv.KeyRegenerations())
+	}
+
+	access, refresh := srv.IssueTokens(acct, 30*time.Hour)
+	token := fmt.Sprintf(`{"access_token":%q,"refresh_token":%q,"expires_at":%q,"api_key":%q}`,
+		access, refresh, time.Now().Add(30*time.Hour).UTC().Format(time.RFC3339), acct.APIKey())
+	status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"o","auth_type":"oauth","priority":1,"token":`+token+`}`)
+	if status != 201 || strings.Contains(body, refresh) || strings.Contains(body, access) {
+		t.Fatalf("oauth: %d %s", status, body)
+	}
+	if _, err := os.Stat(filepath.Join(root, "proxycast/iflow/o.json")); err != nil {
+		t.Errorf("token file: %v", err)
+	}
+	before := srv.RefreshCount()
+	status, body = admin(t, "POST", "/proxycast/credentials/iflow/o/refresh", "")
+	if status != 200 || srv.RefreshCount() != before+1 {
+		t.Fatalf("refresh: %d %s (refreshes %d -> %d)", status, body, before, srv.RefreshCount())
+	}
+	var v view
+	_ = json.Unmarshal([]byte(body), &v)
+	if v.State != "active" || v.Account != "admin@example.com" {
+		t.Errorf("after refresh: %s", body)
+	}
+	status, body = admin(t, "GET", "/proxycast/credentials", "")
+	for _, secret := range []string{"sk-a", "bx-good", access, refresh, acct.APIKey()} {
+		if strings.Contains(body, secret) {
+			t.Errorf("the list holds a secret")
+		}
+	}
+	_ = status
+}
+
+// TestAdminOAuthLogin runs a browser login through the admin API against
+// the fake's authorize page; the new credential serves with no further
+// call.
+func TestAdminOAuthLogin(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	acct := srv.AddAccount("browser@example.com", "")
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+
+	status, body := admin(t, "POST", "/proxycast/oauth/iflow", `{"id":"web","port":0,"priority":1}`)
+	if status != 200 {
+		t.Fatalf("start: %d %s", status, body)
+	}
+	var start struct{ URL, State, Redirect string }
+	if err := json.Unmarshal([]byte(body), &start); err != nil || start.URL == "" || start.State == "" {
+		t.Fatalf("start: %s", body)
+	}
+	if status, body := admin(t, "GET", "/proxycast/oauth/iflow/"+start.State, ""); status != 200 || !strings.Contains(body, `"pending"`) {
+		t.Fatalf("status before the browser: %d %s", status, body)
+	}
+	// The browser: the fake logs in at once and redirects to the callback.
+	resp, err := http.Get(start.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "Logged in") {
+		t.Fatalf("callback page: %d %s", resp.StatusCode, page)
+	}
+	waitFor(t, "the login to complete", func() bool {
+		_, body := admin(t, "GET", "/proxycast/oauth/iflow/"+start.State, "")
+		return strings.Contains(body, `"done"`)
+	})
+	if v := list(t)["web"]; v.Source != "runtime" || v.AuthType != "oauth" || v.State != "active" || v.Account != "browser@example.com" {
+		t.Fatalf("web: %+v", v)
+	}
+	resp2, body2 := chat(t, qwenBody)
+	if resp2.Header.Get("X-Proxycast-Credential") != "web" || resp2.StatusCode != 200 {
+		t.Fatalf("served by %q: %d %s", resp2.Header.Get("X-Proxycast-Credential"), resp2.StatusCode, body2)
+	}
+	found := false
+	for _, r := range srv.ChatRequests() {
+		if r.APIKey == acct.APIKey() {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the logged-in account's key never reached iFlow")
+	}
+	if status, _ := admin(t, "GET", "/proxycast/oauth/iflow/nope", ""); status != 404 {
+		t.Errorf("unknown login state: %d", status)
+	}
+}
+
+// TestAdminConcurrent changes credentials while traffic flows, under
+// -race: no request fails for lack of a credential, and the stored state
+// stays readable.
+func TestAdminConcurrent(t *testing.T) {
+	keys := []string{"sk-a"}
+	for i := range 8 {
+		keys = append(keys, fmt.Sprintf("sk-%d", i))
+	}
+	srv := fakeIFlow(t, keys...)
+	root := t.TempDir()
+	startWithStorage(t, root, adminSite(srv))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	failures := make(chan string, 1000)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if resp, body := chat(t, qwenBody); resp.StatusCode != 200 {
+					failures <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+				}
+			}
+		})
+	}
+	var admins sync.WaitGroup
+	for i := range 8 {
+		admins.Go(func() {
+			id := fmt.Sprintf("k%d", i)
+			for range 3 {
+				if s, b := admin(t, "POST", "/proxycast/credentials/iflow", fmt.Sprintf(`{"id":%q,"auth_type":"api_key","api_key":"sk-%d"}`, id, i)); s != 201 {
+					failures <- "add: " + b
+				}
+				if s, b := admin(t, "PATCH", "/proxycast/credentials/iflow/"+id, `{"disabled":true}`); s != 200 {
+					failures <- "patch: " + b
+				}
+				if s, b := admin(t, "DELETE", "/proxycast/credentials/iflow/"+id, ""); s != 204 {
+					failures <- "delete: " + b
+				}
+			}
+		})
+	}
+	admins.Wait()
+	close(stop)
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Error(f)
+	}
+	if vs := list(t); len(vs) != 1 {
+		t.Errorf("left: %+v", vs)
+	}
+	raw, _ := os.ReadFile(filepath.Join(root, "proxycast/runtime.json"))
+	if !json.Valid(raw) {
+		t.Errorf("runtime state corrupted: %s", raw)
+	}
+}

@@ -1,0 +1,191 @@
+package caddymodule
+
+import (
+	"context"
+	"net/http"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+// Browser logins started through the admin API, by state.
+var (
+	loginsMu sync.Mutex
+	logins   = map[string]*adminLogin{}
+)
+
+// adminLogin is one browser login started through the admin API.
+type adminLogin struct {
+	provider string
+	id       string
+	started  time.Time
+
+	mu      sync.Mutex
+	status  string // pending, done, failed
+	err     string
+	account string
+}
+
+// How long a login waits for the browser, and how long its outcome is
+// kept for GET /proxycast/oauth/{provider}/{state}.
+const (
+	defaultLoginTimeout = 10 * time.Minute
+	loginMemory         = time.Hour
+)
+
+// oauthBody is the body of POST /proxycast/oauth/{provider}.
+type oauthBody struct {
+	// ID is the credential to log in: an oauth credential that exists, or
+	// a new one, added when the login completes.
+	ID string `json:"id"`
+	// TokenFile for a new credential. Default: <provider>/<id>.json.
+	TokenFile string `json:"token_file,omitempty"`
+	// ProxyURL and Priority for a new credential.
+	ProxyURL string `json:"proxy_url,omitempty"`
+	Priority int    `json:"priority,omitempty"`
+	// Port of the local callback on 127.0.0.1. Default: 11451.
+	Port int `json:"port,omitempty"`
+	// Timeout for the login. Default: 10m.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
+	var body oauthBody
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	if err := checkID(body.ID); err != nil {
+		return err
+	}
+	hs := handlersFor(prov)
+	if len(hs) == 0 {
+		return errorf(http.StatusNotFound, "", "no proxycast handler serves provider %q", prov)
+	}
+	h := hs[0]
+	login, ok := h.providers[prov].provider.(provider.Login)
+	if !ok {
+		return errorf(http.StatusBadRequest, "", "provider %q has no browser login", prov)
+	}
+	cred := Credential{ID: body.ID, AuthType: provider.AuthOAuth, TokenFile: body.TokenFile, ProxyURL: body.ProxyURL, Priority: body.Priority}
+	existing := false
+	if l, err := locate(prov, body.ID); err == nil {
+		if l.cred.AuthType != provider.AuthOAuth {
+			return errorf(http.StatusConflict, "id", "credential %q exists and is a %s credential, not oauth", body.ID, l.cred.AuthType)
+		}
+		cred, existing = l.cred.Credential, true
+	}
+	if cred.TokenFile == "" {
+		cred.TokenFile = path.Join(prov, body.ID+".json")
+	}
+	if err := cred.Check(); err != nil {
+		if fe, ok := err.(*FieldError); ok {
+			return errorf(http.StatusBadRequest, fe.Field, "%s", fe.Msg)
+		}
+		return errorf(http.StatusBadRequest, "", "%v", err)
+	}
+	loc, err := locateState(h.storage, caddy.NewReplacer().ReplaceAll(cred.TokenFile, ""), prov, cred.ID)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "token_file", "%v", err)
+	}
+	port := body.Port
+	if port == 0 {
+		port = 11451
+	}
+	timeout := time.Duration(body.Timeout)
+	if timeout <= 0 {
+		timeout = defaultLoginTimeout
+	}
+	proxyURL, _ := parseProxyURL(cred.ProxyURL)
+	ls, err := startLoginServer(login, port, h.clients.client(proxyURL))
+	if err != nil {
+		return errorf(http.StatusConflict, "port", "%v", err)
+	}
+
+	al := &adminLogin{provider: prov, id: body.ID, started: time.Now(), status: "pending"}
+	loginsMu.Lock()
+	for s, old := range logins {
+		if time.Since(old.started) > loginMemory {
+			delete(logins, s)
+		}
+	}
+	logins[ls.State] = al
+	loginsMu.Unlock()
+
+	go func() {
+		res := ls.Wait(context.Background(), timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err := res.err
+		if err == nil {
+			err = storeLocked(ctx, loc, res.state)
+		}
+		if err == nil && !existing {
+			adminMu.Lock()
+			err = mutate(ctx, prov, func(ov *overlay, current []effectiveCredential) error {
+				for _, e := range current {
+					if e.ID == cred.ID {
+						return nil // added meanwhile
+					}
+				}
+				po := ov.provider(prov, true)
+				po.Added = append(po.Added, cred)
+				return nil
+			})
+			adminMu.Unlock()
+		}
+		if err == nil {
+			// The running credential (existing, or just built) reads the
+			// new token file.
+			if l, lerr := locate(prov, cred.ID); lerr == nil && l.entry.Value.renewing != nil {
+				l.entry.Value.renewing.Reload(ctx)
+			}
+		}
+		al.mu.Lock()
+		if err != nil {
+			al.status, al.err = "failed", err.Error()
+		} else {
+			al.status, al.account = "done", res.account
+		}
+		al.mu.Unlock()
+		log := caddy.Log().Named("admin.api.proxycast")
+		if err != nil {
+			log.Warn("browser login failed", zap.String("provider", prov), zap.String("credential", cred.ID), zap.Error(err))
+		} else {
+			log.Info("browser login completed", zap.String("provider", prov), zap.String("credential", cred.ID))
+		}
+	}()
+
+	writeAdminJSON(w, http.StatusOK, map[string]any{
+		"url":        ls.URL,
+		"state":      ls.State,
+		"redirect":   ls.Redirect,
+		"credential": body.ID,
+		"expires_at": time.Now().Add(timeout).UTC(),
+	})
+	return nil
+}
+
+func oauthStatus(w http.ResponseWriter, prov, state string) error {
+	loginsMu.Lock()
+	al := logins[state]
+	loginsMu.Unlock()
+	if al == nil || al.provider != prov {
+		return errorf(http.StatusNotFound, "", "no login with state %q for provider %q", state, prov)
+	}
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	out := map[string]any{"state": al.status, "credential": al.id}
+	if al.err != "" {
+		out["error"] = al.err
+	}
+	if al.account != "" {
+		out["account"] = al.account
+	}
+	writeAdminJSON(w, http.StatusOK, out)
+	return nil
+}

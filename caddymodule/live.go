@@ -1,0 +1,49 @@
+package caddymodule
+
+import (
+	"sync"
+)
+
+// live knows the handlers of the configs that are running, for the admin
+// API, which is provisioned apart from them and must find them when a
+// request comes.
+var live liveHandlers
+
+type liveHandlers struct {
+	mu   sync.Mutex
+	seq  uint64
+	list map[*Handler]uint64
+}
+
+func (l *liveHandlers) add(h *Handler) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.list == nil {
+		l.list = map[*Handler]uint64{}
+	}
+	l.seq++
+	l.list[h] = l.seq
+}
+
+func (l *liveHandlers) remove(h *Handler) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.list, h)
+}
+
+// newestFirst returns the running handlers, the most recently provisioned
+// first (during a reload the new config's).
+func (l *liveHandlers) newestFirst() []*Handler {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*Handler, 0, len(l.list))
+	for h := range l.list {
+		out = append(out, h)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && l.list[out[j]] > l.list[out[j-1]]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}

@@ -1,0 +1,174 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+
+	"github.com/caddyserver/certmagic"
+)
+
+// runtimeKey is where the admin API's changes to the credentials live in
+// Caddy's storage; every config load applies them on top of the config.
+var runtimeKey = path.Join(storagePrefix, "runtime.json")
+
+// runtimeLock guards runtimeKey across the instances sharing the storage.
+const runtimeLock = "proxycast-runtime"
+
+// overlay is the admin API's changes to the configured credentials.
+type overlay struct {
+	Version   int                         `json:"version"`
+	Providers map[string]*providerOverlay `json:"providers,omitempty"`
+}
+
+// providerOverlay is the changes to one provider's credentials. Changes
+// to a credential of the config carry the hash of the config's entry at
+// the time: when the config itself changes the credential, the config
+// wins.
+type providerOverlay struct {
+	// Added are the credentials added at run time.
+	Added []Credential `json:"added,omitempty"`
+	// Changed are changes to credentials of the config, by id.
+	Changed map[string]configChange `json:"changed,omitempty"`
+	// Deleted are credentials of the config deleted at run time: id to
+	// the hash of the config's entry.
+	Deleted map[string]string `json:"deleted,omitempty"`
+}
+
+// configChange is a runtime change to a credential of the config.
+type configChange struct {
+	ConfigHash string `json:"config_hash"`
+	credentialPatch
+}
+
+// credentialPatch is what PATCH may change.
+type credentialPatch struct {
+	Disabled *bool   `json:"disabled,omitempty"`
+	Priority *int    `json:"priority,omitempty"`
+	ProxyURL *string `json:"proxy_url,omitempty"`
+	Cookies  *string `json:"cookies,omitempty"`
+}
+
+func (p credentialPatch) apply(c Credential) Credential {
+	if p.Disabled != nil {
+		c.Disabled = *p.Disabled
+	}
+	if p.Priority != nil {
+		c.Priority = *p.Priority
+	}
+	if p.ProxyURL != nil {
+		c.ProxyURL = *p.ProxyURL
+	}
+	if p.Cookies != nil {
+		c.Cookies = *p.Cookies
+	}
+	return c
+}
+
+func (p credentialPatch) merge(q credentialPatch) credentialPatch {
+	if q.Disabled != nil {
+		p.Disabled = q.Disabled
+	}
+	if q.Priority != nil {
+		p.Priority = q.Priority
+	}
+	if q.ProxyURL != nil {
+		p.ProxyURL = q.ProxyURL
+	}
+	if q.Cookies != nil {
+		p.Cookies = q.Cookies
+	}
+	return p
+}
+
+// Sources of a credential, as the admin API shows them.
+const (
+	sourceConfig  = "config"
+	sourceRuntime = "runtime"
+)
+
+// effectiveCredential is a credential as it is in force, and where it
+// comes from.
+type effectiveCredential struct {
+	Credential
+	source string
+}
+
+// configHash fingerprints a credential of the config as written.
+func configHash(c Credential) string {
+	raw, _ := json.Marshal(c)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:12])
+}
+
+// effective merges the config's credentials of a provider with the
+// overlay's changes.
+func (o *overlay) effective(prov string, config []Credential) []effectiveCredential {
+	po := o.provider(prov, false)
+	var out []effectiveCredential
+	for _, c := range config {
+		if po != nil {
+			if h, ok := po.Deleted[c.ID]; ok && h == configHash(c) {
+				continue
+			}
+			if ch, ok := po.Changed[c.ID]; ok && ch.ConfigHash == configHash(c) {
+				c = ch.apply(c)
+			}
+		}
+		out = append(out, effectiveCredential{Credential: c, source: sourceConfig})
+	}
+	if po != nil {
+		for _, c := range po.Added {
+			if !slices.ContainsFunc(out, func(e effectiveCredential) bool { return e.ID == c.ID }) {
+				out = append(out, effectiveCredential{Credential: c, source: sourceRuntime})
+			}
+		}
+	}
+	return out
+}
+
+func (o *overlay) provider(prov string, create bool) *providerOverlay {
+	if po, ok := o.Providers[prov]; ok || !create {
+		return po
+	}
+	if o.Providers == nil {
+		o.Providers = map[string]*providerOverlay{}
+	}
+	po := &providerOverlay{}
+	o.Providers[prov] = po
+	return po
+}
+
+// loadOverlay reads the overlay; a missing one is empty. An unreadable one
+// is an error: it is neither used nor overwritten.
+func loadOverlay(ctx context.Context, storage certmagic.Storage) (*overlay, error) {
+	raw, err := storage.Load(ctx, runtimeKey)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &overlay{Version: 1}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", runtimeKey, err)
+	}
+	var o overlay
+	if err := json.Unmarshal(raw, &o); err != nil {
+		return nil, fmt.Errorf("%s in storage is not valid (%v); fix or remove it", runtimeKey, err)
+	}
+	if o.Version != 1 {
+		return nil, fmt.Errorf("%s has version %d, which this build does not know", runtimeKey, o.Version)
+	}
+	return &o, nil
+}
+
+func saveOverlay(ctx context.Context, storage certmagic.Storage, o *overlay) error {
+	raw, err := json.MarshalIndent(o, "", "  ")
+	if err != nil {
+		return err
+	}
+	return storage.Store(ctx, runtimeKey, raw)
+}
