@@ -7,10 +7,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
 
 	"github.com/proxycast/caddy-proxycast/iflow/iflowtest"
 )
@@ -394,5 +398,66 @@ func TestAdminConcurrent(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(root, "proxycast/runtime.json"))
 	if !json.Valid(raw) {
 		t.Errorf("runtime state corrupted: %s", raw)
+	}
+}
+
+// proxycastCLI runs `caddy proxycast <args>` as registered with Caddy and
+// returns a reader of its output.
+func proxycastCLI(t *testing.T, stdin string, args ...string) (*os.File, chan error) {
+	t.Helper()
+	root := &cobra.Command{Use: "proxycast"}
+	caddycmd.Commands()["proxycast"].CobraFunc(root)
+	r, w, _ := os.Pipe()
+	root.SetOut(w)
+	root.SetErr(w)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(args)
+	done := make(chan error, 1)
+	go func() { done <- root.Execute(); w.Close() }()
+	return r, done
+}
+
+// TestCLIThroughAdmin: `caddy proxycast login iflow --admin` and
+// `import-cookie --admin` hand their credentials to the running Caddy.
+func TestCLIThroughAdmin(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	srv.AddAccount("cli@example.com", "")
+	srv.AddCookieAccount("bx-cli")
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+
+	out, done := proxycastCLI(t, "", "login", "iflow", "--admin", "localhost:2999", "--no-browser", "--port", "0", "--id", "cli-oauth", "--timeout", "10s")
+	buf := make([]byte, 4096)
+	n, _ := out.Read(buf)
+	u := regexp.MustCompile(`http://\S+/oauth\?\S+`).FindString(string(buf[:n]))
+	if u == "" {
+		t.Fatalf("no login URL printed: %q", buf[:n])
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("login --admin: %v", err)
+	}
+	if v := list(t)["cli-oauth"]; v.State != "active" || v.Account != "cli@example.com" {
+		t.Errorf("cli-oauth: %+v", v)
+	}
+
+	_, done = proxycastCLI(t, "x=1; BXAuth=bx-cli\n", "import-cookie", "--admin", "localhost:2999", "--id", "cli-cookie")
+	if err := <-done; err != nil {
+		t.Fatalf("import-cookie --admin: %v", err)
+	}
+	if v := list(t)["cli-cookie"]; v.AuthType != "cookie" || v.State != "active" {
+		t.Errorf("cli-cookie: %+v", v)
+	}
+	// Again, with the same id: the cookie is replaced, not added twice.
+	_, done = proxycastCLI(t, "BXAuth=bx-cli\n", "import-cookie", "--admin", "localhost:2999", "--id", "cli-cookie")
+	if err := <-done; err != nil {
+		t.Fatalf("import-cookie --admin again: %v", err)
+	}
+	_, done = proxycastCLI(t, "BXAuth=unknown\n", "import-cookie", "--admin", "localhost:2999", "--id", "cli-cookie")
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "cookies") {
+		t.Errorf("a refused cookie: %v", err)
 	}
 }

@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -64,12 +67,25 @@ credential with "auth_type oauth" and the same token_file uses.`,
 	cmd.Flags().Bool("no-browser", false, "print the login URL instead of opening a browser")
 	cmd.Flags().Duration("timeout", 5*time.Minute, "how long to wait for the login")
 	cmd.Flags().String("oauth-base", iflow.DefaultOAuthBase, "iFlow's OAuth base URL")
+	cmd.Flags().String("admin", "", "log in for a running Caddy through its admin API at this address (e.g. localhost:2019 or unix//run/caddy/admin.sock)")
+	cmd.Flags().String("id", "iflow-oauth", "with --admin: the credential to log in (added if it does not exist)")
 	addStorageFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if args[0] != "iflow" {
 			return fmt.Errorf("unknown provider %q: only iflow has a browser login", args[0])
 		}
 		fl := caddycmd.Flags{FlagSet: cmd.Flags()}
+		if addr := fl.String("admin"); addr != "" {
+			var browser func(string) error
+			if !fl.Bool("no-browser") {
+				browser = openBrowser
+			}
+			tokenFile := ""
+			if cmd.Flags().Changed("token-file") {
+				tokenFile = fl.String("token-file")
+			}
+			return loginViaAdmin(cmd.Context(), addr, args[0], fl.String("id"), tokenFile, fl.Int("port"), fl.Duration("timeout"), browser, cmd.OutOrStdout())
+		}
 		storage, err := commandStorage(fl.String("config"), fl.String("adapter"))
 		if err != nil {
 			return err
@@ -174,6 +190,7 @@ keeps it out of your shell history.`,
 	cmd.Flags().String("id", "", "id of the cookie credential in your config (required)")
 	cmd.Flags().String("cookie", "", "the Cookie header value (default: read from standard input)")
 	cmd.Flags().String("platform-base", iflow.DefaultPlatformBase, "iFlow's platform base URL")
+	cmd.Flags().String("admin", "", "add or update the credential in a running Caddy through its admin API at this address")
 	addStorageFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		fl := caddycmd.Flags{FlagSet: cmd.Flags()}
@@ -185,6 +202,9 @@ keeps it out of your shell history.`,
 				return errors.New("no cookie on standard input")
 			}
 			cookies = strings.TrimSpace(line)
+		}
+		if addr := fl.String("admin"); addr != "" {
+			return importCookieViaAdmin(addr, "iflow", fl.String("id"), cookies, cmd.OutOrStdout())
 		}
 		storage, err := commandStorage(fl.String("config"), fl.String("adapter"))
 		if err != nil {
@@ -228,6 +248,95 @@ func importCookie(ctx context.Context, p provider.Provider, storage certmagic.St
 		"The account's previous API key no longer works. Use the cookie with:\n\n"+
 		"  credential %s {\n    auth_type cookie\n    cookies {env.IFLOW_COOKIE}\n  }\n",
 		key.Account, key.ExpiresAt.Local().Format(time.DateTime), describeLocation(loc, storage), id)
+	return nil
+}
+
+// adminCall sends one request to a running Caddy's admin API.
+func adminCall(addr, method, uri string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, rd)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// loginViaAdmin has a running Caddy do a browser login and waits for it.
+func loginViaAdmin(ctx context.Context, addr, prov, id, tokenFile string, port int, timeout time.Duration, browser func(string) error, out io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	req := map[string]any{"id": id, "port": port, "timeout": timeout.String()}
+	if tokenFile != "" {
+		req["token_file"] = tokenFile
+	}
+	raw, err := adminCall(addr, http.MethodPost, "/proxycast/oauth/"+prov, req)
+	if err != nil {
+		return err
+	}
+	var start struct{ URL, State, Redirect string }
+	if err := json.Unmarshal(raw, &start); err != nil || start.URL == "" {
+		return fmt.Errorf("unexpected answer from the admin API: %s", raw)
+	}
+	fmt.Fprintf(out, "Log in to iFlow at:\n\n  %s\n\nThe running Caddy waits for the browser at %s …\n", start.URL, start.Redirect)
+	if browser != nil {
+		if err := browser(start.URL); err != nil {
+			fmt.Fprintf(out, "(could not open a browser: %v; open the URL yourself)\n", err)
+		}
+	}
+	deadline := time.Now().Add(timeout + 5*time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		raw, err := adminCall(addr, http.MethodGet, "/proxycast/oauth/"+prov+"/"+start.State, nil)
+		if err != nil {
+			return err
+		}
+		var st struct{ State, Error, Account string }
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("unexpected answer from the admin API: %s", raw)
+		}
+		switch st.State {
+		case "done":
+			fmt.Fprintf(out, "\nLogged in as %s; credential %q is in use.\n", st.Account, id)
+			return nil
+		case "failed":
+			return fmt.Errorf("the login failed: %s", st.Error)
+		}
+	}
+	return fmt.Errorf("no login within %s", timeout)
+}
+
+// importCookieViaAdmin adds a cookie credential to a running Caddy, or
+// gives an existing one the new cookie; Caddy checks it with the platform.
+func importCookieViaAdmin(addr, prov, id, cookies string, out io.Writer) error {
+	if strings.TrimSpace(id) == "" {
+		return errors.New("--id is required: the id of the cookie credential")
+	}
+	uri := "/proxycast/credentials/" + prov + "/" + url.PathEscape(id)
+	_, err := adminCall(addr, http.MethodGet, uri, nil)
+	switch {
+	case err == nil:
+		_, err = adminCall(addr, http.MethodPatch, uri, map[string]any{"cookies": cookies})
+	case strings.Contains(err.Error(), "HTTP 404"):
+		_, err = adminCall(addr, http.MethodPost, "/proxycast/credentials/"+prov,
+			map[string]any{"id": id, "auth_type": provider.AuthCookie, "cookies": cookies})
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "The cookie is good; credential %q is in use (the account's previous API key no longer works).\n", id)
 	return nil
 }
 
