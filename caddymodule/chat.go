@@ -33,7 +33,14 @@ type chatRequest struct {
 	body   []byte
 	model  string // upstream model
 	stream bool
-	log    *zap.Logger
+	logger *zap.Logger
+}
+
+// log returns a logger for one attempt. It is built only when there is
+// something to log, since a child logger costs allocations on every
+// request otherwise.
+func (cr *chatRequest) log(credential string) *zap.Logger {
+	return cr.logger.With(zap.String("provider", cr.ps.name), zap.String("model", cr.model), zap.String("credential", credential))
 }
 
 // serveChat is the request path: read the body, route the model, then
@@ -93,8 +100,8 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 	}
 	cr := &chatRequest{
 		w: w, r: r, ps: h.providers[provName], body: body, model: upstreamModel, stream: stream,
-		pool: h.providers[provName].pool(),
-		log:  h.logger.With(zap.String("provider", provName), zap.String("model", upstreamModel)),
+		pool:   h.providers[provName].pool(),
+		logger: h.logger,
 	}
 	session := ""
 	if h.StickyHeader != "" {
@@ -131,7 +138,6 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 // serve, with nothing written to the client.
 func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *provider.Error {
 	acc, ctx, pool := entry.Value, cr.r.Context(), cr.pool
-	log := cr.log.With(zap.String("credential", entry.ID))
 	cr.w.Header().Set(CredentialHeader, entry.ID)
 
 	apiKey, err := acc.keys.APIKey(ctx)
@@ -140,7 +146,7 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 			return nil
 		}
 		// The renewal machinery has recorded why; no rest on top.
-		log.Warn("credential has no usable key", zap.Error(err))
+		cr.log(entry.ID).Warn("credential has no usable key", zap.Error(err))
 		return &provider.Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "credential_unavailable",
 			Message: fmt.Sprintf("credential %q has no usable key right now", entry.ID), Kind: provider.KindTransient}
 	}
@@ -159,12 +165,12 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		if ctx.Err() != nil {
-			log.Debug("client went away", zap.Error(err))
+			cr.log(entry.ID).Debug("client went away", zap.Error(err))
 			return nil
 		}
 		pe := asProviderError(err)
-		h.observe(cr.ps.name, entry.ID, pe.Status, start, time.Time{})
-		log.Warn("upstream attempt failed", zap.Int("status", pe.Status), zap.String("code", pe.Code),
+		acc.metrics.observe(pe.Status, start, time.Time{})
+		cr.log(entry.ID).Warn("upstream attempt failed", zap.Int("status", pe.Status), zap.String("code", pe.Code),
 			zap.Stringer("kind", pe.Kind), zap.String("message", pe.Message))
 		if pe.Kind == provider.KindClient {
 			writeProviderError(cr.w, pe)
@@ -182,14 +188,14 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 		hdr.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 		cr.w.WriteHeader(http.StatusOK)
 		_, _ = cr.w.Write(resp.Body)
-		h.observe(cr.ps.name, entry.ID, http.StatusOK, start, ttfb)
+		acc.metrics.observe(http.StatusOK, start, ttfb)
 		return nil
 	}
 	if mid := relayStream(cr.w, resp.Events, first, err); mid != nil && ctx.Err() == nil {
-		log.Warn("stream failed after it began", zap.String("code", mid.Code), zap.String("message", mid.Message))
+		cr.log(entry.ID).Warn("stream failed after it began", zap.String("code", mid.Code), zap.String("message", mid.Message))
 		pool.Failed(entry, cr.model, credpool.Failure{Kind: mid.Kind, Message: mid.Message})
 	}
-	h.observe(cr.ps.name, entry.ID, http.StatusOK, start, ttfb)
+	acc.metrics.observe(http.StatusOK, start, ttfb)
 	return nil
 }
 
@@ -202,15 +208,6 @@ func (h *Handler) failed(cr *chatRequest, entry *credpool.Entry[*account], apiKe
 	d := cr.pool.Failed(entry, cr.model, credpool.Failure{Kind: pe.Kind, RetryAfter: pe.RetryAfter, Message: pe.Message})
 	if d > 0 {
 		metricCooldowns.WithLabelValues(cr.ps.name, entry.ID, pe.Kind.String()).Inc()
-	}
-}
-
-func (h *Handler) observe(prov, cred string, status int, start, ttfb time.Time) {
-	now := time.Now()
-	metricRequests.WithLabelValues(prov, cred, strconv.Itoa(status)).Inc()
-	metricLatency.WithLabelValues(prov, cred).Observe(now.Sub(start).Seconds())
-	if !ttfb.IsZero() {
-		metricTTFB.WithLabelValues(prov, cred).Observe(ttfb.Sub(start).Seconds())
 	}
 }
 

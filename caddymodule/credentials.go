@@ -61,6 +61,7 @@ type account struct {
 	state *credentialState
 	// renewing is state.renewing, for credentials whose key is renewed.
 	renewing *credpool.Renewing
+	metrics  *credentialMetrics
 }
 
 // rebuild makes a new generation of a provider's pool from creds and puts
@@ -148,7 +149,7 @@ func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p pro
 		}
 	}
 
-	acc := &account{client: h.clients.client(proxyURL)}
+	acc := &account{client: h.clients.client(proxyURL), metrics: newCredentialMetrics(prov, c.ID)}
 	key := identity(prov, h.providerConfigs[prov], h.storage, c)
 	val, _, err := credentialStates.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st := &credentialState{provider: prov, id: c.ID, health: credpool.NewHealth()}

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,38 @@ var (
 		"1 for the state each credential is in (active, cooling, refreshing, needs_login, unavailable, disabled), 0 for the others.",
 		[]string{"provider", "credential", "state"}, nil)}
 )
+
+// credentialMetrics are one credential's collectors, looked up once so
+// that the request path does not hash label values.
+type credentialMetrics struct {
+	prov, id string
+	ok       prometheus.Counter
+	latency  prometheus.Observer
+	ttfb     prometheus.Observer
+}
+
+func newCredentialMetrics(prov, id string) *credentialMetrics {
+	return &credentialMetrics{
+		prov: prov, id: id,
+		ok:      metricRequests.WithLabelValues(prov, id, "200"),
+		latency: metricLatency.WithLabelValues(prov, id),
+		ttfb:    metricTTFB.WithLabelValues(prov, id),
+	}
+}
+
+// observe records an attempt that ended with status; ttfb is zero when
+// no answer began.
+func (m *credentialMetrics) observe(status int, start, ttfb time.Time) {
+	if status == 200 {
+		m.ok.Inc()
+	} else {
+		metricRequests.WithLabelValues(m.prov, m.id, strconv.Itoa(status)).Inc()
+	}
+	m.latency.Observe(time.Since(start).Seconds())
+	if !ttfb.IsZero() {
+		m.ttfb.Observe(ttfb.Sub(start).Seconds())
+	}
+}
 
 // registerMetrics puts the collectors on a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
