@@ -152,7 +152,7 @@ func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p pro
 	acc := &account{client: h.clients.client(proxyURL), metrics: newCredentialMetrics(prov, c.ID)}
 	key := identity(prov, h.providerConfigs[prov], h.storage, c)
 	val, _, err := credentialStates.LoadOrNew(key, func() (caddy.Destructor, error) {
-		st := &credentialState{provider: prov, id: c.ID, health: credpool.NewHealth()}
+		st := &credentialState{provider: prov, id: c.ID, authType: c.AuthType, health: credpool.NewHealth()}
 		if auth.Renewer != nil {
 			lead := auth.RenewBefore
 			if c.RefreshBefore > 0 {

@@ -312,6 +312,9 @@ func TestCookieCredential(t *testing.T) {
 	if n := srv.KeyRegenerations(); n != 1 {
 		t.Fatalf("key regenerations %d, want 1", n)
 	}
+	if v := scrapeMetric(t, "caddy_proxycast_credential_state", `credential="cookie-stale"`, `state="cookie_expired"`); v != 1 {
+		t.Errorf("the expired cookie's state gauge = %v, want cookie_expired", v)
+	}
 	statePath := filepath.Join(root, "proxycast/state/iflow/cookie-good.json")
 	fi, err := os.Stat(statePath)
 	if err != nil || fi.Mode().Perm() != 0o600 {

@@ -39,7 +39,7 @@ var (
 		Help: "Rests imposed on credentials, by the failure's kind.",
 	}, []string{"provider", "credential", "reason"})
 	metricStates = stateCollector{desc: prometheus.NewDesc("caddy_proxycast_credential_state",
-		"1 for the state each credential is in (active, cooling, refreshing, needs_login, unavailable, disabled), 0 for the others.",
+		"1 for the state each credential is in (active, cooling, refreshing, needs_login, cookie_expired, unavailable, disabled), 0 for the others.",
 		[]string{"provider", "credential", "state"}, nil)}
 )
 

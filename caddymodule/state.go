@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/proxycast/caddy-proxycast/credpool"
+	"github.com/proxycast/caddy-proxycast/provider"
 )
 
 // State that must survive `caddy reload` lives in these pools, keyed so
@@ -31,6 +32,7 @@ var (
 type credentialState struct {
 	provider     string
 	id           string
+	authType     string
 	disabledFlag atomic.Bool // as the newest config says
 	health       *credpool.Health
 	renewing     *credpool.Renewing
@@ -71,11 +73,14 @@ const (
 	stateCooling    = "cooling"
 	stateRefreshing = "refreshing"
 	stateNeedsLogin = "needs_login"
-	stateUnavail    = "unavailable"
-	stateDisabled   = "disabled"
+	// stateCookieExpired is needs_login for a cookie credential: the fix
+	// is a fresh cookie, not a login.
+	stateCookieExpired = "cookie_expired"
+	stateUnavail       = "unavailable"
+	stateDisabled      = "disabled"
 )
 
-var allStates = []string{stateActive, stateCooling, stateRefreshing, stateNeedsLogin, stateUnavail, stateDisabled}
+var allStates = []string{stateActive, stateCooling, stateRefreshing, stateNeedsLogin, stateCookieExpired, stateUnavail, stateDisabled}
 
 // state sums up where a credential stands at now.
 func (s *credentialState) state(now time.Time) string {
@@ -85,6 +90,9 @@ func (s *credentialState) state(now time.Time) string {
 	if s.renewing != nil {
 		switch s.renewing.Status().State {
 		case credpool.StateNeedsLogin:
+			if s.authType == provider.AuthCookie {
+				return stateCookieExpired
+			}
 			return stateNeedsLogin
 		case credpool.StateRefreshing:
 			return stateRefreshing
