@@ -39,6 +39,8 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_attempts <n>           # credentials one request may try; default 3
 //		sticky_header <header>     # keep a client session on one credential
 //		sticky_ttl <duration>      # default 1h
+//		response_timeout <duration>     # wait for an answer to begin; default 5m
+//		stream_idle_timeout <duration>  # silence within a stream; default 2m
 //		cooldowns {
 //			auth <duration>            # default 30m
 //			blocked <duration>         # default 30m
@@ -135,6 +137,18 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 				return err
 			}
 			h.StickyTTL = dur
+		case "response_timeout":
+			dur, err := durationArg(d, "response_timeout")
+			if err != nil {
+				return err
+			}
+			h.ResponseTimeout = dur
+		case "stream_idle_timeout":
+			dur, err := durationArg(d, "stream_idle_timeout")
+			if err != nil {
+				return err
+			}
+			h.StreamIdleTimeout = dur
 		case "cooldowns":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -152,16 +154,31 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	}
 
 	start := time.Now()
-	resp, err := cr.ps.provider.Chat(ctx, &provider.Call{
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var watch *watchdog
+	if cr.stream {
+		// Bound the wait for the first event, then the silence between
+		// events: a stalled stream ends instead of holding the client.
+		watch = newWatchdog(cancel, time.Duration(h.ResponseTimeout), time.Duration(h.StreamIdleTimeout))
+		defer watch.stop()
+	}
+	resp, err := cr.ps.provider.Chat(callCtx, &provider.Call{
 		Model: cr.model, Body: cr.body, Stream: cr.stream, APIKey: apiKey, Client: acc.client,
 	})
 	var first []byte
 	if err == nil && resp.Events != nil {
+		if watch != nil {
+			resp.Events = watch.wrap(resp.Events)
+		}
 		// Wait for the first event before answering, so that a stream that
 		// fails at once can still go to another credential.
 		if first, err = resp.Events.Next(); err != nil && !errors.Is(err, io.EOF) {
 			resp.Events.Close()
 		}
+	}
+	if err != nil && watch != nil && watch.fired.Load() {
+		err = watch.err()
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		if ctx.Err() != nil {
@@ -219,10 +236,71 @@ func asProviderError(err error) *provider.Error {
 	}
 	pe := &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_unreachable",
 		Message: "the upstream request failed: " + err.Error(), Kind: provider.KindTransient}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) {
 		pe.Status, pe.Code = http.StatusGatewayTimeout, "upstream_timeout"
 	}
 	return pe
+}
+
+// watchdog cancels an upstream call that stays silent too long: first
+// until its first event, then between events.
+type watchdog struct {
+	timer       *time.Timer
+	first, idle time.Duration
+	fired       atomic.Bool
+	started     atomic.Bool
+}
+
+func newWatchdog(cancel context.CancelFunc, first, idle time.Duration) *watchdog {
+	w := &watchdog{first: first, idle: idle}
+	w.timer = time.AfterFunc(first, func() {
+		w.fired.Store(true)
+		cancel()
+	})
+	return w
+}
+
+func (w *watchdog) stop() { w.timer.Stop() }
+
+// err describes the silence that ended the call.
+func (w *watchdog) err() *provider.Error {
+	what, d := "the first event", w.first
+	if w.started.Load() {
+		what, d = "the next event", w.idle
+	}
+	return &provider.Error{Status: http.StatusGatewayTimeout, Type: "api_error", Code: "upstream_timeout",
+		Message: fmt.Sprintf("the upstream sent nothing for %s while waiting for %s", d, what), Kind: provider.KindTransient}
+}
+
+// wrap resets the watchdog on every event and names the silence when it
+// ended the stream.
+func (w *watchdog) wrap(events provider.EventReader) provider.EventReader {
+	return watchedEvents{EventReader: events, w: w}
+}
+
+type watchedEvents struct {
+	provider.EventReader
+	w *watchdog
+}
+
+// EventBuffered passes the wrapped reader's answer on (embedding would
+// hide it).
+func (e watchedEvents) EventBuffered() bool {
+	b, ok := e.EventReader.(provider.BufferedEvents)
+	return ok && b.EventBuffered()
+}
+
+func (e watchedEvents) Next() ([]byte, error) {
+	data, err := e.EventReader.Next()
+	if err == nil {
+		e.w.started.Store(true)
+		e.w.timer.Reset(e.w.idle)
+		return data, nil
+	}
+	if e.w.fired.Load() {
+		return nil, e.w.err()
+	}
+	return nil, err
 }
 
 // writeUnavailable answers when no credential can serve: 429 with
@@ -264,10 +342,18 @@ func relayStream(w http.ResponseWriter, events provider.EventReader, first []byt
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	buffered, _ := events.(provider.BufferedEvents)
 	data := first
 	for err == nil {
-		if !writeEvent(w, data) || rc.Flush() != nil {
+		if !writeEvent(w, data) {
 			return nil // the client is gone; its context cancels the upstream call
+		}
+		// Flush when nothing more is at hand: events that arrived together
+		// leave in one write, and none waits for the network.
+		if buffered == nil || !buffered.EventBuffered() {
+			if rc.Flush() != nil {
+				return nil
+			}
 		}
 		data, err = events.Next()
 	}

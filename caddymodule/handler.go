@@ -31,8 +31,15 @@ func init() {
 // not set: large enough for long conversations with images.
 const DefaultMaxBodySize = 20 << 20
 
-// DefaultMaxAttempts is how many credentials a request may try.
-const DefaultMaxAttempts = 3
+// Defaults of the handler's options.
+const (
+	// DefaultMaxAttempts is how many credentials a request may try.
+	DefaultMaxAttempts = 3
+	// DefaultResponseTimeout bounds the wait for an answer to begin.
+	DefaultResponseTimeout = 5 * time.Minute
+	// DefaultStreamIdleTimeout bounds the silence within a stream.
+	DefaultStreamIdleTimeout = 2 * time.Minute
+)
 
 // CredentialHeader names the response header that carries the id of the
 // credential that served a request.
@@ -88,6 +95,16 @@ type Handler struct {
 	// failure.
 	Cooldowns *Cooldowns `json:"cooldowns,omitempty"`
 
+	// ResponseTimeout bounds the wait for an upstream's answer to begin:
+	// its response headers, and for streams its first event. A
+	// non-streamed completion only answers when it is done, so this is
+	// generous. Default: 5m.
+	ResponseTimeout caddy.Duration `json:"response_timeout,omitempty"`
+
+	// StreamIdleTimeout bounds the silence between two events of a
+	// stream; a stream silent for longer is ended as failed. Default: 2m.
+	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
+
 	providers map[string]*providerState
 	// providerConfigs keeps the providers' JSON, which loading the
 	// modules clears from ProvidersRaw.
@@ -139,6 +156,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxAttempts == 0 {
 		h.MaxAttempts = DefaultMaxAttempts
 	}
+	if h.ResponseTimeout == 0 {
+		h.ResponseTimeout = caddy.Duration(DefaultResponseTimeout)
+	}
+	if h.StreamIdleTimeout == 0 {
+		h.StreamIdleTimeout = caddy.Duration(DefaultStreamIdleTimeout)
+	}
 	if h.StickyHeader != "" && h.StickyTTL == 0 {
 		h.StickyTTL = caddy.Duration(time.Hour)
 	}
@@ -167,7 +190,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	h.clients = newClientCache()
+	h.clients = newClientCache(time.Duration(h.ResponseTimeout))
 	ov, err := loadOverlay(ctx, h.storage)
 	if err != nil {
 		// Serve the config as written; the admin API refuses changes
@@ -258,6 +281,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxAttempts < 0 {
 		return errors.New("max_attempts must be 1 or more")
+	}
+	if h.ResponseTimeout < 0 || h.StreamIdleTimeout < 0 {
+		return errors.New("response_timeout and stream_idle_timeout must not be negative")
 	}
 	return nil
 }

@@ -13,10 +13,12 @@ import (
 type clientCache struct {
 	mu      sync.Mutex
 	clients map[string]*http.Client
+	// responseTimeout bounds the wait for an upstream's response headers.
+	responseTimeout time.Duration
 }
 
-func newClientCache() *clientCache {
-	return &clientCache{clients: map[string]*http.Client{}}
+func newClientCache(responseTimeout time.Duration) *clientCache {
+	return &clientCache{clients: map[string]*http.Client{}, responseTimeout: responseTimeout}
 }
 
 // client returns the client for proxyURL; nil means the environment's
@@ -35,7 +37,7 @@ func (c *clientCache) client(proxyURL *url.URL) *http.Client {
 	if proxyURL != nil {
 		proxy = http.ProxyURL(proxyURL)
 	}
-	cl := &http.Client{Transport: newTransport(proxy)}
+	cl := &http.Client{Transport: newTransport(proxy, c.responseTimeout)}
 	c.clients[key] = cl
 	return cl
 }
@@ -48,10 +50,11 @@ func (c *clientCache) close() {
 	}
 }
 
-// newTransport has no overall timeout: a completion may think for minutes
-// and a stream may run for longer. Cancelling the client's request is
-// what ends an upstream call early.
-func newTransport(proxy func(*http.Request) (*url.URL, error)) *http.Transport {
+// newTransport has no overall timeout: a stream may run for long. The
+// wait for response headers is bounded (a non-streamed completion sends
+// them when it is done, so the bound is generous), and the handler bounds
+// the silence within a stream.
+func newTransport(proxy func(*http.Request) (*url.URL, error), responseTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy: proxy,
 		DialContext: (&net.Dialer{
@@ -64,5 +67,6 @@ func newTransport(proxy func(*http.Request) (*url.URL, error)) *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: 1 * time.Second,
+		ResponseHeaderTimeout: responseTimeout,
 	}
 }

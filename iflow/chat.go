@@ -123,7 +123,15 @@ func (s *stream) Next() ([]byte, error) {
 	return data, nil
 }
 
-func (s *stream) Close() error { return s.body.Close() }
+// Close ends the stream and releases its buffer. It is safe to call twice.
+func (s *stream) Close() error {
+	err := s.body.Close()
+	s.sse.Release()
+	return err
+}
+
+// EventBuffered reports whether the next event has arrived already.
+func (s *stream) EventBuffered() bool { return s.sse.EventBuffered() }
 
 // completionEvents turns a plain completion into the chunk a stream would
 // have carried, so a client that asked for a stream gets one.

@@ -121,11 +121,14 @@ func statusError(status int, header http.Header, body []byte, apiKey string) *pr
 // finish_reason "network_error", which marks an upstream failure rather
 // than a normal end.
 func streamChunkError(data []byte, first bool, apiKey string) *provider.Error {
-	if raw, ok := provider.Field(data, "error"); ok && string(raw) != "null" {
-		return &provider.Error{
-			Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_stream_error",
-			Message: "iflow sent an error in the stream: " + scrub(errorText(raw), apiKey),
-			Kind:    provider.KindTransient,
+	// Most chunks have no "error" at all: one scan rules that out.
+	if bytes.Contains(data, []byte(`"error"`)) {
+		if raw, ok := provider.Field(data, "error"); ok && string(raw) != "null" {
+			return &provider.Error{
+				Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_stream_error",
+				Message: "iflow sent an error in the stream: " + scrub(errorText(raw), apiKey),
+				Kind:    provider.KindTransient,
+			}
 		}
 	}
 	// A chunk always has choices; anything else (iFlow's envelopes can

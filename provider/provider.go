@@ -158,3 +158,10 @@ type EventReader interface {
 	// Close releases the upstream connection; it is safe to call twice.
 	Close() error
 }
+
+// BufferedEvents is implemented by EventReaders that know whether their
+// next event has arrived already; a relay then writes events that came
+// together in one go and flushes once.
+type BufferedEvents interface {
+	EventBuffered() bool
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 )
 
 // SSEReader reads the data of server-sent events, as OpenAI-compatible
@@ -17,9 +18,36 @@ type SSEReader struct {
 	Done bool
 }
 
-// NewSSEReader reads events from r.
+// readers are reused across streams: a stream's buffer is its largest
+// allocation.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// NewSSEReader reads events from r. Release it when the stream is done.
 func NewSSEReader(r io.Reader) *SSEReader {
-	return &SSEReader{r: bufio.NewReaderSize(r, 16<<10)}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &SSEReader{r: br}
+}
+
+// Release returns the reader's buffer for reuse; the reader must not be
+// used afterwards.
+func (s *SSEReader) Release() {
+	if s.r != nil {
+		s.r.Reset(nil)
+		readers.Put(s.r)
+		s.r = nil
+	}
+}
+
+// EventBuffered reports whether a whole next event has already arrived,
+// so that a relay can pass events that came together on in one write
+// instead of flushing each.
+func (s *SSEReader) EventBuffered() bool {
+	if s.r == nil {
+		return false
+	}
+	b, _ := s.r.Peek(s.r.Buffered())
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 var doneData = []byte("[DONE]")

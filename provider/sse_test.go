@@ -139,3 +139,25 @@ func short(ss []string) []string {
 	}
 	return out
 }
+
+func TestEventBuffered(t *testing.T) {
+	s := NewSSEReader(strings.NewReader("data: a\n\ndata: b\r\n\r\ndata: c\n"))
+	defer s.Release()
+	want := []struct {
+		data     string
+		buffered bool
+	}{{"a", true}, {"b", false}, {"c", false}}
+	for _, w := range want {
+		got, err := s.Next()
+		if err != nil || string(got) != w.data {
+			t.Fatalf("Next() = %q, %v; want %q", got, err, w.data)
+		}
+		if b := s.EventBuffered(); b != w.buffered {
+			t.Errorf("after %q: EventBuffered() = %v, want %v", w.data, b, w.buffered)
+		}
+	}
+	s.Release()
+	if s.EventBuffered() {
+		t.Error("a released reader reports a buffered event")
+	}
+}

@@ -30,7 +30,8 @@ if [ ! -x ./caddy ] || [ -n "$(find . -name '*.go' -newer ./caddy -print -quit)"
 	go run "github.com/caddyserver/xcaddy/cmd/xcaddy@$xcaddy_version" build "$caddy_version" \
 		--with "github.com/proxycast/caddy-proxycast@v0.0.0=." --output ./caddy
 fi
-if ! ./caddy list-modules | grep -qx 'http.handlers.proxycast'; then
+modules=$(./caddy list-modules)
+if ! grep -qx 'http.handlers.proxycast' <<<"$modules"; then
 	echo "error: ./caddy was built without the proxycast module" >&2
 	exit 1
 fi

@@ -1,0 +1,524 @@
+// Command load is the closed-loop HTTP load generator of the proxycast
+// benchmark: -c workers each send a request, wait for the whole answer and
+// send the next, for -d. It prints one JSON line of results on stdout and
+// exits with status 1 if any request failed (transport error, non-2xx
+// status, a body without -expect, or a stream without "data: [DONE]").
+//
+//	load -url http://127.0.0.1:9801/v1/chat/completions -c 64 -d 10s \
+//	     -header 'Authorization: Bearer bench-key' -body '{"model":"qwen3-max",...}'
+//
+// With -report FILE it instead reads such JSON lines (with the target and
+// scenario labels set) and prints the comparison table of run.sh.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type headerFlags []string
+
+func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
+func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
+
+// Result is the JSON line printed for one run.
+type Result struct {
+	Target      string         `json:"target,omitempty"`
+	Scenario    string         `json:"scenario,omitempty"`
+	Round       int            `json:"round,omitempty"`
+	URL         string         `json:"url"`
+	Conns       int            `json:"c"`
+	Stream      bool           `json:"stream"`
+	Seconds     float64        `json:"seconds"`
+	Requests    int64          `json:"requests"`
+	Errors      int64          `json:"errors"`
+	Statuses    map[string]int `json:"statuses"`
+	RPS         float64        `json:"rps"`
+	Latency     Percentiles    `json:"latency_us"`
+	TTFC        *Percentiles   `json:"ttfc_us,omitempty"`
+	ChunksPerRq float64        `json:"chunks_per_req,omitempty"`
+	// CPU is CPU time (user+system) per completed request, in µs, of each
+	// process named in -cpu-pids and of this load generator ("load"), over
+	// the run.
+	CPU map[string]float64 `json:"cpu_us_per_req,omitempty"`
+	// Busy is the share of the machine's CPU time (all cores) that was
+	// not idle during the run, in percent: about 100 means CPU-bound.
+	Busy float64 `json:"machine_busy_pct,omitempty"`
+}
+
+// Percentiles are in microseconds.
+type Percentiles struct {
+	Mean float64 `json:"mean"`
+	P50  int64   `json:"p50"`
+	P90  int64   `json:"p90"`
+	P99  int64   `json:"p99"`
+	Max  int64   `json:"max"`
+}
+
+func percentiles(v []int64) Percentiles {
+	if len(v) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(v)
+	var sum float64
+	for _, x := range v {
+		sum += float64(x)
+	}
+	at := func(q float64) int64 {
+		i := int(q*float64(len(v))+0.5) - 1
+		return v[max(0, min(i, len(v)-1))]
+	}
+	return Percentiles{Mean: sum / float64(len(v)), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: v[len(v)-1]}
+}
+
+type worker struct {
+	lat, ttfc []int64
+	chunks    int64
+	errors    int64
+	statuses  map[int]int
+	samples   []string
+}
+
+func main() {
+	var headers headerFlags
+	url := flag.String("url", "", "URL to POST to")
+	conns := flag.Int("c", 1, "connections (closed-loop workers)")
+	dur := flag.Duration("d", 10*time.Second, "duration of the run")
+	body := flag.String("body", `{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}]}`, "request body (JSON); @file reads a file")
+	flag.Var(&headers, "header", "request header `Name: value` (repeatable)")
+	stream := flag.Bool("stream", false, "the answer is SSE: measure time to first chunk and require data: [DONE]")
+	expect := flag.String("expect", "chat.completion", "substring every 2xx body must contain (empty: no check)")
+	timeout := flag.Duration("timeout", 30*time.Second, "timeout of one request")
+	target := flag.String("target", "", "label: the system under test (proxycast, reverse_proxy)")
+	scenario := flag.String("scenario", "", "label: the scenario (latency, throughput, stream)")
+	round := flag.Int("round", 0, "label: the round number")
+	cpuPids := flag.String("cpu-pids", "", "name=pid,… of processes whose CPU time per request to report (Linux /proc)")
+	report := flag.String("report", "", "print the comparison table of a file of result lines, then exit")
+	flag.Parse()
+
+	if *report != "" {
+		os.Exit(printReport(*report))
+	}
+	if *url == "" || *conns < 1 || *dur <= 0 {
+		fmt.Fprintln(os.Stderr, "load: -url, -c ≥ 1 and -d > 0 are required")
+		os.Exit(2)
+	}
+	payload := []byte(*body)
+	if strings.HasPrefix(*body, "@") {
+		var err error
+		if payload, err = os.ReadFile((*body)[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(2)
+		}
+	}
+	hdr := http.Header{"Content-Type": {"application/json"}}
+	for _, h := range headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok {
+			fmt.Fprintf(os.Stderr, "load: -header %q is not `Name: value`\n", h)
+			os.Exit(2)
+		}
+		hdr.Set(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if *stream {
+		hdr.Set("Accept", "text/event-stream")
+	}
+	pids, err := parsePids(*cpuPids)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(2)
+	}
+
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        *conns * 2,
+		MaxIdleConnsPerHost: *conns * 2,
+		MaxConnsPerHost:     *conns,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: *timeout}
+
+	pids["load"] = os.Getpid()
+	busy0, total0 := machineCPU()
+	cpu0 := readCPU(pids)
+	start := time.Now()
+	deadline := start.Add(*dur)
+	workers := make([]*worker, *conns)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &worker{statuses: map[int]int{}, lat: make([]int64, 0, 1<<14)}
+		workers[i] = w
+		wg.Go(func() { w.run(client, *url, hdr, payload, *stream, []byte(*expect), deadline) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu1 := readCPU(pids)
+	busy1, total1 := machineCPU()
+
+	res := Result{Target: *target, Scenario: *scenario, Round: *round, URL: *url, Conns: *conns,
+		Stream: *stream, Seconds: elapsed.Seconds(), Statuses: map[string]int{}}
+	var lat, ttfc []int64
+	var chunks int64
+	var samples []string
+	for _, w := range workers {
+		lat = append(lat, w.lat...)
+		ttfc = append(ttfc, w.ttfc...)
+		chunks += w.chunks
+		res.Errors += w.errors
+		for s, n := range w.statuses {
+			res.Statuses[strconv.Itoa(s)] += n
+		}
+		samples = append(samples, w.samples...)
+	}
+	res.Requests = int64(len(lat))
+	res.RPS = float64(res.Requests) / elapsed.Seconds()
+	res.Latency = percentiles(lat)
+	if *stream {
+		p := percentiles(ttfc)
+		res.TTFC = &p
+		if res.Requests > 0 {
+			res.ChunksPerRq = float64(chunks) / float64(res.Requests)
+		}
+	}
+	if len(pids) > 0 && res.Requests > 0 {
+		res.CPU = map[string]float64{}
+		for name := range pids {
+			if a, b := cpu0[name], cpu1[name]; a >= 0 && b >= a {
+				res.CPU[name] = float64(b-a) / float64(time.Microsecond) / float64(res.Requests)
+			}
+		}
+	}
+	if total1 > total0 {
+		res.Busy = 100 * float64(busy1-busy0) / float64(total1-total0)
+	}
+	out, _ := json.Marshal(res)
+	fmt.Println(string(out))
+	if res.Errors > 0 || res.Requests == 0 {
+		fmt.Fprintf(os.Stderr, "load: FAILED: %d errors in %d requests to %s (statuses %v)\n",
+			res.Errors, res.Requests, *url, res.Statuses)
+		slices.Sort(samples)
+		samples = slices.Compact(samples)
+		for _, s := range samples[:min(len(samples), 5)] {
+			fmt.Fprintln(os.Stderr, "  e.g.", s)
+		}
+		os.Exit(1)
+	}
+}
+
+func (w *worker) run(client *http.Client, url string, hdr http.Header, payload []byte, stream bool, expect []byte, deadline time.Time) {
+	var buf bytes.Buffer
+	br := bufio.NewReaderSize(nil, 32<<10)
+	fail := func(format string, args ...any) {
+		w.errors++
+		if len(w.samples) < 5 {
+			w.samples = append(w.samples, fmt.Sprintf(format, args...))
+		}
+	}
+	for time.Now().Before(deadline) {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader(payload))
+		if err != nil {
+			fail("building request: %v", err)
+			return
+		}
+		req.Header = hdr.Clone()
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			w.lat = append(w.lat, time.Since(t0).Microseconds())
+			w.statuses[0]++
+			fail("%v", err)
+			continue
+		}
+		w.statuses[resp.StatusCode]++
+		ok2xx := resp.StatusCode >= 200 && resp.StatusCode < 300
+		if stream && ok2xx && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			buf.Reset()
+			_, _ = buf.ReadFrom(resp.Body)
+			resp.Body.Close()
+			w.lat = append(w.lat, time.Since(t0).Microseconds())
+			fail("status %d: not an event stream (Content-Type %q): %s",
+				resp.StatusCode, resp.Header.Get("Content-Type"), snippet(buf.Bytes()))
+			continue
+		}
+		if stream && ok2xx {
+			br.Reset(resp.Body)
+			first, done, n, rerr := readSSE(br)
+			resp.Body.Close()
+			w.lat = append(w.lat, time.Since(t0).Microseconds())
+			switch {
+			case rerr != nil:
+				fail("status %d: reading the stream: %v", resp.StatusCode, rerr)
+			case !done:
+				fail("status %d: stream ended without data: [DONE] after %d chunks", resp.StatusCode, n)
+			default:
+				w.ttfc = append(w.ttfc, first.Sub(t0).Microseconds())
+				w.chunks += int64(n)
+			}
+			continue
+		}
+		buf.Reset()
+		_, rerr := buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		w.lat = append(w.lat, time.Since(t0).Microseconds())
+		switch {
+		case !ok2xx:
+			fail("status %d: %s", resp.StatusCode, snippet(buf.Bytes()))
+		case rerr != nil:
+			fail("status %d: reading the body: %v", resp.StatusCode, rerr)
+		case len(expect) > 0 && !bytes.Contains(buf.Bytes(), expect):
+			fail("status %d without %q in the body: %s", resp.StatusCode, expect, snippet(buf.Bytes()))
+		}
+	}
+}
+
+// readSSE reads a stream to its end and reports when the first data line
+// arrived, whether "data: [DONE]" came, and how many other data lines.
+func readSSE(br *bufio.Reader) (first time.Time, done bool, n int, err error) {
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 && bytes.HasPrefix(line, []byte("data:")) {
+			if first.IsZero() {
+				first = time.Now()
+			}
+			if bytes.Equal(bytes.TrimSpace(line[5:]), []byte("[DONE]")) {
+				done = true
+			} else {
+				n++
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+		}
+		if err == io.EOF {
+			return first, done, n, nil
+		}
+		if err != nil {
+			return first, done, n, err
+		}
+	}
+}
+
+func snippet(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+func parsePids(s string) (map[string]int, error) {
+	pids := map[string]int{}
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		name, v, ok := strings.Cut(part, "=")
+		pid, err := strconv.Atoi(v)
+		if !ok || err != nil || pid <= 0 {
+			return nil, fmt.Errorf("-cpu-pids: %q is not name=pid", part)
+		}
+		pids[name] = pid
+	}
+	return pids, nil
+}
+
+// readCPU returns user+system CPU time of each process, or -1 where it
+// cannot be read.
+func readCPU(pids map[string]int) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, pid := range pids {
+		out[name] = procCPU(pid)
+	}
+	return out
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name, which is in parentheses and may
+	// contain spaces: state is field 3, utime 14, stime 15.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// machineCPU returns the busy and total jiffies of all CPUs from
+// /proc/stat (idle and iowait count as not busy), or zeros.
+func machineCPU() (busy, total int64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0
+	}
+	// user nice system idle iowait irq softirq steal [guest guest_nice,
+	// already counted in user and nice]
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0
+		}
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// printReport prints the comparison table of the result lines in file and
+// returns the exit status: 1 if any run had errors.
+func printReport(file string) int {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		return 2
+	}
+	type key struct{ scenario, target string }
+	runs := map[key][]Result{}
+	var scenarios, targets []string
+	var totalErrors int64
+	for line := range strings.Lines(string(raw)) {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var r Result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			fmt.Fprintf(os.Stderr, "load: %s: bad line %q: %v\n", file, line, err)
+			return 2
+		}
+		if !slices.Contains(scenarios, r.Scenario) {
+			scenarios = append(scenarios, r.Scenario)
+		}
+		if !slices.Contains(targets, r.Target) {
+			targets = append(targets, r.Target)
+		}
+		k := key{r.Scenario, r.Target}
+		runs[k] = append(runs[k], r)
+		totalErrors += r.Errors
+	}
+	// With several rounds every figure is the median over the rounds.
+	med := func(rs []Result, f func(Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	type row struct {
+		rps, p50, p99, t50, t99, cpu, up, ld, busy float64
+		errors                                     int64
+		n, c                                       int
+	}
+	summarize := func(rs []Result) row {
+		var r row
+		r.n, r.c = len(rs), rs[0].Conns
+		r.rps = med(rs, func(x Result) float64 { return x.RPS })
+		r.p50 = med(rs, func(x Result) float64 { return float64(x.Latency.P50) })
+		r.p99 = med(rs, func(x Result) float64 { return float64(x.Latency.P99) })
+		r.cpu = med(rs, func(x Result) float64 { return x.CPU["caddy"] })
+		r.up = med(rs, func(x Result) float64 { return x.CPU["upstream"] })
+		r.ld = med(rs, func(x Result) float64 { return x.CPU["load"] })
+		r.busy = med(rs, func(x Result) float64 { return x.Busy })
+		if rs[0].TTFC != nil {
+			r.t50 = med(rs, func(x Result) float64 { return float64(x.TTFC.P50) })
+			r.t99 = med(rs, func(x Result) float64 { return float64(x.TTFC.P99) })
+		}
+		for _, x := range rs {
+			r.errors += x.Errors
+		}
+		return r
+	}
+	dash := func(v float64) string {
+		if v == 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	fmt.Printf("%-10s %-14s %3s %6s %8s %8s %8s %9s %9s %12s %9s %8s %5s %6s\n",
+		"scenario", "target", "c", "rounds", "req/s", "p50 µs", "p99 µs", "ttfc50 µs", "ttfc99 µs",
+		"caddy µs/req", "upstr µs", "load µs", "busy%", "errors")
+	for _, s := range scenarios {
+		for _, t := range targets {
+			rs := runs[key{s, t}]
+			if len(rs) == 0 {
+				continue
+			}
+			r := summarize(rs)
+			fmt.Printf("%-10s %-14s %3d %6d %8.0f %8.0f %8.0f %9s %9s %12.1f %9.1f %8.1f %5.0f %6d\n",
+				s, t, r.c, r.n, r.rps, r.p50, r.p99, dash(r.t50), dash(r.t99), r.cpu, r.up, r.ld, r.busy, r.errors)
+		}
+	}
+	fmt.Println()
+	fmt.Println("proxycast vs reverse_proxy (same upstream, same run):")
+	worst := 0.0
+	for _, s := range scenarios {
+		pc, rp := runs[key{s, "proxycast"}], runs[key{s, "reverse_proxy"}]
+		if len(pc) == 0 || len(rp) == 0 {
+			continue
+		}
+		a, b := summarize(pc), summarize(rp)
+		line := fmt.Sprintf("  %-10s req/s ratio %5.3f (%5.1f%%)   added p50 %+6.0f µs   added p99 %+6.0f µs",
+			s, a.rps/b.rps, 100*a.rps/b.rps, a.p50-b.p50, a.p99-b.p99)
+		if a.t50 > 0 || b.t50 > 0 {
+			line += fmt.Sprintf("   added ttfc p50 %+6.0f µs", a.t50-b.t50)
+		}
+		if b.cpu > 0 {
+			line += fmt.Sprintf("   caddy CPU/req ratio %4.2f (%+.0f µs)", a.cpu/b.cpu, a.cpu-b.cpu)
+		}
+		fmt.Println(line)
+		if s == "throughput" {
+			worst = a.rps / b.rps
+		}
+	}
+	if worst > 0 && worst < 0.9 {
+		fmt.Printf("\nNOTE: proxycast throughput is %.1f%% of reverse_proxy (below 90%%)\n", 100*worst)
+	}
+	if totalErrors > 0 {
+		fmt.Printf("\nFAILED: %d request errors (see the log above)\n", totalErrors)
+		return 1
+	}
+	return 0
+}

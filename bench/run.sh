@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Benchmark proxycast against Caddy's plain reverse_proxy, both in front of
+# the same stub upstream, in the same run. Loopback only; stops by itself.
+#
+#   bench/run.sh                        # from anywhere; see bench/README.md
+#
+# Environment:
+#   BENCH_DURATION  length of each measured run (default 10s)
+#   BENCH_CONNS     connections of the throughput scenario (default 64)
+#   BENCH_ROUNDS    repeat every scenario this many times (default 1)
+#   BENCH_WARMUP    warm-up per target (default 3s)
+#   BENCH_CHUNKS    SSE chunks per streamed reply (default 16)
+#   BENCH_CHUNK_DELAY  pause between the stub's SSE chunks (default 0, such
+#                   as 2ms to look like token-by-token generation)
+#   BENCH_PROFILE   1: afterwards, capture 10 s CPU profiles of Caddy under
+#                   throughput and under stream load (BENCH_CONNS
+#                   connections) on each target into bench/out/
+#   BENCH_REBUILD   1: rebuild bench/out/caddy even if it looks current
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=$ROOT/bench/out
+cd "$ROOT"
+mkdir -p "$OUT"
+
+secs() { # "10s" or "10" -> seconds, for timeouts
+	local d=${1%s}
+	[[ $d =~ ^[0-9]+$ ]] || { echo "run.sh: durations must be whole seconds, such as 10s (got $1)" >&2; exit 2; }
+	echo "$d"
+}
+DURATION=${BENCH_DURATION:-10s}; DURATION="$(secs "$DURATION")s"
+WARMUP=${BENCH_WARMUP:-3s}; WARMUP="$(secs "$WARMUP")s"
+CONNS=${BENCH_CONNS:-64}
+ROUNDS=${BENCH_ROUNDS:-1}
+CHUNKS=${BENCH_CHUNKS:-16}
+
+UP_ADDR=127.0.0.1:9800
+PC_URL=http://127.0.0.1:9801/v1/chat/completions
+RP_URL=http://127.0.0.1:9802/v1/chat/completions
+ADMIN=http://127.0.0.1:9803
+BODY='{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}]}'
+STREAM_BODY='{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}],"stream":true}'
+AUTH='Authorization: Bearer bench-key'
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# ---- build ---------------------------------------------------------------
+caddy_stale() {
+	[[ ${BENCH_REBUILD:-0} == 1 || ! -x $OUT/caddy ]] && return 0
+	[[ -n $(find "$ROOT" -path "$ROOT/bench" -prune -o -path "$ROOT/.git" -prune -o \
+		\( \( -name '*.go' ! -name '*_test.go' \) -o -name go.mod -o -name go.sum \) \
+		-newer "$OUT/caddy" -print -quit) ]]
+}
+if caddy_stale; then
+	log "building Caddy v2.11.9 with the plugin (xcaddy; ~90 s cold, ~20 s warm)"
+	go run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build v2.11.9 \
+		--with github.com/proxycast/caddy-proxycast@v0.0.0=. --output "$OUT/caddy.new" >"$OUT/xcaddy.log" 2>&1 ||
+		{ tail -30 "$OUT/xcaddy.log" >&2; log "FAILED: xcaddy build (log: $OUT/xcaddy.log)"; exit 1; }
+	mv "$OUT/caddy.new" "$OUT/caddy"
+fi
+# Not `caddy list-modules | grep -q`: under pipefail, grep -q exiting early
+# can kill caddy with SIGPIPE and fail the check at random.
+modules=$("$OUT/caddy" list-modules) || { log "FAILED: $OUT/caddy list-modules"; exit 1; }
+if ! grep -qx 'http.handlers.proxycast' <<<"$modules"; then
+	log "FAILED: $OUT/caddy has no http.handlers.proxycast module (built without the plugin?)"
+	exit 1
+fi
+log "building the upstream stub and the load generator"
+go build -o "$OUT/upstream" ./bench/upstream
+go build -o "$OUT/load" ./bench/load
+
+# ---- start ---------------------------------------------------------------
+for port in 9800 9801 9802 9803; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		log "FAILED: 127.0.0.1:$port is already in use (another bench running?)"
+		exit 1
+	fi
+done
+
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$OUT/upstream" -listen "$UP_ADDR" -chunks "$CHUNKS" -chunk-delay "${BENCH_CHUNK_DELAY:-0}" >"$OUT/upstream.log" 2>&1 &
+UP_PID=$!; PIDS+=("$UP_PID")
+mkdir -p "$OUT/xdg/config" "$OUT/xdg/data"
+XDG_CONFIG_HOME=$OUT/xdg/config XDG_DATA_HOME=$OUT/xdg/data \
+	"$OUT/caddy" run --config bench/Caddyfile --adapter caddyfile >"$OUT/caddy.log" 2>&1 &
+CADDY_PID=$!; PIDS+=("$CADDY_PID")
+
+wait_ok() { # name, curl args...
+	local name=$1; shift
+	for _ in $(seq 1 150); do
+		if curl -fsS -o /dev/null --max-time 2 "$@" 2>/dev/null; then return 0; fi
+		kill -0 "$UP_PID" 2>/dev/null && kill -0 "$CADDY_PID" 2>/dev/null || break
+		sleep 0.2
+	done
+	log "FAILED: $name does not answer; last lines of the logs:"
+	tail -5 "$OUT/upstream.log" "$OUT/caddy.log" >&2
+	curl -sS --max-time 2 "$@" >&2 || true
+	exit 1
+}
+wait_ok upstream "http://$UP_ADDR/healthz"
+wait_ok proxycast -X POST -H "$AUTH" -H 'Content-Type: application/json' -d "$BODY" "$PC_URL"
+wait_ok reverse_proxy -X POST -H 'Content-Type: application/json' -d "$BODY" "$RP_URL"
+log "upstream (pid $UP_PID) and caddy (pid $CADDY_PID) are up"
+
+# ---- measure -------------------------------------------------------------
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS=$OUT/results-$STAMP.jsonl
+: >"$RESULTS"
+FAILED=0
+
+# load <target> <scenario> <conns> <duration> <round> [extra flags]
+# runs the load generator and leaves its JSON line in LAST_LINE; a failed
+# run sets FAILED (so it must not run in a subshell).
+load() {
+	local target=$1 scenario=$2 c=$3 d=$4 round=$5; shift 5
+	local url=$RP_URL hdr=()
+	if [[ $target == proxycast ]]; then url=$PC_URL; hdr=(-header "$AUTH"); fi
+	local rc=0
+	LAST_LINE=$(timeout "$(( $(secs "$d") + 60 ))" "$OUT/load" -url "$url" -c "$c" -d "$d" "${hdr[@]}" \
+		-target "$target" -scenario "$scenario" -round "$round" \
+		-cpu-pids "caddy=$CADDY_PID,upstream=$UP_PID" "$@") || rc=$?
+	if [[ $rc -ne 0 ]]; then
+		log "FAILED: $target $scenario (exit $rc)"
+		FAILED=1
+	fi
+	return 0
+}
+LAST_LINE=
+
+log "warm-up: $WARMUP per target at c=$CONNS"
+for t in proxycast reverse_proxy; do
+	load "$t" warmup "$CONNS" "$WARMUP" 0 -body "$BODY"
+	load "$t" warmup 1 1s 0 -stream -body "$STREAM_BODY"
+done
+[[ $FAILED == 0 ]] || { log "FAILED during warm-up: not measuring"; exit 1; }
+
+log "measuring: $ROUNDS round(s) x 3 scenarios x 2 targets x $DURATION ($(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg))"
+n=0
+for round in $(seq 1 "$ROUNDS"); do
+	for scenario in latency throughput stream; do
+		case $scenario in
+		latency) args=(1 "$DURATION" "$round" -body "$BODY") ;;
+		throughput) args=("$CONNS" "$DURATION" "$round" -body "$BODY") ;;
+		stream) args=(1 "$DURATION" "$round" -stream -body "$STREAM_BODY") ;;
+		esac
+		# Alternate which target goes first, so that neither always runs
+		# on the warmer (or the more disturbed) side of a pair.
+		if (( n % 2 == 0 )); then order=(proxycast reverse_proxy); else order=(reverse_proxy proxycast); fi
+		n=$((n + 1))
+		for t in "${order[@]}"; do
+			log "round $round: $scenario -> $t"
+			load "$t" "$scenario" "${args[@]}"
+			[[ -z $LAST_LINE ]] || printf '%s\n' "$LAST_LINE" | tee -a "$RESULTS"
+		done
+	done
+done
+
+# ---- report --------------------------------------------------------------
+echo
+echo "== results ($RESULTS; caddy $("$OUT/caddy" version | cut -d' ' -f1), $(nproc) CPUs, load avg now $(cut -d' ' -f1-3 /proc/loadavg)) =="
+report_rc=0
+"$OUT/load" -report "$RESULTS" || report_rc=$?
+
+# ---- optional profiles ---------------------------------------------------
+if [[ ${BENCH_PROFILE:-0} == 1 ]]; then
+	for scenario in throughput stream; do
+		for t in proxycast reverse_proxy; do
+			prof=$OUT/$t-$scenario-$STAMP.cpu.pprof
+			log "profiling caddy under $scenario load (c=$CONNS) on $t for 10 s -> $prof"
+			extra=(-body "$BODY")
+			[[ $scenario == stream ]] && extra=(-stream -body "$STREAM_BODY")
+			# In a subshell: a failure here does not fail the comparison. The
+			# run's JSON line goes next to the profile, to turn samples into
+			# time per request.
+			{ load "$t" "profile-$scenario" "$CONNS" 13s 0 "${extra[@]}"
+				printf '%s\n' "$LAST_LINE" >"${prof%.pprof}.load.json"; } &
+			lpid=$!
+			sleep 1
+			curl -fsS --max-time 30 -o "$prof" "$ADMIN/debug/pprof/profile?seconds=10" || log "profile capture failed"
+			wait "$lpid" || true
+			if [[ -s $prof ]]; then
+				go tool pprof -top -nodecount=40 "$prof" >"${prof%.pprof}.top.txt" 2>/dev/null || true
+				go tool pprof -top -cum -nodecount=40 -focus 'caddy-proxycast' "$prof" \
+					>"${prof%.pprof}.plugin-cum.txt" 2>/dev/null || true
+				log "top functions: ${prof%.pprof}.top.txt"
+			fi
+		done
+	done
+fi
+
+if [[ $FAILED != 0 || $report_rc != 0 ]]; then
+	log "FAILED: some requests failed; see above"
+	exit 1
+fi
+log "done"

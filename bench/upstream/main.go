@@ -1,0 +1,136 @@
+// Command upstream is a fast OpenAI-compatible stub used as the common
+// upstream of the proxycast benchmark. It answers POST /v1/chat/completions
+// with a fixed chat.completion, or, for "stream":true, with -chunks SSE
+// chunks and "data: [DONE]", flushing each. It checks no signature or key,
+// so that Caddy's plain reverse_proxy gets the same answers as proxycast.
+// Every reply is precomputed: the stub should never be the bottleneck.
+//
+//	go run ./bench/upstream -listen 127.0.0.1:9800
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const completion = `{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"qwen3-max",` +
+	`"choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},` +
+	`"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}`
+
+func chunk(i, n int) []byte {
+	var delta, finish string
+	switch {
+	case i == 0:
+		delta, finish = `{"role":"assistant","content":""}`, "null"
+	case i == n-1:
+		delta, finish = `{}`, `"stop"`
+	default:
+		delta, finish = `{"content":"tok`+strconv.Itoa(i)+` "}`, "null"
+	}
+	return fmt.Appendf(nil, `data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,`+
+		`"model":"qwen3-max","choices":[{"index":0,"delta":%s,"finish_reason":%s}]}`+"\n\n", delta, finish)
+}
+
+var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// isStream reports whether the top level of body says "stream": true. A
+// byte scan is enough for the benchmark's bodies and costs next to nothing.
+func isStream(body []byte) bool {
+	i := bytes.Index(body, []byte(`"stream"`))
+	if i < 0 {
+		return false
+	}
+	rest := bytes.TrimLeft(body[i+len(`"stream"`):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return false
+	}
+	return bytes.HasPrefix(bytes.TrimLeft(rest[1:], " \t\r\n"), []byte("true"))
+}
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:9800", "address to listen on (keep it on loopback)")
+	nChunks := flag.Int("chunks", 16, "SSE chunks per streamed reply, [DONE] not counted")
+	chunkDelay := flag.Duration("chunk-delay", 0, "pause between SSE chunks (0: none)")
+	flag.Parse()
+	if *nChunks < 1 {
+		log.Fatal("-chunks must be at least 1")
+	}
+
+	body := []byte(completion)
+	bodyLen := strconv.Itoa(len(body))
+	chunks := make([][]byte, *nChunks)
+	for i := range chunks {
+		chunks[i] = chunk(i, *nChunks)
+	}
+	done := []byte("data: [DONE]\n\n")
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		buf := bufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer bufs.Put(buf)
+		if _, err := buf.ReadFrom(io.LimitReader(r.Body, 1<<20)); err != nil {
+			http.Error(w, "reading body failed", http.StatusBadRequest)
+			return
+		}
+		h := w.Header()
+		if !isStream(buf.Bytes()) {
+			h["Content-Type"] = []string{"application/json"}
+			h["Content-Length"] = []string{bodyLen}
+			_, _ = w.Write(body)
+			return
+		}
+		h["Content-Type"] = []string{"text/event-stream"}
+		h["Cache-Control"] = []string{"no-cache"}
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		for i, c := range chunks {
+			if i > 0 && *chunkDelay > 0 {
+				time.Sleep(*chunkDelay)
+			}
+			if _, err := w.Write(c); err != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		}
+		_, _ = w.Write(done)
+		_ = rc.Flush()
+	})
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		_ = srv.Close()
+	}()
+	log.Printf("upstream stub listening on http://%s (%d chunks per stream)", ln.Addr(), *nChunks)
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
+}
