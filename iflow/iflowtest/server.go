@@ -1,8 +1,8 @@
 // Package iflowtest is a strict stand-in for the iFlow chat, OAuth and
 // platform endpoints, for tests and the offline quickstart.
 //
-// One Server answers all three roles of /work/shared/iflow-protocol.md on
-// distinct paths:
+// One Server answers all three roles of the iFlow service (chat API, OAuth,
+// cookie platform) on distinct paths:
 //
 //	POST     /v1/chat/completions     chat API (APIBase() + "/chat/completions")
 //	GET      /oauth                   OAuth authorize page (logs a user in at once)
