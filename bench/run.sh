@@ -31,8 +31,15 @@ secs() { # "10s" or "10" -> seconds, for timeouts
 DURATION=${BENCH_DURATION:-10s}; DURATION="$(secs "$DURATION")s"
 WARMUP=${BENCH_WARMUP:-3s}; WARMUP="$(secs "$WARMUP")s"
 CONNS=${BENCH_CONNS:-64}
+CONNS2=${BENCH_CONNS2:-256}
 ROUNDS=${BENCH_ROUNDS:-1}
 CHUNKS=${BENCH_CHUNKS:-16}
+# Held streams: how many at once (a list; empty skips the scenario) and
+# the pause between their chunks.
+HOLD=${BENCH_HOLD-500 1000 2000}
+HOLD_DELAY=${BENCH_HOLD_DELAY:-250ms}
+# Thousands of open streams need thousands of descriptors per process.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 UP_ADDR=127.0.0.1:9800
 PC_URL=http://127.0.0.1:9801/v1/chat/completions
@@ -68,6 +75,7 @@ fi
 log "building the upstream stub and the load generator"
 go build -o "$OUT/upstream" ./bench/upstream
 go build -o "$OUT/load" ./bench/load
+go build -o "$OUT/streams" ./bench/streams
 
 # ---- start ---------------------------------------------------------------
 for port in 9800 9801 9802 9803; do
@@ -89,9 +97,13 @@ trap 'exit 130' INT TERM
 "$OUT/upstream" -listen "$UP_ADDR" -chunks "$CHUNKS" -chunk-delay "${BENCH_CHUNK_DELAY:-0}" >"$OUT/upstream.log" 2>&1 &
 UP_PID=$!; PIDS+=("$UP_PID")
 mkdir -p "$OUT/xdg/config" "$OUT/xdg/data"
-XDG_CONFIG_HOME=$OUT/xdg/config XDG_DATA_HOME=$OUT/xdg/data \
-	"$OUT/caddy" run --config bench/Caddyfile --adapter caddyfile >"$OUT/caddy.log" 2>&1 &
-CADDY_PID=$!; PIDS+=("$CADDY_PID")
+start_caddy() {
+	XDG_CONFIG_HOME=$OUT/xdg/config XDG_DATA_HOME=$OUT/xdg/data \
+		"$OUT/caddy" run --config bench/Caddyfile --adapter caddyfile >>"$OUT/caddy.log" 2>&1 &
+	CADDY_PID=$!; PIDS+=("$CADDY_PID")
+}
+: >"$OUT/caddy.log"
+start_caddy
 
 wait_ok() { # name, curl args...
 	local name=$1; shift
@@ -104,6 +116,14 @@ wait_ok() { # name, curl args...
 	tail -5 "$OUT/upstream.log" "$OUT/caddy.log" >&2
 	curl -sS --max-time 2 "$@" >&2 || true
 	exit 1
+}
+# restart_caddy gives the next measurement a fresh process.
+restart_caddy() {
+	kill "$CADDY_PID" 2>/dev/null || true
+	wait "$CADDY_PID" 2>/dev/null || true
+	start_caddy
+	wait_ok proxycast -X POST -H "$AUTH" -H 'Content-Type: application/json' -d "$BODY" "$PC_URL"
+	wait_ok reverse_proxy -X POST -H 'Content-Type: application/json' -d "$BODY" "$RP_URL"
 }
 wait_ok upstream "http://$UP_ADDR/healthz"
 wait_ok proxycast -X POST -H "$AUTH" -H 'Content-Type: application/json' -d "$BODY" "$PC_URL"
@@ -145,10 +165,11 @@ done
 log "measuring: $ROUNDS round(s) x 3 scenarios x 2 targets x $DURATION ($(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg))"
 n=0
 for round in $(seq 1 "$ROUNDS"); do
-	for scenario in latency throughput stream; do
+	for scenario in latency throughput throughput256 stream; do
 		case $scenario in
 		latency) args=(1 "$DURATION" "$round" -body "$BODY") ;;
 		throughput) args=("$CONNS" "$DURATION" "$round" -body "$BODY") ;;
+		throughput256) args=("$CONNS2" "$DURATION" "$round" -body "$BODY") ;;
 		stream) args=(1 "$DURATION" "$round" -stream -body "$STREAM_BODY") ;;
 		esac
 		# Alternate which target goes first, so that neither always runs
@@ -163,11 +184,36 @@ for round in $(seq 1 "$ROUNDS"); do
 	done
 done
 
+# ---- held streams --------------------------------------------------------
+# Many slow streams open at once: every chunk must arrive, and Caddy's
+# memory is read while they are open. Each target gets a fresh Caddy, so
+# that the memory figures are not one target's leftovers.
+HOLD_RESULTS=$OUT/hold-$STAMP.jsonl
+: >"$HOLD_RESULTS"
+if [[ -n $HOLD ]]; then
+	for n in $HOLD; do
+		for t in proxycast reverse_proxy; do
+			restart_caddy
+			url=$RP_URL hdr=()
+			if [[ $t == proxycast ]]; then url=$PC_URL; hdr=(-header "$AUTH"); fi
+			log "holding $n streams open on $t"
+			line=$(timeout 300 "$OUT/streams" -url "$url" -n "$n" -chunks "$CHUNKS" -delay "$HOLD_DELAY" \
+				-pid "$CADDY_PID" -target "$t" "${hdr[@]}") || { log "FAILED: $n held streams on $t"; FAILED=1; }
+			[[ -z $line ]] || printf '%s\n' "$line" | tee -a "$HOLD_RESULTS"
+		done
+	done
+fi
+
 # ---- report --------------------------------------------------------------
 echo
 echo "== results ($RESULTS; caddy $("$OUT/caddy" version | cut -d' ' -f1), $(nproc) CPUs, load avg now $(cut -d' ' -f1-3 /proc/loadavg)) =="
 report_rc=0
 "$OUT/load" -report "$RESULTS" || report_rc=$?
+if [[ -s $HOLD_RESULTS ]]; then
+	echo
+	echo "== held streams ($HOLD_RESULTS; $CHUNKS chunks, $HOLD_DELAY apart) =="
+	"$OUT/streams" -report "$HOLD_RESULTS" || report_rc=$?
+fi
 
 # ---- optional profiles ---------------------------------------------------
 if [[ ${BENCH_PROFILE:-0} == 1 ]]; then

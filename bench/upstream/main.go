@@ -58,6 +58,23 @@ func isStream(body []byte) bool {
 	return bytes.HasPrefix(bytes.TrimLeft(rest[1:], " \t\r\n"), []byte("true"))
 }
 
+// bodyDelay reads "bench_chunk_delay_ms": N from a request body: the
+// held-streams scenario asks for slow streams through both proxies this
+// way (proxycast forwards unknown body fields, reverse_proxy the body).
+func bodyDelay(body []byte) (time.Duration, bool) {
+	i := bytes.Index(body, []byte(`"bench_chunk_delay_ms":`))
+	if i < 0 {
+		return 0, false
+	}
+	rest := bytes.TrimLeft(body[i+len(`"bench_chunk_delay_ms":`):], " ")
+	n := 0
+	for len(rest) > 0 && rest[0] >= '0' && rest[0] <= '9' {
+		n = n*10 + int(rest[0]-'0')
+		rest = rest[1:]
+	}
+	return time.Duration(n) * time.Millisecond, true
+}
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9800", "address to listen on (keep it on loopback)")
 	nChunks := flag.Int("chunks", 16, "SSE chunks per streamed reply, [DONE] not counted")
@@ -103,9 +120,17 @@ func main() {
 		h["Cache-Control"] = []string{"no-cache"}
 		w.WriteHeader(http.StatusOK)
 		rc := http.NewResponseController(w)
+		delay := *chunkDelay
+		if ms, ok := bodyDelay(buf.Bytes()); ok {
+			delay = ms
+		}
 		for i, c := range chunks {
-			if i > 0 && *chunkDelay > 0 {
-				time.Sleep(*chunkDelay)
+			if i > 0 && delay > 0 {
+				select {
+				case <-time.After(delay):
+				case <-r.Context().Done():
+					return
+				}
 			}
 			if _, err := w.Write(c); err != nil {
 				return
