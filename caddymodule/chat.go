@@ -307,6 +307,12 @@ func (e watchedEvents) Next() ([]byte, error) {
 // Retry-After when all that could serve are resting, else 503.
 func writeUnavailable(w http.ResponseWriter, ps *providerState, model string, err error) {
 	var u *credpool.Unavailable
+	if errors.As(err, &u) && u.ModelUnsupported {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported",
+			fmt.Sprintf("no credential of provider %q can serve model %q: each said it does not support it (asked again from %s)",
+				ps.name, model, u.RetryAt.UTC().Format(time.RFC3339)))
+		return
+	}
 	if errors.As(err, &u) && u.Cooling {
 		wait := max(time.Until(u.RetryAt), time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))

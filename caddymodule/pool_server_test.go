@@ -266,3 +266,25 @@ func TestConcurrentFailover(t *testing.T) {
 		t.Errorf("a request failed although b could serve it: %s", e)
 	}
 }
+
+// TestUnsupportedModelEverywhere: when every credential said it cannot
+// serve a model, the client keeps getting a model error, not a 429 that
+// promises the model back in 12 hours; other models are served.
+func TestUnsupportedModelEverywhere(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b")
+	startCaddy(t, twoKeys(srv, "", "", ""))
+	glm := `{"model":"glm-4.6","messages":[{"role":"user","content":"x"}]}`
+	srv.SetBehavior("sk-a", iflowtest.ModelNotSupported)
+	srv.SetBehavior("sk-b", iflowtest.ModelNotSupported)
+	for i := range 2 {
+		resp, body := chat(t, glm)
+		if resp.StatusCode != 400 || decodeError(t, body).Error.Code != "model_not_supported" {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	srv.SetBehavior("sk-a", iflowtest.Normal)
+	srv.SetBehavior("sk-b", iflowtest.Normal)
+	if resp, body := chat(t, qwenBody); resp.StatusCode != 200 {
+		t.Fatalf("another model: %d %s", resp.StatusCode, body)
+	}
+}

@@ -121,18 +121,27 @@ func (h *Health) Status(now time.Time) HealthStatus {
 // restingUntil reports until when the credential rests for model (zero if
 // it does not).
 func (h *Health) restingUntil(model string, now time.Time) time.Time {
+	until, _ := h.resting(model, now)
+	return until
+}
+
+// resting reports until when the credential rests for model, and whether
+// only for that model (it said it cannot serve it) rather than as a whole.
+func (h *Health) resting(model string, now time.Time) (until time.Time, modelOnly bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	until := time.Time{}
 	if now.Before(h.until) {
 		until = h.until
 	}
-	if r, ok := h.models[model]; ok {
-		if now.Before(r.until) && r.until.After(until) {
+	if r, ok := h.models[model]; ok && now.Before(r.until) {
+		if until.IsZero() {
+			modelOnly = true
+		}
+		if r.until.After(until) {
 			until = r.until
 		}
 	}
-	return until
+	return until, modelOnly
 }
 
 func (h *Health) succeeded(now time.Time) {

@@ -248,3 +248,22 @@ func TestSuccessResetsRateLimitStreak(t *testing.T) {
 		t.Errorf("counters %+v", st)
 	}
 }
+
+func TestUnavailableForUnsupportedModel(t *testing.T) {
+	clk := newClock()
+	p := New(prioritized("a b"), Options{Now: clk.now})
+	a, b := p.Entries()[0], p.Entries()[1]
+	p.Failed(a, "old-model", Failure{Kind: provider.KindModel})
+	p.Failed(b, "old-model", Failure{Kind: provider.KindModel})
+	_, err := p.Pick("old-model", "", nil)
+	var u *Unavailable
+	if !errors.As(err, &u) || !u.ModelUnsupported || !u.Cooling {
+		t.Fatalf("err %v (%+v)", err, u)
+	}
+	// One credential resting as a whole: not a model problem.
+	p.Failed(b, "m", Failure{Kind: provider.KindRateLimit, RetryAfter: time.Hour})
+	_, err = p.Pick("old-model", "", nil)
+	if !errors.As(err, &u) || u.ModelUnsupported {
+		t.Fatalf("with b rate-limited: %+v", u)
+	}
+}

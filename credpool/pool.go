@@ -24,6 +24,9 @@ type Unavailable struct {
 	// rest; RetryAt is then the earliest end of a rest.
 	Cooling bool
 	RetryAt time.Time
+	// ModelUnsupported is true when every resting credential rests only
+	// for this model, because it said it cannot serve it.
+	ModelUnsupported bool
 }
 
 func (u *Unavailable) Error() string {
@@ -210,20 +213,22 @@ func (p *Pool[T]) available(e *Entry[T], model string, now time.Time) bool {
 // unavailable explains why nothing could be picked: if some credential
 // only rests, when the first one is back.
 func (p *Pool[T]) unavailable(model string, now time.Time, tried []*Entry[T]) error {
-	u := &Unavailable{}
+	u := &Unavailable{ModelUnsupported: true}
 	for _, g := range p.groups {
 		for _, e := range g {
 			if (e.Usable != nil && !e.Usable()) || contains(tried, e) {
 				continue
 			}
-			if until := e.Health.restingUntil(model, now); !until.IsZero() {
+			if until, modelOnly := e.Health.resting(model, now); !until.IsZero() {
 				if !u.Cooling || until.Before(u.RetryAt) {
 					u.RetryAt = until
 				}
 				u.Cooling = true
+				u.ModelUnsupported = u.ModelUnsupported && modelOnly
 			}
 		}
 	}
+	u.ModelUnsupported = u.ModelUnsupported && u.Cooling
 	return u
 }
 
