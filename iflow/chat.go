@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
@@ -24,16 +25,15 @@ const (
 // Chat sends one signed chat completion request.
 func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Response, error) {
 	body := applyThinking(call.Model, call.Body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.APIBase+"/chat/completions", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.chatURL(), bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("iflow: building request: %w", err)
 	}
-	signRequest(req.Header, call.APIKey, NewSessionID(), time.Now().UnixMilli())
+	accept := "application/json"
 	if call.Stream {
-		req.Header.Set("Accept", "text/event-stream")
-	} else {
-		req.Header.Set("Accept", "application/json")
+		accept = "text/event-stream"
 	}
+	signRequest(req.Header, call.APIKey, time.Now().UnixMilli(), accept)
 
 	client := call.Client
 	if client == nil {
@@ -58,7 +58,7 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 	// A JSON reply: a completion, an envelope in its place, or, for a
 	// stream request, iFlow answering with one plain completion.
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxReplySize+1))
+	raw, err := readReply(resp.Body, resp.ContentLength)
 	if err != nil {
 		return nil, err
 	}
@@ -83,19 +83,102 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 	return &provider.Response{ContentType: "application/json", Body: raw}, nil
 }
 
-// signRequest sets the headers iFlow checks on every chat request.
-func signRequest(h http.Header, apiKey, sessionID string, ts int64) {
-	h.Set("Authorization", "Bearer "+apiKey)
-	h.Set("User-Agent", UserAgent)
-	h.Set("Content-Type", "application/json")
-	h.Set("Session-Id", sessionID)
-	h.Set("X-Iflow-Timestamp", strconv.FormatInt(ts, 10))
-	h.Set("X-Iflow-Signature", Sign(apiKey, sessionID, ts))
+// lastEndpoint is the chat URL of the API base used last (in practice
+// the only one), kept so that requests do not build it each time. It is
+// not a field of Provider, which is configured by assignment and copied.
+var lastEndpoint atomic.Pointer[endpoint]
+
+type endpoint struct{ base, url string }
+
+func (p *Provider) chatURL() string {
+	if e := lastEndpoint.Load(); e != nil && e.base == p.APIBase {
+		return e.url
+	}
+	e := &endpoint{base: p.APIBase, url: p.APIBase + "/chat/completions"}
+	lastEndpoint.Store(e)
+	return e.url
 }
 
+// signRequest sets the headers iFlow checks on every chat request, with a
+// fresh session id, and Accept. As it runs for every request, the values
+// it makes share one string and the headers one slice.
+func signRequest(h http.Header, apiKey string, ts int64, accept string) {
+	var buf [256]byte
+	b := append(buf[:0], "Bearer "...)
+	b = append(b, apiKey...)
+	sid := len(b)
+	b = appendSessionID(b)
+	stamp := len(b)
+	b = strconv.AppendInt(b, ts, 10)
+	sig := len(b)
+
+	var msg [128]byte
+	m := append(msg[:0], UserAgent...)
+	m = append(m, ':')
+	m = append(m, b[sid:stamp]...)
+	m = append(m, ':')
+	m = append(m, b[stamp:sig]...)
+	b = appendSignature(b, apiKey, m)
+
+	s := string(b)
+	vals := [...]string{s[:sid], UserAgent, "application/json", s[sid:stamp], s[stamp:sig], s[sig:], accept}
+	shared := vals[:]
+	for i, key := range [...]string{"Authorization", "User-Agent", "Content-Type", "Session-Id",
+		"X-Iflow-Timestamp", "X-Iflow-Signature", "Accept"} {
+		h[key] = shared[i : i+1 : i+1]
+	}
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream, as
+// mime.ParseMediaType would read it, without the map of parameters that
+// it allocates.
 func isEventStream(contentType string) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return mt == "text/event-stream"
+	mt, _, _ := strings.Cut(contentType, ";")
+	return asciiLowerEqual(strings.TrimSpace(mt), "text/event-stream")
+}
+
+// asciiLowerEqual reports whether s folded to lower case is lower. Only
+// ASCII letters fold: lower has no letter that another rune lower-cases to.
+func asciiLowerEqual(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// readReply reads a whole reply of at most maxReplySize bytes, or one
+// byte more to show that it is larger. A Content-Length up to 1 MiB sizes
+// the buffer at once, where io.ReadAll would grow it step by step from
+// 512 bytes; a larger one is not trusted before the bytes arrive.
+func readReply(r io.Reader, size int64) ([]byte, error) {
+	lr := io.LimitedReader{R: r, N: maxReplySize + 1}
+	if size < 0 || size > 1<<20 {
+		size = 512
+	}
+	// One byte more, so that the read that finds the end needs no room.
+	buf := make([]byte, 0, size+1)
+	for {
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
 }
 
 // stream reads iFlow's SSE and turns its in-band failures into errors.

@@ -38,7 +38,8 @@ func replyError(body []byte, apiKey string) *provider.Error {
 		}
 	}
 	msg := scrub(firstNonEmpty(env.Msg, env.Message, errorText(env.Error)), apiKey)
-	code := strings.Trim(string(env.Status), `"`)
+	// The status goes into the message too: it is upstream text like msg.
+	code := scrub(strings.Trim(string(env.Status), `"`), apiKey)
 	switch {
 	case (len(env.ErrorCode) > 0 && string(env.ErrorCode) != "null") || strings.Contains(strings.ToLower(msg), "model not support"):
 		return &provider.Error{

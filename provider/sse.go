@@ -54,10 +54,14 @@ func (s *SSEReader) EventBuffered() bool {
 var doneData = []byte("[DONE]")
 
 // Next returns the data of the next event, joined with "\n" where an event
-// has several data lines. Comments and the other fields are skipped. It
-// returns io.EOF after "[DONE]" or at the end of the input; the slice is
+// has several data lines; an event with empty data is an empty, non-nil
+// slice. Comments and the other fields are skipped. It returns io.EOF at
+// "[DONE]", and from then on, or at the end of the input; the slice is
 // valid until the next call.
 func (s *SSEReader) Next() ([]byte, error) {
+	if s.Done {
+		return nil, io.EOF
+	}
 	s.data = s.data[:0]
 	have := false
 	for {
@@ -91,6 +95,9 @@ func (s *SSEReader) finish() ([]byte, error) {
 	if bytes.Equal(bytes.TrimSpace(s.data), doneData) {
 		s.Done = true
 		return nil, io.EOF
+	}
+	if s.data == nil {
+		return []byte{}, nil
 	}
 	return s.data, nil
 }
