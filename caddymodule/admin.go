@@ -320,7 +320,11 @@ func mutate(ctx context.Context, prov string, change func(ov *overlay, current [
 	if err := saveOverlay(ctx, storage, ov); err != nil {
 		return fmt.Errorf("storing the change: %w", err)
 	}
-	for _, h := range hs {
+	// The handlers live now, not those at the start: a config may have
+	// loaded meanwhile, having read the overlay before this change.
+	applyMu.Lock()
+	defer applyMu.Unlock()
+	for _, h := range handlersFor(prov) {
 		if err := h.rebuild(ctx, h.providers[prov], ov.effective(prov, h.CredentialPool[prov]), false); err != nil {
 			h.logger.Error("applying a runtime credential change", zap.Error(err))
 		}

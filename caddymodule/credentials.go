@@ -71,6 +71,11 @@ type account struct {
 func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effectiveCredential, initial bool) error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	if ps.closed {
+		// The config is gone (an admin change raced a reload): taking
+		// holds on states now would keep them alive for good.
+		return nil
+	}
 	repl := caddy.NewReplacer()
 	b := &poolBuild{}
 	var entries []*credpool.Entry[*account]

@@ -127,6 +127,8 @@ type providerState struct {
 	shared   *credpool.Shared
 	mu       sync.Mutex // serialises rebuilds
 	build    atomic.Pointer[poolBuild]
+	// closed is set when the config is cleaned up; guarded by mu.
+	closed bool
 }
 
 // poolBuild is one generation of a provider's credentials.
@@ -137,6 +139,22 @@ type poolBuild struct {
 }
 
 func (ps *providerState) pool() *credpool.Pool[*account] { return ps.build.Load().pool }
+
+// close releases the provider's hold on its credential states. The last
+// generation stays in place for requests that reach the config after its
+// cleanup (a reload while their body was still arriving), and rebuilds
+// take no new holds from then on.
+func (ps *providerState) close() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed {
+		return
+	}
+	ps.closed = true
+	if b := ps.build.Load(); b != nil {
+		releaseStates(b.keys)
+	}
+}
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -191,6 +209,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	h.clients = newClientCache(time.Duration(h.ResponseTimeout))
+	// Until the handler is live, no runtime change may slip in between
+	// reading the stored ones and being found by the admin API.
+	applyMu.Lock()
+	defer applyMu.Unlock()
 	ov, err := loadOverlay(ctx, h.storage)
 	if err != nil {
 		// Serve the config as written; the admin API refuses changes
@@ -294,9 +316,7 @@ func (h *Handler) Validate() error {
 func (h *Handler) Cleanup() error {
 	live.remove(h)
 	for _, ps := range h.providers {
-		if b := ps.build.Swap(nil); b != nil {
-			releaseStates(b.keys)
-		}
+		ps.close()
 	}
 	for _, k := range h.poolKeys {
 		_, _ = poolStates.Delete(k)

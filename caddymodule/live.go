@@ -9,6 +9,12 @@ import (
 // request comes.
 var live liveHandlers
 
+// applyMu orders config loads and runtime changes: a handler reads the
+// stored changes and joins live under it, and a change, once stored, is
+// put in force in the live handlers under it. So a change made while a
+// config loads is either read by the new handler or applied to it.
+var applyMu sync.Mutex
+
 type liveHandlers struct {
 	mu   sync.Mutex
 	seq  uint64

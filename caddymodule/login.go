@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
@@ -67,13 +69,17 @@ func startLoginServer(l provider.Login, port int, client *http.Client) (*loginSe
 		default:
 			res.state, res.account, res.err = l.CompleteLogin(r.Context(), client, q.Get("code"), ls.Redirect)
 		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		status, page := http.StatusOK, "<h1>Logged in</h1><p>You can close this window.</p>"
 		if res.err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, "<h1>Login failed</h1><p>%s</p>", html.EscapeString(res.err.Error()))
-		} else {
-			fmt.Fprint(w, "<h1>Logged in</h1><p>You can close this window.</p>")
+			status, page = http.StatusBadRequest, fmt.Sprintf("<h1>Login failed</h1><p>%s</p>", html.EscapeString(res.err.Error()))
 		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Length", strconv.Itoa(len(page)))
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, page)
+		// The whole page must be out before the result is handed over:
+		// Wait then closes the server, and this connection with it.
+		_ = http.NewResponseController(w).Flush()
 		select {
 		case ls.result <- res:
 		default: // a result is in already

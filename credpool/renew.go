@@ -104,6 +104,9 @@ type Renewing struct {
 	rejected     string
 	afterRefusal bool
 	failedAt     time.Time // of the last failed renewal; zero after a success
+	// storing is set while a renewed state waits to be stored
+	// (storeLater); requests do not wait for that.
+	storing bool
 
 	kick      chan struct{}
 	stop      chan struct{}
@@ -180,13 +183,19 @@ func (r *Renewing) load(ctx context.Context) {
 // wait for a renewal, and then for one shared by every waiting caller.
 func (r *Renewing) APIKey(ctx context.Context) (string, error) {
 	r.mu.Lock()
-	k, state, lastErr, rejected := r.key, r.state, r.lastErr, r.rejected
+	k, state, lastErr, rejected, storing := r.key, r.state, r.lastErr, r.rejected, r.storing
 	r.mu.Unlock()
 	if state == StateNeedsLogin {
 		return "", lastErr
 	}
 	if k.APIKey != "" && k.APIKey != rejected && r.cfg.Now().Before(k.ExpiresAt) {
 		return k.APIKey, nil
+	}
+	if storing {
+		// The renewed key is not used before it is stored, and the
+		// storage may take long to come back: fail now, so the request
+		// can go to another credential.
+		return "", lastErr
 	}
 	if lastErr != nil && r.recentlyFailed() {
 		// A renewal just failed: do not start one per request; the
@@ -389,10 +398,16 @@ func (r *Renewing) renewLocked(ctx context.Context, force bool) error {
 func (r *Renewing) storeLater(state []byte, k provider.Key, firstErr error) error {
 	r.mu.Lock()
 	r.lastErr = firstErr
+	r.storing = true
 	if r.state == StateActive && !r.cfg.Now().Before(r.key.ExpiresAt) {
 		r.state = StateUnavailable
 	}
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.storing = false
+		r.mu.Unlock()
+	}()
 	wait := minRetry / 15
 	for {
 		select {
