@@ -68,5 +68,8 @@ func newTransport(proxy func(*http.Request) (*url.URL, error), responseTimeout t
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: 1 * time.Second,
 		ResponseHeaderTimeout: responseTimeout,
+		// Requests are written once and large bodies bypass the buffer;
+		// a small one saves memory on every open connection.
+		WriteBufferSize: 1 << 10,
 	}
 }

@@ -19,9 +19,9 @@ type SSEReader struct {
 }
 
 // readers are reused across streams: a stream's buffer is its largest
-// allocation. 4 KiB holds a typical chunk; longer lines are assembled in
-// SSEReader.line.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+// allocation. The response body below is buffered already, so 2 KiB is
+// enough for a typical chunk; longer lines are assembled in SSEReader.line.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2<<10) }}
 
 // NewSSEReader reads events from r. Release it when the stream is done.
 func NewSSEReader(r io.Reader) *SSEReader {
