@@ -19,9 +19,10 @@ type SSEReader struct {
 }
 
 // readers are reused across streams: a stream's buffer is its largest
-// allocation. The response body below is buffered already, so 2 KiB is
-// enough for a typical chunk; longer lines are assembled in SSEReader.line.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 2<<10) }}
+// allocation. 4 KiB holds a typical chunk and lets the relay see several
+// events that arrived together (2 KiB measured more flushes per stream);
+// longer lines are assembled in SSEReader.line.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
 // NewSSEReader reads events from r. Release it when the stream is done.
 func NewSSEReader(r io.Reader) *SSEReader {
