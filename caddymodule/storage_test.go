@@ -178,7 +178,13 @@ func TestTokenWriteCrashSafe(t *testing.T) {
 	locs := crashLocations(t, dir)
 	const rounds = 20
 	for round := range rounds {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperTokenWriter$", "-test.count=1", "-test.timeout=2m")
+		// os.Executable, not os.Args[0]: caddytest sets os.Args to run
+		// Caddy in this process.
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(self, "-test.run=^TestHelperTokenWriter$", "-test.count=1", "-test.timeout=2m")
 		cmd.Env = append(os.Environ(), tokenWriterEnv+"="+dir)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
