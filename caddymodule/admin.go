@@ -565,16 +565,9 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 	h := handlersFor(prov)[0]
 	p := h.providers[prov].provider
 	if err := c.Check(); err != nil {
-		if fe, ok := errors.AsType[*FieldError](err); ok {
-			return errorf(http.StatusBadRequest, fe.Field, "%s", fe.Msg)
-		}
-		return errorf(http.StatusBadRequest, "", "%v", err)
+		return checkError(err)
 	}
-	repl := caddy.NewReplacer()
-	spec := provider.CredentialSpec{
-		ID: c.ID, AuthType: c.AuthType,
-		TokenFile: repl.ReplaceAll(c.TokenFile, ""), Cookies: repl.ReplaceAll(c.Cookies, ""), APIKey: repl.ReplaceAll(c.APIKey, ""),
-	}
+	c, spec := c.resolve(caddy.NewReplacer())
 	auth, err := p.NewAuth(spec)
 	if err != nil {
 		return errorf(http.StatusBadRequest, secretField(c.AuthType), "%v", err)
@@ -589,7 +582,7 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 	if err != nil {
 		return errorf(http.StatusBadRequest, "token_file", "%v", err)
 	}
-	proxyURL, _ := parseProxyURL(repl.ReplaceAll(c.ProxyURL, ""))
+	proxyURL, _ := parseProxyURL(c.ProxyURL)
 	client := h.clients.client(proxyURL)
 	switch {
 	case len(token) > 0:
@@ -617,6 +610,15 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 		return storeLocked(ctx, loc, state)
 	}
 	return nil
+}
+
+// checkError turns a failed Credential.Check into a 400 that names the
+// field at fault.
+func checkError(err error) error {
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		return errorf(http.StatusBadRequest, fe.Field, "%s", fe.Msg)
+	}
+	return errorf(http.StatusBadRequest, "", "%v", err)
 }
 
 // secretField names the field that carries an auth type's secret.

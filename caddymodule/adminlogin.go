@@ -83,10 +83,7 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 		cred.TokenFile = path.Join(prov, body.ID+".json")
 	}
 	if err := cred.Check(); err != nil {
-		if fe, ok := err.(*FieldError); ok {
-			return errorf(http.StatusBadRequest, fe.Field, "%s", fe.Msg)
-		}
-		return errorf(http.StatusBadRequest, "", "%v", err)
+		return checkError(err)
 	}
 	loc, err := locateState(h.storage, caddy.NewReplacer().ReplaceAll(cred.TokenFile, ""), prov, cred.ID)
 	if err != nil {

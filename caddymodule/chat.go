@@ -100,9 +100,9 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 	if upstreamModel != model {
 		body = provider.SetStringField(body, "model", upstreamModel)
 	}
+	ps := h.providers[provName]
 	cr := &chatRequest{
-		w: w, r: r, ps: h.providers[provName], body: body, model: upstreamModel, stream: stream,
-		pool:   h.providers[provName].pool(),
+		w: w, r: r, ps: ps, pool: ps.pool(), body: body, model: upstreamModel, stream: stream,
 		logger: h.logger,
 	}
 	session := ""
@@ -154,12 +154,15 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	}
 
 	start := time.Now()
-	callCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	callCtx := ctx
 	var watch *watchdog
 	if cr.stream {
 		// Bound the wait for the first event, then the silence between
 		// events: a stalled stream ends instead of holding the client.
+		// (Plain answers are bounded by the transport's header timeout.)
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithCancel(ctx)
+		defer cancel()
 		watch = newWatchdog(cancel, time.Duration(h.ResponseTimeout), time.Duration(h.StreamIdleTimeout))
 		defer watch.stop()
 	}
@@ -324,15 +327,6 @@ func writeUnavailable(w http.ResponseWriter, ps *providerState, model string, er
 	w.Header().Set("Retry-After", "30")
 	writeError(w, http.StatusServiceUnavailable, "api_error", "no_usable_credential",
 		fmt.Sprintf("provider %q has no usable credential for model %q (all disabled or waiting for a new login)", ps.name, model))
-}
-
-func writeParamError(w http.ResponseWriter, param, message string) {
-	body, _ := json.Marshal(errorBody{Error: errorDetail{
-		Message: message, Type: "invalid_request_error", Param: &param, Code: "invalid_" + param,
-	}})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadRequest)
-	_, _ = w.Write(body)
 }
 
 // relayStream passes a stream on event by event, flushing each one,

@@ -126,10 +126,7 @@ func releaseStates(keys []string) {
 // from (or put into) credentialStates under the returned key, which the
 // caller must release.
 func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], string, error) {
-	c.TokenFile = repl.ReplaceAll(c.TokenFile, "")
-	c.Cookies = repl.ReplaceAll(c.Cookies, "")
-	c.APIKey = repl.ReplaceAll(c.APIKey, "")
-	c.ProxyURL = repl.ReplaceAll(c.ProxyURL, "")
+	c, spec := c.resolve(repl)
 	if err := c.Check(); err != nil {
 		return nil, "", err
 	}
@@ -137,13 +134,7 @@ func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p pro
 	if err != nil {
 		return nil, "", err
 	}
-	auth, err := p.NewAuth(provider.CredentialSpec{
-		ID:        c.ID,
-		AuthType:  c.AuthType,
-		TokenFile: c.TokenFile,
-		Cookies:   c.Cookies,
-		APIKey:    c.APIKey,
-	})
+	auth, err := p.NewAuth(spec)
 	if err != nil {
 		return nil, "", err
 	}
@@ -193,6 +184,16 @@ func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p pro
 		st.renewing.Start(ctx)
 	}
 	return entry, key, nil
+}
+
+// resolve replaces the placeholders ({env.X}) in the credential's secret
+// fields and returns it with the spec a provider takes.
+func (c Credential) resolve(repl *caddy.Replacer) (Credential, provider.CredentialSpec) {
+	c.TokenFile = repl.ReplaceAll(c.TokenFile, "")
+	c.Cookies = repl.ReplaceAll(c.Cookies, "")
+	c.APIKey = repl.ReplaceAll(c.APIKey, "")
+	c.ProxyURL = repl.ReplaceAll(c.ProxyURL, "")
+	return c, provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}
 }
 
 // renewalLogger logs and counts what renewing credentials do. Errors from

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 )
 
@@ -46,10 +48,6 @@ func (l *liveHandlers) newestFirst() []*Handler {
 	for h := range l.list {
 		out = append(out, h)
 	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && l.list[out[j]] > l.list[out[j-1]]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	slices.SortFunc(out, func(a, b *Handler) int { return cmp.Compare(l.list[b], l.list[a]) })
 	return out
 }

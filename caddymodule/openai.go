@@ -25,7 +25,18 @@ type errorDetail struct {
 // error bodies, so errors are written here rather than handed to Caddy's
 // handle_errors, which would replace the body.
 func writeError(w http.ResponseWriter, status int, typ, code, message string) {
-	body, _ := json.Marshal(errorBody{Error: errorDetail{Message: message, Type: typ, Code: code}})
+	writeErrorBody(w, status, errorDetail{Message: message, Type: typ, Code: code})
+}
+
+// writeParamError answers 400 for one bad request parameter.
+func writeParamError(w http.ResponseWriter, param, message string) {
+	writeErrorBody(w, http.StatusBadRequest, errorDetail{
+		Message: message, Type: "invalid_request_error", Param: &param, Code: "invalid_" + param,
+	})
+}
+
+func writeErrorBody(w http.ResponseWriter, status int, d errorDetail) {
+	body, _ := json.Marshal(errorBody{Error: d})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
