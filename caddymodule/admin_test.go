@@ -278,12 +278,14 @@ func TestAdminCookieAndToken(t *testing.T) {
 		t.Errorf("after refresh: %s", body)
 	}
 	status, body = admin(t, "GET", "/proxycast/credentials", "")
+	if status != 200 {
+		t.Fatalf("list: %d %s", status, body)
+	}
 	for _, secret := range []string{"sk-a", "bx-good", access, refresh, acct.APIKey()} {
 		if strings.Contains(body, secret) {
 			t.Errorf("the list holds a secret")
 		}
 	}
-	_ = status
 }
 
 // TestAdminOAuthLogin runs a browser login through the admin API against
@@ -459,5 +461,40 @@ func TestCLIThroughAdmin(t *testing.T) {
 	_, done = proxycastCLI(t, "BXAuth=unknown\n", "import-cookie", "--admin", "localhost:2999", "--id", "cli-cookie")
 	if err := <-done; err == nil || !strings.Contains(err.Error(), "cookies") {
 		t.Errorf("a refused cookie: %v", err)
+	}
+}
+
+// TestAdminDeleteInFlight: deleting a credential lets the requests it is
+// serving finish.
+func TestAdminDeleteInFlight(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b")
+	srv.SetStreamDelay(150 * time.Millisecond)
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"b","auth_type":"api_key","api_key":"sk-b","priority":1}`); status != 201 {
+		t.Fatalf("add: %d %s", status, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, baseURL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"qwen3-max","stream":true,"messages":[{"role":"user","content":"a stream of several chunks"}]}`))
+	req.Header.Set("Authorization", "Bearer "+clientKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("X-Proxycast-Credential") != "b" {
+		t.Fatalf("served by %q", resp.Header.Get("X-Proxycast-Credential"))
+	}
+	if status, body := admin(t, "DELETE", "/proxycast/credentials/iflow/b", ""); status != 204 {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs := events(string(raw)); len(evs) < 3 || evs[len(evs)-1] != "[DONE]" {
+		t.Fatalf("the stream did not finish after the delete: %q", raw)
+	}
+	if got := servedBy(t); got != "a" {
+		t.Errorf("after the delete served by %q", got)
 	}
 }

@@ -63,6 +63,12 @@ func readToken(t *testing.T, root, name string) (iflow.Token, os.FileMode) {
 }
 
 func oauthSite(srv *iflowtest.Server, tokenFile string, more string) string {
+	return oauthSiteAt(srv.URL(), tokenFile, more)
+}
+
+// oauthSiteAt is a proxycast block with one oauth credential, for a fake
+// iFlow served at base (chat API at base/v1).
+func oauthSiteAt(base, tokenFile, more string) string {
 	return fmt.Sprintf(`	proxycast {
 		api_keys %s
 		credential_pool {
@@ -75,11 +81,11 @@ func oauthSite(srv *iflowtest.Server, tokenFile string, more string) string {
 			}
 		}
 		provider iflow {
-			api_base %s
+			api_base %s/v1
 			oauth_base %s
 			platform_base %s
 		}
-	}`, clientKey, tokenFile, more, srv.APIBase(), srv.OAuthBase(), srv.PlatformBase())
+	}`, clientKey, tokenFile, more, base, base, base)
 }
 
 const qwenBody = `{"model":"qwen3-max","messages":[{"role":"user","content":"x"}]}`

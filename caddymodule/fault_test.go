@@ -491,27 +491,6 @@ func TestClientLeavesCleanly(t *testing.T) {
 	}
 }
 
-// oauthSiteAt is oauthSite for a fake served at base.
-func oauthSiteAt(base, tokenFile, more string) string {
-	return fmt.Sprintf(`	proxycast {
-		api_keys %s
-		credential_pool {
-			iflow {
-				credential oauth-1 {
-					auth_type oauth
-					token_file %s
-				}
-%s
-			}
-		}
-		provider iflow {
-			api_base %s/v1
-			oauth_base %s
-			platform_base %s
-		}
-	}`, clientKey, tokenFile, more, base, base, base)
-}
-
 // credView is the admin API's view of a credential, as far as these tests
 // read it.
 type credView struct {

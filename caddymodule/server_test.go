@@ -681,3 +681,43 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvPlaceholders: {env.X} in api_keys and in a credential's api_key
+// is replaced when the handler starts, and the values never show in the
+// adapted config.
+func TestEnvPlaceholders(t *testing.T) {
+	srv := fakeIFlow(t, "sk-from-env")
+	t.Setenv("PROXYCAST_TEST_CLIENT_KEY", "client-key-from-env")
+	t.Setenv("PROXYCAST_TEST_IFLOW_KEY", "sk-from-env")
+	startCaddy(t, fmt.Sprintf(`		api_keys {env.PROXYCAST_TEST_CLIENT_KEY}
+		credential_pool {
+			iflow {
+				credential env {
+					auth_type api_key
+					api_key {env.PROXYCAST_TEST_IFLOW_KEY}
+				}
+			}
+		}
+		provider iflow {
+			api_base %s
+		}`, srv.APIBase()))
+	resp, body := chat(t, qwenBody, "Authorization", "Bearer client-key-from-env")
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if reqs := srv.ChatRequests(); len(reqs) != 1 || reqs[0].APIKey != "sk-from-env" {
+		t.Errorf("upstream was not sent the key from the environment")
+	}
+	if resp, _ := chat(t, qwenBody, "Authorization", "Bearer {env.PROXYCAST_TEST_CLIENT_KEY}"); resp.StatusCode != 401 {
+		t.Errorf("the unreplaced placeholder was accepted as a key: %d", resp.StatusCode)
+	}
+	cfg, err := http.Get("http://localhost:2999/config/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(cfg.Body)
+	cfg.Body.Close()
+	if strings.Contains(string(raw), "from-env") {
+		t.Error("a value from the environment reached the config")
+	}
+}

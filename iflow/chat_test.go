@@ -27,10 +27,9 @@ const chatKey = "sk-chat-test-0123456789"
 
 func newFake(t *testing.T) (*iflowtest.Server, *iflow.Provider) {
 	t.Helper()
-	srv := iflowtest.NewServer()
-	t.Cleanup(srv.Close)
+	srv, p := newOAuthFake(t)
 	srv.AddAPIKey(chatKey)
-	return srv, &iflow.Provider{APIBase: srv.APIBase()}
+	return srv, p
 }
 
 func chatBody(model string, stream bool, extra string) []byte {
