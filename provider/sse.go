@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -10,34 +9,46 @@ import (
 
 // SSEReader reads the data of server-sent events, as OpenAI-compatible
 // services stream chat completions.
+//
+// A stream spends nearly all its life waiting for the upstream's next
+// event, and thousands may be open at once, so the reader holds its
+// buffer only while it has unread input: it waits for input with a
+// one-byte read and takes a pooled buffer when the input comes.
 type SSEReader struct {
-	r    *bufio.Reader
-	data []byte
-	line []byte
+	src  io.Reader
+	buf  []byte // pooled; nil while nothing unread is held
+	r, w int    // buf[r:w] is unread
+	err  error  // the source's error, returned once buf is drained
+	one  [1]byte
+	data []byte // an event's data when it spans several lines
+	line []byte // a line longer than buf, assembled
 	// Done reports whether the stream ended with "data: [DONE]".
 	Done bool
 }
 
-// readers are reused across streams: a stream's buffer is its largest
-// allocation. 4 KiB holds a typical chunk and lets the relay see several
-// events that arrived together (2 KiB measured more flushes per stream);
-// longer lines are assembled in SSEReader.line.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+// bufSize holds a typical chunk and lets the relay see several events
+// that arrived together (2 KiB measured more flushes per stream); longer
+// lines are assembled in SSEReader.line.
+const bufSize = 4 << 10
+
+var buffers = sync.Pool{New: func() any { return new([bufSize]byte) }}
 
 // NewSSEReader reads events from r. Release it when the stream is done.
 func NewSSEReader(r io.Reader) *SSEReader {
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(r)
-	return &SSEReader{r: br}
+	return &SSEReader{src: r}
 }
 
 // Release returns the reader's buffer for reuse; the reader must not be
 // used afterwards.
 func (s *SSEReader) Release() {
-	if s.r != nil {
-		s.r.Reset(nil)
-		readers.Put(s.r)
-		s.r = nil
+	s.drop()
+	s.src, s.err = nil, io.ErrClosedPipe
+}
+
+func (s *SSEReader) drop() {
+	if s.buf != nil {
+		buffers.Put((*[bufSize]byte)(s.buf))
+		s.buf, s.r, s.w = nil, 0, 0
 	}
 }
 
@@ -45,10 +56,7 @@ func (s *SSEReader) Release() {
 // so that a relay can pass events that came together on in one write
 // instead of flushing each.
 func (s *SSEReader) EventBuffered() bool {
-	if s.r == nil {
-		return false
-	}
-	b, _ := s.r.Peek(s.r.Buffered())
+	b := s.buf[s.r:s.w]
 	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
@@ -63,60 +71,138 @@ func (s *SSEReader) Next() ([]byte, error) {
 	if s.Done {
 		return nil, io.EOF
 	}
-	s.data = s.data[:0]
-	have := false
+	// value is the event's data while it is one line; it points into the
+	// buffer, so it moves to s.data before anything may refill that.
+	var value []byte
+	have, joined := false, false
 	for {
+		if have && !joined && !s.lineBuffered() {
+			s.data = append(s.data[:0], value...)
+			value, joined = s.data, true
+		}
 		line, err := s.readLine()
 		if err != nil {
 			if errors.Is(err, io.EOF) && have {
-				return s.finish()
+				return s.finish(value)
 			}
 			return nil, err
 		}
 		if len(line) == 0 {
 			if have {
-				return s.finish()
+				return s.finish(value)
 			}
 			continue
 		}
-		value, ok := bytes.CutPrefix(line, []byte("data:"))
+		v, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
 			continue // comment, event:, id:, retry:
 		}
-		value = bytes.TrimPrefix(value, []byte(" "))
-		if have {
-			s.data = append(s.data, '\n')
+		v = bytes.TrimPrefix(v, []byte(" "))
+		switch {
+		case !have:
+			value, have = v, true
+		case !joined:
+			s.data = append(append(append(s.data[:0], value...), '\n'), v...)
+			value, joined = s.data, true
+		default:
+			s.data = append(append(s.data, '\n'), v...)
+			value = s.data
 		}
-		s.data = append(s.data, value...)
-		have = true
 	}
 }
 
-func (s *SSEReader) finish() ([]byte, error) {
-	if bytes.Equal(bytes.TrimSpace(s.data), doneData) {
+func (s *SSEReader) finish(data []byte) ([]byte, error) {
+	if bytes.Equal(bytes.TrimSpace(data), doneData) {
 		s.Done = true
 		return nil, io.EOF
 	}
-	if s.data == nil {
+	if data == nil {
 		return []byte{}, nil
 	}
-	return s.data, nil
+	return data, nil
 }
 
-// readLine returns one line without its line ending.
+// lineBuffered reports whether a whole line is unread, so that reading it
+// will not refill the buffer.
+func (s *SSEReader) lineBuffered() bool {
+	return bytes.IndexByte(s.buf[s.r:s.w], '\n') >= 0
+}
+
+// readLine returns one line without its line ending. The slice points
+// into the buffer (or s.line) and is valid until the next refill.
 func (s *SSEReader) readLine() ([]byte, error) {
-	line, err := s.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		s.line = append(s.line[:0], line...)
-		for errors.Is(err, bufio.ErrBufferFull) {
-			line, err = s.r.ReadSlice('\n')
-			s.line = append(s.line, line...)
+	long := false
+	for {
+		if i := bytes.IndexByte(s.buf[s.r:s.w], '\n'); i >= 0 {
+			line := s.buf[s.r : s.r+i]
+			s.r += i + 1
+			if long {
+				s.line = append(s.line, line...)
+				line = s.line
+			}
+			return bytes.TrimSuffix(line, []byte("\r")), nil
 		}
-		line = s.line
+		if s.err != nil {
+			// The input ends inside a line: it counts only at a clean end.
+			line := s.buf[s.r:s.w]
+			s.r = s.w
+			if long {
+				s.line = append(s.line, line...)
+				line = s.line
+			}
+			if errors.Is(s.err, io.EOF) && len(line) > 0 {
+				return bytes.TrimSuffix(line, []byte("\r")), nil
+			}
+			return nil, s.err
+		}
+		if s.r == 0 && s.w == len(s.buf) && s.w > 0 {
+			// A line longer than the buffer.
+			if !long {
+				s.line, long = s.line[:0], true
+			}
+			s.line = append(s.line, s.buf...)
+			s.r, s.w = 0, 0
+		}
+		s.fill()
 	}
-	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
-		return nil, err
+}
+
+// fill reads more input. With nothing unread it first gives the buffer
+// back and waits on a one-byte read, so that a stream waiting for its
+// upstream holds no buffer.
+func (s *SSEReader) fill() {
+	if s.r == s.w {
+		s.drop()
 	}
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	return bytes.TrimSuffix(line, []byte("\r")), nil
+	for range 100 { // as bufio does: a source that keeps returning 0, nil is broken
+		var n int
+		var err error
+		if s.buf == nil {
+			if s.src == nil {
+				s.err = io.ErrClosedPipe
+				return
+			}
+			n, err = s.src.Read(s.one[:])
+			if n > 0 {
+				s.buf = buffers.Get().(*[bufSize]byte)[:]
+				s.buf[0] = s.one[0]
+				s.r, s.w = 0, 1
+			}
+		} else {
+			if s.r > 0 {
+				s.w = copy(s.buf, s.buf[s.r:s.w])
+				s.r = 0
+			}
+			n, err = s.src.Read(s.buf[s.w:])
+			s.w += n
+		}
+		if err != nil {
+			s.err = err
+			return
+		}
+		if n > 0 {
+			return
+		}
+	}
+	s.err = io.ErrNoProgress
 }

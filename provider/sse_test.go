@@ -24,8 +24,8 @@ func readAll(t *testing.T, s *SSEReader) ([]string, error) {
 }
 
 func TestSSEReader(t *testing.T) {
-	long := strings.Repeat("x", 40000)     // far beyond the 16 KiB buffer
-	exact := strings.Repeat("y", 16<<10-6) // "data: " + exact fills the buffer exactly
+	long := strings.Repeat("x", 10*bufSize) // far beyond the buffer
+	exact := strings.Repeat("y", bufSize-6) // "data: " + exact fills the buffer exactly
 	tests := []struct {
 		name     string
 		in       string
@@ -122,6 +122,61 @@ func TestSSEReaderError(t *testing.T) {
 				t.Error("Done is set after a broken stream")
 			}
 		})
+	}
+}
+
+// arrivals hands out its chunks one at a time, as a connection delivers
+// what the upstream flushed, and checks that the reader waits for each
+// with a one-byte read and no buffer. Before each wait it scribbles over
+// a pooled buffer, which spoils any event still pointing into the buffer
+// the reader gave back.
+type arrivals struct {
+	t      *testing.T
+	s      *SSEReader
+	chunks []string
+	rest   string
+}
+
+func (a *arrivals) Read(p []byte) (int, error) {
+	if a.rest == "" {
+		if len(a.chunks) == 0 {
+			return 0, io.EOF
+		}
+		if len(p) != 1 || a.s.buf != nil {
+			a.t.Errorf("waiting for %q with a %d-byte read, holding a buffer: %v", a.chunks[0], len(p), a.s.buf != nil)
+		}
+		b := buffers.Get().(*[bufSize]byte)
+		for i := range b {
+			b[i] = 'X'
+		}
+		buffers.Put(b)
+		a.rest, a.chunks = a.chunks[0], a.chunks[1:]
+	}
+	n := copy(p, a.rest)
+	a.rest = a.rest[n:]
+	return n, nil
+}
+
+// TestSSEReaderWaitsWithoutBuffer: an open stream waiting for its upstream
+// holds no buffer, and an event split across arrivals survives the
+// buffer going back to the pool.
+func TestSSEReaderWaitsWithoutBuffer(t *testing.T) {
+	a := &arrivals{t: t, chunks: []string{
+		"data: a\n\n",
+		"data: b\n", "\n",
+		"data: c\n", "data: d\n", "\n",
+		"data: e\n\ndata: f\n\n",
+		"data: [DONE]\n\n",
+	}}
+	s := NewSSEReader(a)
+	a.s = s
+	defer s.Release()
+	got, err := readAll(t, s)
+	if !errors.Is(err, io.EOF) || !s.Done {
+		t.Fatalf("ended with %v (Done %v), want io.EOF after [DONE]", err, s.Done)
+	}
+	if want := "a|b|c\nd|e|f"; strings.Join(got, "|") != want {
+		t.Errorf("events = %q, want %q", strings.Join(got, "|"), want)
 	}
 }
 
