@@ -46,7 +46,8 @@ func (cr *chatRequest) log(credential string) *zap.Logger {
 }
 
 // serveChat is the request path: read the body, route the model, then
-// try credentials until one answers or nothing more can be tried.
+// try credentials until one answers or nothing more can be tried. Like
+// attempt's, its frame stays on the stack of every open stream.
 func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 	buf := bodyBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -55,6 +56,49 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 			bodyBuffers.Put(buf)
 		}
 	}()
+	cr := h.readChat(w, r, buf)
+	if cr == nil {
+		return nil // answered
+	}
+	session := ""
+	if h.StickyHeader != "" {
+		session = r.Header.Get(h.StickyHeader)
+	}
+
+	var tried []*credpool.Entry[*account]
+	var last *provider.Error
+	for range h.MaxAttempts {
+		entry, err := cr.pool.Pick(cr.model, session, tried)
+		if err != nil {
+			if last == nil {
+				writeUnavailable(w, cr.ps, cr.model, err)
+				return nil
+			}
+			break // nothing left to try: the client gets the last failure
+		}
+		if len(tried) > 0 {
+			metricFailovers.WithLabelValues(cr.ps.name, last.Kind.String()).Inc()
+		}
+		tried = append(tried, entry)
+		failure := h.attempt(cr, entry)
+		if failure == nil {
+			return nil
+		}
+		last = failure
+	}
+	writeProviderError(w, last)
+	return nil
+}
+
+// readChat reads and checks the request into buf and routes its model.
+// It answers the client itself, and returns nil, when the request cannot
+// go on.
+func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) *chatRequest {
+	// The body stays in memory until the answer ends; with its length
+	// known, one allocation of that size instead of doubling growth.
+	if n := r.ContentLength; n > 0 && n <= h.MaxBodySize {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.MaxBodySize)); err != nil {
 		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
 			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large",
@@ -101,56 +145,26 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 		body = provider.SetStringField(body, "model", upstreamModel)
 	}
 	ps := h.providers[provName]
-	cr := &chatRequest{
+	return &chatRequest{
 		w: w, r: r, ps: ps, pool: ps.pool(), body: body, model: upstreamModel, stream: stream,
 		logger: h.logger,
 	}
-	session := ""
-	if h.StickyHeader != "" {
-		session = r.Header.Get(h.StickyHeader)
-	}
-
-	var tried []*credpool.Entry[*account]
-	var last *provider.Error
-	for range h.MaxAttempts {
-		entry, err := cr.pool.Pick(upstreamModel, session, tried)
-		if err != nil {
-			if last == nil {
-				writeUnavailable(w, cr.ps, upstreamModel, err)
-				return nil
-			}
-			break // nothing left to try: the client gets the last failure
-		}
-		if len(tried) > 0 {
-			metricFailovers.WithLabelValues(provName, last.Kind.String()).Inc()
-		}
-		tried = append(tried, entry)
-		failure := h.attempt(cr, entry)
-		if failure == nil {
-			return nil
-		}
-		last = failure
-	}
-	writeProviderError(w, last)
-	return nil
 }
 
 // attempt tries one credential. It returns nil once the client has its
 // answer (or is gone), or the failure when another credential may still
 // serve, with nothing written to the client.
+//
+// A stream is relayed from inside attempt, so attempt's frame stays on
+// the stack of every open stream: its cold paths (no key, a failed call)
+// live in functions of their own to keep that frame small.
 func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *provider.Error {
-	acc, ctx, pool := entry.Value, cr.r.Context(), cr.pool
+	acc, ctx := entry.Value, cr.r.Context()
 	cr.w.Header().Set(CredentialHeader, entry.ID)
 
 	apiKey, err := acc.keys.APIKey(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		// The renewal machinery has recorded why; no rest on top.
-		cr.log(entry.ID).Warn("credential has no usable key", zap.Error(err))
-		return &provider.Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "credential_unavailable",
-			Message: fmt.Sprintf("credential %q has no usable key right now", entry.ID), Kind: provider.KindTransient}
+		return cr.noKey(entry, err)
 	}
 
 	start := time.Now()
@@ -180,27 +194,11 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 			resp.Events.Close()
 		}
 	}
-	if err != nil && watch != nil && watch.fired.Load() {
-		err = watch.err()
-	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		if ctx.Err() != nil {
-			cr.log(entry.ID).Debug("client went away", zap.Error(err))
-			return nil
-		}
-		pe := asProviderError(err)
-		acc.metrics.observe(pe.Status, start, time.Time{})
-		cr.log(entry.ID).Warn("upstream attempt failed", zap.Int("status", pe.Status), zap.String("code", pe.Code),
-			zap.Stringer("kind", pe.Kind), zap.String("message", pe.Message))
-		if pe.Kind == provider.KindClient {
-			writeProviderError(cr.w, pe)
-			return nil
-		}
-		h.failed(cr, entry, apiKey, pe)
-		return pe
+		return h.callFailed(cr, entry, apiKey, start, watch, err)
 	}
 
-	pool.Succeeded(entry)
+	cr.pool.Succeeded(entry)
 	ttfb := time.Now()
 	if resp.Events == nil {
 		hdr := cr.w.Header()
@@ -208,15 +206,53 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 		hdr.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 		cr.w.WriteHeader(http.StatusOK)
 		_, _ = cr.w.Write(resp.Body)
-		acc.metrics.observe(http.StatusOK, start, ttfb)
-		return nil
-	}
-	if mid := relayStream(cr.w, resp.Events, first, err); mid != nil && ctx.Err() == nil {
-		cr.log(entry.ID).Warn("stream failed after it began", zap.String("code", mid.Code), zap.String("message", mid.Message))
-		pool.Failed(entry, cr.model, credpool.Failure{Kind: mid.Kind, Message: mid.Message})
+	} else if mid := relayStream(cr.w, resp.Events, first, err); mid != nil && ctx.Err() == nil {
+		cr.streamFailed(entry, mid)
 	}
 	acc.metrics.observe(http.StatusOK, start, ttfb)
 	return nil
+}
+
+// noKey is attempt's answer when the credential has no usable key.
+func (cr *chatRequest) noKey(entry *credpool.Entry[*account], err error) *provider.Error {
+	if cr.r.Context().Err() != nil {
+		return nil
+	}
+	// The renewal machinery has recorded why; no rest on top.
+	cr.log(entry.ID).Warn("credential has no usable key", zap.Error(err))
+	return &provider.Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "credential_unavailable",
+		Message: fmt.Sprintf("credential %q has no usable key right now", entry.ID), Kind: provider.KindTransient}
+}
+
+// callFailed classifies a call that failed before anything reached the
+// client: a client error is answered at once; anything else rests the
+// credential as it calls for and is returned, for another to try.
+func (h *Handler) callFailed(cr *chatRequest, entry *credpool.Entry[*account], apiKey string, start time.Time,
+	watch *watchdog, err error) *provider.Error {
+	if watch != nil && watch.fired.Load() {
+		err = watch.err()
+	}
+	if cr.r.Context().Err() != nil {
+		cr.log(entry.ID).Debug("client went away", zap.Error(err))
+		return nil
+	}
+	pe := asProviderError(err)
+	entry.Value.metrics.observe(pe.Status, start, time.Time{})
+	cr.log(entry.ID).Warn("upstream attempt failed", zap.Int("status", pe.Status), zap.String("code", pe.Code),
+		zap.Stringer("kind", pe.Kind), zap.String("message", pe.Message))
+	if pe.Kind == provider.KindClient {
+		writeProviderError(cr.w, pe)
+		return nil
+	}
+	h.failed(cr, entry, apiKey, pe)
+	return pe
+}
+
+// streamFailed rests the credential of a stream that broke after it
+// began (the client has had its error event).
+func (cr *chatRequest) streamFailed(entry *credpool.Entry[*account], mid *provider.Error) {
+	cr.log(entry.ID).Warn("stream failed after it began", zap.String("code", mid.Code), zap.String("message", mid.Message))
+	cr.pool.Failed(entry, cr.model, credpool.Failure{Kind: mid.Kind, Message: mid.Message})
 }
 
 // failed rests the credential as the failure calls for. A refused key of

@@ -68,8 +68,11 @@ func newTransport(proxy func(*http.Request) (*url.URL, error), responseTimeout t
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: 1 * time.Second,
 		ResponseHeaderTimeout: responseTimeout,
-		// Requests are written once and large bodies bypass the buffer;
-		// a small one saves memory on every open connection.
+		// Each open stream holds one upstream connection and its buffers
+		// for as long as it lasts. Requests are written once and large
+		// bodies bypass the write buffer; events are small, and replies of
+		// known length are read past the read buffer.
 		WriteBufferSize: 1 << 10,
+		ReadBufferSize:  1 << 10,
 	}
 }
