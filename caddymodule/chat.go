@@ -181,7 +181,7 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 		defer watch.stop()
 	}
 	resp, err := cr.ps.provider.Chat(callCtx, &provider.Call{
-		Model: cr.model, Body: cr.body, Stream: cr.stream, APIKey: apiKey, Client: acc.client,
+		Model: cr.model, Body: cr.body, Stream: cr.stream, APIKey: apiKey, Transport: acc.client.Transport,
 	})
 	var first []byte
 	if err == nil && resp.Events != nil {

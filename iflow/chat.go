@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,13 +36,15 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 	}
 	signRequest(req.Header, call.APIKey, time.Now().UnixMilli(), accept)
 
-	client := call.Client
-	if client == nil {
-		client = http.DefaultClient
+	rt := call.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
 	}
-	resp, err := client.Do(req)
+	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		return nil, err
+		// Named as http.Client names it: the method and the URL (which
+		// holds no secret), then the cause.
+		return nil, &url.Error{Op: "Post", URL: req.URL.String(), Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()

@@ -105,9 +105,8 @@ func BenchmarkChat(b *testing.B) {
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
 			tr := &fixedReply{header: http.Header{"Content-Type": {tt.contentType}}, body: tt.reply, check: checkSigned(key)}
-			client := &http.Client{Transport: tr}
 			p := &iflow.Provider{APIBase: iflow.DefaultAPIBase}
-			c := &provider.Call{Model: "glm-4.6", Body: body, Stream: tt.stream, APIKey: key, Client: client}
+			c := &provider.Call{Model: "glm-4.6", Body: body, Stream: tt.stream, APIKey: key, Transport: tr}
 			ctx := context.Background()
 			once := func() int {
 				resp, err := p.Chat(ctx, c)

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func chatBody(model string, stream bool, extra string) []byte {
 }
 
 func call(ctx context.Context, p *iflow.Provider, key, model string, stream bool, body []byte) (*provider.Response, error) {
-	return p.Chat(ctx, &provider.Call{Model: model, Body: body, Stream: stream, APIKey: key, Client: http.DefaultClient})
+	return p.Chat(ctx, &provider.Call{Model: model, Body: body, Stream: stream, APIKey: key, Transport: http.DefaultTransport})
 }
 
 // drain reads every event of a stream until it fails.
@@ -404,6 +405,37 @@ func TestChatRejections(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestChatRedirectNotFollowed: a redirect (an http:// api_base, say) is
+// an error that names where it pointed, without the query, and the call
+// goes nowhere else.
+func TestChatRedirectNotFollowed(t *testing.T) {
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			var elsewhere atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/v1/chat/completions" {
+					elsewhere.Add(1)
+					return
+				}
+				http.Redirect(w, r, "/moved/v1/chat/completions?token=sk-in-query", status)
+			}))
+			defer srv.Close()
+			p := &iflow.Provider{APIBase: srv.URL + "/v1"}
+			_, err := call(context.Background(), p, chatKey, "qwen3-max", false, chatBody("qwen3-max", false, ""))
+			var pe *provider.Error
+			if !errors.As(err, &pe) || pe.Status != http.StatusBadGateway || pe.Code != "upstream_redirect" || pe.Kind != provider.KindClient {
+				t.Fatalf("Chat error = %#v, want 502 upstream_redirect", err)
+			}
+			if !strings.Contains(pe.Message, "/moved/v1/chat/completions") || strings.Contains(pe.Message, "sk-in-query") {
+				t.Errorf("message %q: want the target without its query", pe.Message)
+			}
+			if n := elsewhere.Load(); n != 0 {
+				t.Errorf("the redirect was followed %d times", n)
+			}
+		})
 	}
 }
 

@@ -64,7 +64,7 @@ func (g *gzipSeen) RoundTrip(r *http.Request) (*http.Response, error) {
 // chatErr sends one small chat request signed with key.
 func chatErr(p *iflow.Provider, key string) error {
 	body := []byte(`{"model":"qwen3-max","messages":[{"role":"user","content":"hi"}]}`)
-	resp, err := p.Chat(context.Background(), &provider.Call{Model: "qwen3-max", Body: body, APIKey: key, Client: http.DefaultClient})
+	resp, err := p.Chat(context.Background(), &provider.Call{Model: "qwen3-max", Body: body, APIKey: key, Transport: http.DefaultTransport})
 	if err == nil && resp.Events != nil {
 		resp.Events.Close()
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -91,6 +92,13 @@ func statusError(status int, header http.Header, body []byte, apiKey string) *pr
 	}
 	e := &provider.Error{Status: status, Type: provider.TypeForStatus(status), Message: msg}
 	switch {
+	case status >= 300 && status < 400:
+		// Calls are not redirected: a signed POST must not turn into a GET
+		// or go to another host. It is nearly always an api_base to fix
+		// (http:// where the service wants https://).
+		e.Status, e.Type, e.Code, e.Kind = http.StatusBadGateway, "api_error", "upstream_redirect", provider.KindClient
+		e.Message = fmt.Sprintf("iflow answered with a redirect (HTTP %d) to %q, which is not followed; check the provider's api_base",
+			status, redirectTarget(header.Get("Location")))
 	case status == http.StatusNotAcceptable:
 		e.Code, e.Kind = "upstream_not_acceptable", provider.KindModel
 		e.Message = "iflow refused the request (HTTP 406); the model may be closed to API use: " + msg
@@ -214,4 +222,14 @@ func retryAfter(h http.Header) time.Duration {
 		}
 	}
 	return 0
+}
+
+// redirectTarget is a redirect's Location without the parts that may
+// carry a secret: credentials, query and fragment.
+func redirectTarget(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil || loc == "" {
+		return "(no valid Location)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }

@@ -136,8 +136,10 @@ type Call struct {
 	Stream bool
 	// APIKey signs the call.
 	APIKey string
-	// Client sends the call; it honours the credential's proxy_url.
-	Client *http.Client
+	// Transport sends the call; it honours the credential's proxy_url.
+	// It is a RoundTripper, not a Client: a signed API call follows no
+	// redirect and needs none of a Client's per-request work.
+	Transport http.RoundTripper
 }
 
 // Response is a successful upstream answer in OpenAI form. Exactly one of
