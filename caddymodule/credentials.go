@@ -209,6 +209,8 @@ func renewalLogger(logger *zap.Logger, prov, where string) func(credpool.Event) 
 			logger.Debug("credential key renewed elsewhere; adopted", append(fields, zap.Time("expires_at", e.ExpiresAt))...)
 		case "needs_login":
 			logger.Error("credential needs a new login; it is skipped until then", append(fields, zap.Error(e.Err))...)
+		case "store_abandoned":
+			logger.Error("credential's renewed login was never stored", append(fields, zap.Error(e.Err))...)
 		default:
 			logger.Warn("credential renewal failed", append(fields, zap.String("event", e.What), zap.Error(e.Err))...)
 		}

@@ -53,7 +53,7 @@ type Status struct {
 // Event reports what a renewing credential did, for logs.
 type Event struct {
 	Credential string
-	What       string // "renewed", "adopted", "renew_failed", "needs_login", "store_failed"
+	What       string // "renewed", "adopted", "renew_failed", "needs_login", "store_failed", "store_abandoned"
 	Err        error
 	ExpiresAt  time.Time
 }
@@ -394,7 +394,9 @@ func (r *Renewing) renewLocked(ctx context.Context, force bool) error {
 }
 
 // storeLater retries storing a renewed state until it succeeds or the
-// credential stops.
+// credential stops. Stopping makes one last try: the state may hold a
+// refresh token that the service has rotated, which then exists nowhere
+// else.
 func (r *Renewing) storeLater(state []byte, k provider.Key, firstErr error) error {
 	r.mu.Lock()
 	r.lastErr = firstErr
@@ -409,10 +411,10 @@ func (r *Renewing) storeLater(state []byte, k provider.Key, firstErr error) erro
 		r.mu.Unlock()
 	}()
 	wait := minRetry / 15
-	for {
+	for stopping := false; ; {
 		select {
 		case <-r.stop:
-			return firstErr
+			stopping = true
 		case <-time.After(wait):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), renewTimeout)
@@ -424,6 +426,11 @@ func (r *Renewing) storeLater(state []byte, k provider.Key, firstErr error) erro
 			r.mu.Unlock()
 			r.adopt(k, "renewed")
 			return nil
+		}
+		if stopping {
+			r.emit(Event{What: "store_abandoned", Err: fmt.Errorf(
+				"the credential stopped before its renewed state could be stored (%w); if the service rotated its refresh token, it needs a new login", err)})
+			return firstErr
 		}
 		wait = min(wait*2, maxRetry)
 	}

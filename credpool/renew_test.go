@@ -822,3 +822,41 @@ func TestNextWait(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewingStoreOnStop: a renewed state still waiting to be stored
+// gets one last try when the credential stops; if that fails too, the loss
+// is reported, since a rotated refresh token is then gone.
+func TestRenewingStoreOnStop(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		failures  int
+		stored    string
+		abandoned int
+	}{
+		{"last try stores", 1, "key-1", 0},
+		{"last try fails", 100, "cur", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRNFixture(-time.Minute)
+			f.store.setFailStores(tt.failures)
+			r := f.start(t, nil)
+			rnEventually(t, "the failed store", func() bool { return f.events.count("store_failed") == 1 })
+			r.Stop()
+			if tt.abandoned > 0 {
+				rnEventually(t, "the loss reported", func() bool { return f.events.count("store_abandoned") == tt.abandoned })
+			} else {
+				rnEventually(t, "the last try", func() bool {
+					k, _ := f.renewer.Key(f.store.get(rnKey))
+					return k.APIKey == tt.stored
+				})
+			}
+			time.Sleep(50 * time.Millisecond)
+			if k, _ := f.renewer.Key(f.store.get(rnKey)); k.APIKey != tt.stored {
+				t.Errorf("stored key %q, want %q", k.APIKey, tt.stored)
+			}
+			if n := f.events.count("store_abandoned"); n != tt.abandoned {
+				t.Errorf("%d store_abandoned events, want %d", n, tt.abandoned)
+			}
+		})
+	}
+}
