@@ -42,9 +42,9 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		// Named as http.Client names it: the method and the URL (which
-		// holds no secret), then the cause.
-		return nil, &url.Error{Op: "Post", URL: req.URL.String(), Err: err}
+		// Named as http.Client names it: the method and the URL, with any
+		// password in api_base masked, then the cause.
+		return nil, &url.Error{Op: "Post", URL: req.URL.Redacted(), Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()

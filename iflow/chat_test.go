@@ -439,6 +439,22 @@ func TestChatRedirectNotFollowed(t *testing.T) {
 	}
 }
 
+// TestChatErrorHidesBasePassword: a transport failure names the URL, with
+// a password in api_base masked.
+func TestChatErrorHidesBasePassword(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there any more
+	p := &iflow.Provider{APIBase: "http://gw:s3cret-pass@" + addr + "/v1"}
+	_, err := call(context.Background(), p, chatKey, "qwen3-max", false, chatBody("qwen3-max", false, ""))
+	if err == nil {
+		t.Fatal("Chat to a closed port succeeded")
+	}
+	if msg := err.Error(); strings.Contains(msg, "s3cret-pass") || !strings.Contains(msg, addr) {
+		t.Errorf("error %q: want the address without the password", msg)
+	}
+}
+
 // TestChatCloseEndsUpstream checks that closing a stream early lets the
 // upstream notice.
 func TestChatCloseEndsUpstream(t *testing.T) {
