@@ -95,9 +95,10 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 // go on.
 func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) *chatRequest {
 	// The body stays in memory until the answer ends; with its length
-	// known, one allocation of that size instead of doubling growth.
+	// known, one allocation of that size instead of doubling growth. Only
+	// up to 64 KiB is trusted before the bytes arrive.
 	if n := r.ContentLength; n > 0 && n <= h.MaxBodySize {
-		buf.Grow(int(n) + bytes.MinRead)
+		buf.Grow(int(min(n, 64<<10)) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.MaxBodySize)); err != nil {
 		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
@@ -183,19 +184,23 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	resp, err := cr.ps.provider.Chat(callCtx, &provider.Call{
 		Model: cr.model, Body: cr.body, Stream: cr.stream, APIKey: apiKey, Transport: acc.client.Transport,
 	})
+	if err != nil {
+		// Even one that wraps io.EOF: an upstream that hung up.
+		return h.callFailed(cr, entry, apiKey, start, watch, err)
+	}
+	// end is io.EOF for a stream with no event at all.
 	var first []byte
-	if err == nil && resp.Events != nil {
+	var end error
+	if resp.Events != nil {
 		if watch != nil {
 			resp.Events = watch.wrap(resp.Events)
 		}
 		// Wait for the first event before answering, so that a stream that
 		// fails at once can still go to another credential.
-		if first, err = resp.Events.Next(); err != nil && !errors.Is(err, io.EOF) {
+		if first, end = resp.Events.Next(); end != nil && !errors.Is(end, io.EOF) {
 			resp.Events.Close()
+			return h.callFailed(cr, entry, apiKey, start, watch, end)
 		}
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return h.callFailed(cr, entry, apiKey, start, watch, err)
 	}
 
 	cr.pool.Succeeded(entry)
@@ -206,7 +211,7 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 		hdr.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 		cr.w.WriteHeader(http.StatusOK)
 		_, _ = cr.w.Write(resp.Body)
-	} else if mid := relayStream(cr.w, resp.Events, first, err); mid != nil && ctx.Err() == nil {
+	} else if mid := relayStream(cr.w, resp.Events, first, end); mid != nil && ctx.Err() == nil {
 		cr.streamFailed(entry, mid)
 	}
 	acc.metrics.observe(http.StatusOK, start, ttfb)

@@ -219,6 +219,13 @@ func (u *faultUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		conn.Close()
 		return
+	case "hangup": // reads the request, closes without a word
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		conn.Close()
+		return
 	case "html":
 		w.Header().Set("Content-Type", "text/html")
 		io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>")
@@ -332,12 +339,13 @@ func checkGoodAnswer(t *testing.T, resp *http.Response, body string, stream bool
 	}
 }
 
-// TestUpstreamFaults: an upstream that resets the connection or answers
-// garbage is failed over to a good credential; alone, it is the client's
+// TestUpstreamFaults: an upstream that resets the connection, hangs up
+// (an io.EOF, which is no empty stream) or answers garbage is failed over to a good credential; alone, it is the client's
 // 502 with a code that says what happened.
 func TestUpstreamFaults(t *testing.T) {
 	for _, tt := range []struct{ mode, code string }{
 		{"reset", "upstream_unreachable"},
+		{"hangup", "upstream_unreachable"},
 		{"html", "upstream_bad_reply"},
 		{"junk", "upstream_bad_reply"},
 	} {
