@@ -41,6 +41,7 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		sticky_ttl <duration>      # default 1h
 //		response_timeout <duration>     # wait for an answer to begin; default 5m
 //		stream_idle_timeout <duration>  # silence within a stream; default 2m
+//		runtime_sync <duration>|off     # apply other instances' admin changes; default 30s
 //		cooldowns {
 //			auth <duration>            # default 30m
 //			blocked <duration>         # default 30m
@@ -149,6 +150,20 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 				return err
 			}
 			h.StreamIdleTimeout = dur
+		case "runtime_sync":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return d.Err("runtime_sync needs a duration such as 30s, or off")
+			}
+			if args[0] == "off" {
+				h.RuntimeSync = -1
+				break
+			}
+			dur, err := caddy.ParseDuration(args[0])
+			if err != nil || dur <= 0 {
+				return d.Errf("runtime_sync: %q is not a positive duration such as 30s, or off", args[0])
+			}
+			h.RuntimeSync = caddy.Duration(dur)
 		case "cooldowns":
 			if d.NextArg() {
 				return d.ArgErr()

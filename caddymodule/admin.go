@@ -314,6 +314,7 @@ func mutate(ctx context.Context, prov string, change func(ov *overlay, current [
 	if err != nil {
 		return errorf(http.StatusInternalServerError, "", "the stored runtime changes are unreadable, so none is made: %v", err)
 	}
+	before := ov.stored
 	if err := change(ov, ov.effective(prov, hs[0].CredentialPool[prov])); err != nil {
 		return err
 	}
@@ -327,6 +328,11 @@ func mutate(ctx context.Context, prov string, change func(ov *overlay, current [
 	for _, h := range handlersFor(prov) {
 		if err := h.rebuild(ctx, h.providers[prov], ov.effective(prov, h.CredentialPool[prov]), false); err != nil {
 			h.logger.Error("applying a runtime credential change", zap.Error(err))
+		}
+		// Only prov was rebuilt: what was stored before is in force only if
+		// it was already; if not, the next sync applies all of it.
+		if h.applied == before {
+			h.applied = ov.stored
 		}
 	}
 	return nil

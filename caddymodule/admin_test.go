@@ -498,3 +498,60 @@ func TestAdminDeleteInFlight(t *testing.T) {
 		t.Errorf("after the delete served by %q", got)
 	}
 }
+
+// TestRuntimeSync: changes that another instance of a cluster stores
+// (written here straight into the shared storage, as it would) are applied
+// without a reload, and this instance's own changes are not undone by it.
+func TestRuntimeSync(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b", "sk-c")
+	root := t.TempDir()
+	site := strings.Replace(adminSite(srv), "\tproxycast {\n", "\tproxycast {\n\t\truntime_sync 100ms\n", 1)
+	startWithStorage(t, root, site)
+
+	other := func(overlay string) {
+		t.Helper()
+		file := filepath.Join(root, "proxycast", "runtime.json")
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file+".tmp", []byte(overlay), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(file+".tmp", file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other(`{"version":1,"providers":{"iflow":{"added":[{"id":"b","auth_type":"api_key","api_key":"sk-b","priority":1}]}}}`)
+	waitFor(t, "the other instance's credential", func() bool { return list(t)["b"].Source == "runtime" })
+	if got := servedBy(t); got != "b" {
+		t.Fatalf("served by %q, want b (priority 1, added by the other instance)", got)
+	}
+
+	// A change made here, on top of the other instance's, holds through
+	// later syncs.
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow",
+		`{"id":"c","auth_type":"api_key","api_key":"sk-c"}`); status != 201 {
+		t.Fatalf("add c: %d %s", status, body)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if vs := list(t); vs["b"].Source != "runtime" || vs["c"].Source != "runtime" {
+		t.Fatalf("after syncs: %+v", vs)
+	}
+
+	// The other instance deletes b.
+	other(`{"version":1,"providers":{"iflow":{"added":[{"id":"c","auth_type":"api_key","api_key":"sk-c"}]}}}`)
+	waitFor(t, "b gone", func() bool { _, ok := list(t)["b"]; return !ok })
+	if got := servedBy(t); got == "b" {
+		t.Fatal("a deleted credential still serves")
+	}
+
+	// Garbage in storage is reported, changes nothing, and is forgotten
+	// once fixed.
+	other(`{"version":1,`)
+	time.Sleep(350 * time.Millisecond)
+	if vs := list(t); vs["c"].Source != "runtime" || vs["a"].Source != "config" {
+		t.Fatalf("after unreadable changes: %+v", vs)
+	}
+	other(`{"version":1}`)
+	waitFor(t, "c gone", func() bool { _, ok := list(t)["c"]; return !ok })
+}

@@ -105,7 +105,18 @@ type Handler struct {
 	// stream; a stream silent for longer is ended as failed. Default: 2m.
 	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
 
+	// RuntimeSync is how often to apply the admin API changes that other
+	// instances sharing the storage (a cluster) have stored; an
+	// instance's own changes apply at once. Negative: only at config
+	// loads. Default: 30s.
+	RuntimeSync caddy.Duration `json:"runtime_sync,omitempty"`
+
 	providers map[string]*providerState
+	// applied fingerprints the stored runtime changes in force; guarded
+	// by applyMu.
+	applied  [sha256.Size]byte
+	syncStop chan struct{}
+	syncDone chan struct{}
 	// providerConfigs keeps the providers' JSON, which loading the
 	// modules clears from ProvidersRaw.
 	providerConfigs map[string][]byte
@@ -180,6 +191,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.StreamIdleTimeout == 0 {
 		h.StreamIdleTimeout = caddy.Duration(DefaultStreamIdleTimeout)
 	}
+	if h.RuntimeSync == 0 {
+		h.RuntimeSync = caddy.Duration(DefaultRuntimeSync)
+	}
 	if h.StickyHeader != "" && h.StickyTTL == 0 {
 		h.StickyTTL = caddy.Duration(time.Hour)
 	}
@@ -220,6 +234,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Error("runtime credential changes are not applied", zap.Error(err))
 		ov = &overlay{Version: 1}
 	}
+	h.applied = ov.stored
 	h.providers = make(map[string]*providerState, len(h.CredentialPool))
 	for _, name := range sortedKeys(h.CredentialPool) {
 		shared, _, _ := poolStates.LoadOrNew(name, func() (caddy.Destructor, error) { return sharedPool{credpool.NewShared()}, nil })
@@ -254,6 +269,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	live.add(h)
+	if h.RuntimeSync > 0 {
+		h.syncStop, h.syncDone = make(chan struct{}), make(chan struct{})
+		go h.syncRuntime(time.Duration(h.RuntimeSync), h.syncStop, h.syncDone)
+	}
 	return nil
 }
 
@@ -314,6 +333,10 @@ func (h *Handler) Validate() error {
 // config to let go of one stops its renewal) and closes idle upstream
 // connections.
 func (h *Handler) Cleanup() error {
+	if h.syncStop != nil {
+		close(h.syncStop)
+		<-h.syncDone
+	}
 	live.remove(h)
 	for _, ps := range h.providers {
 		ps.close()

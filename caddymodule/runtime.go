@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"time"
 
 	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 )
 
 // runtimeKey is where the admin API's changes to the credentials live in
@@ -25,6 +27,10 @@ const runtimeLock = "proxycast-runtime"
 type overlay struct {
 	Version   int                         `json:"version"`
 	Providers map[string]*providerOverlay `json:"providers,omitempty"`
+
+	// stored fingerprints the stored form this overlay was read as or
+	// written to; zero when nothing is stored.
+	stored [sha256.Size]byte
 }
 
 // providerOverlay is the changes to one provider's credentials. Changes
@@ -155,7 +161,7 @@ func loadOverlay(ctx context.Context, storage certmagic.Storage) (*overlay, erro
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", runtimeKey, err)
 	}
-	var o overlay
+	o := overlay{stored: sha256.Sum256(raw)}
 	if err := json.Unmarshal(raw, &o); err != nil {
 		return nil, fmt.Errorf("%s in storage is not valid (%v); fix or remove it", runtimeKey, err)
 	}
@@ -170,5 +176,61 @@ func saveOverlay(ctx context.Context, storage certmagic.Storage, o *overlay) err
 	if err != nil {
 		return err
 	}
-	return storage.Store(ctx, runtimeKey, raw)
+	if err := storage.Store(ctx, runtimeKey, raw); err != nil {
+		return err
+	}
+	o.stored = sha256.Sum256(raw)
+	return nil
+}
+
+// DefaultRuntimeSync is how often a handler looks for runtime changes
+// stored by the other instances sharing its storage.
+const DefaultRuntimeSync = 30 * time.Second
+
+// syncRuntime applies, every interval until stop, the runtime changes that
+// another instance sharing the storage has stored. It logs a failure to
+// read them once, not on every tick.
+func (h *Handler) syncRuntime(every time.Duration, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := ""
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		err := h.syncOnce()
+		switch {
+		case err != nil && err.Error() != failing:
+			failing = err.Error()
+			h.logger.Error("reading runtime credential changes from storage", zap.Error(err))
+		case err == nil && failing != "":
+			failing = ""
+			h.logger.Info("runtime credential changes in storage are readable again")
+		}
+	}
+}
+
+// syncOnce applies the stored runtime changes if they are not the ones in
+// force. It reads them under applyMu, so that a change this instance's
+// admin API makes meanwhile is applied after, not before, what it reads.
+func (h *Handler) syncOnce() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	applyMu.Lock()
+	defer applyMu.Unlock()
+	ov, err := loadOverlay(ctx, h.storage)
+	if err != nil || ov.stored == h.applied {
+		return err
+	}
+	for _, name := range sortedKeys(h.providers) {
+		if err := h.rebuild(ctx, h.providers[name], ov.effective(name, h.CredentialPool[name]), false); err != nil {
+			h.logger.Error("applying runtime credential changes from storage", zap.String("provider", name), zap.Error(err))
+		}
+	}
+	h.applied = ov.stored
+	h.logger.Info("applied runtime credential changes stored by another instance")
+	return nil
 }
