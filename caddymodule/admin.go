@@ -331,9 +331,10 @@ func mutate(ctx context.Context, prov string, change func(ov *overlay, current [
 		}
 		// Only prov was rebuilt: what was stored before is in force only if
 		// it was already; if not, the next sync applies all of it.
-		if h.applied == before {
-			h.applied = ov.stored
+		if h.runtime.applied == before {
+			h.runtime.applied = ov.stored
 		}
+		h.runtime.applies++
 	}
 	return nil
 }

@@ -112,11 +112,9 @@ type Handler struct {
 	RuntimeSync caddy.Duration `json:"runtime_sync,omitempty"`
 
 	providers map[string]*providerState
-	// applied fingerprints the stored runtime changes in force; guarded
-	// by applyMu.
-	applied  [sha256.Size]byte
-	syncStop chan struct{}
-	syncDone chan struct{}
+	// runtime is behind a pointer: it changes while the handler serves,
+	// and Caddy copies the struct (CaddyModule has a value receiver).
+	runtime *runtimeState
 	// providerConfigs keeps the providers' JSON, which loading the
 	// modules clears from ProvidersRaw.
 	providerConfigs map[string][]byte
@@ -194,6 +192,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.RuntimeSync == 0 {
 		h.RuntimeSync = caddy.Duration(DefaultRuntimeSync)
 	}
+	if h.RuntimeSync > 0 && time.Duration(h.RuntimeSync) < minRuntimeSync {
+		return fmt.Errorf("runtime_sync %s is too short: each sync reads the storage; use %s or more, or off",
+			time.Duration(h.RuntimeSync), minRuntimeSync)
+	}
 	if h.StickyHeader != "" && h.StickyTTL == 0 {
 		h.StickyTTL = caddy.Duration(time.Hour)
 	}
@@ -234,7 +236,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Error("runtime credential changes are not applied", zap.Error(err))
 		ov = &overlay{Version: 1}
 	}
-	h.applied = ov.stored
+	h.runtime = &runtimeState{applied: ov.stored}
 	h.providers = make(map[string]*providerState, len(h.CredentialPool))
 	for _, name := range sortedKeys(h.CredentialPool) {
 		shared, _, _ := poolStates.LoadOrNew(name, func() (caddy.Destructor, error) { return sharedPool{credpool.NewShared()}, nil })
@@ -270,8 +272,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	live.add(h)
 	if h.RuntimeSync > 0 {
-		h.syncStop, h.syncDone = make(chan struct{}), make(chan struct{})
-		go h.syncRuntime(time.Duration(h.RuntimeSync), h.syncStop, h.syncDone)
+		h.runtime.ctx = ctx
+		h.runtime.stop, h.runtime.done = make(chan struct{}), make(chan struct{})
+		go h.syncRuntime(time.Duration(h.RuntimeSync))
 	}
 	return nil
 }
@@ -333,9 +336,9 @@ func (h *Handler) Validate() error {
 // config to let go of one stops its renewal) and closes idle upstream
 // connections.
 func (h *Handler) Cleanup() error {
-	if h.syncStop != nil {
-		close(h.syncStop)
-		<-h.syncDone
+	if h.runtime != nil && h.runtime.stop != nil {
+		close(h.runtime.stop)
+		<-h.runtime.done
 	}
 	live.remove(h)
 	for _, ps := range h.providers {

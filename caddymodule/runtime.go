@@ -187,17 +187,35 @@ func saveOverlay(ctx context.Context, storage certmagic.Storage, o *overlay) err
 // stored by the other instances sharing its storage.
 const DefaultRuntimeSync = 30 * time.Second
 
-// syncRuntime applies, every interval until stop, the runtime changes that
-// another instance sharing the storage has stored. It logs a failure to
-// read them once, not on every tick.
-func (h *Handler) syncRuntime(every time.Duration, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
+// minRuntimeSync keeps a mistyped interval (JSON durations are
+// nanoseconds) from turning the sync into a busy loop on the storage.
+const minRuntimeSync = 100 * time.Millisecond
+
+// runtimeState is what a handler knows of the runtime changes in storage.
+type runtimeState struct {
+	// applied fingerprints the stored changes in force, and applies
+	// counts the rebuilds from stored changes; both are guarded by
+	// applyMu.
+	applied [sha256.Size]byte
+	applies uint64
+
+	// The sync's lifetime: ctx ends when Caddy unloads the config, stop
+	// and done end the goroutine. Nil when runtime_sync is off.
+	ctx        context.Context
+	stop, done chan struct{}
+}
+
+// syncRuntime applies, every interval until Cleanup, the runtime changes
+// that another instance sharing the storage has stored. It logs a failure
+// to read them once, not on every tick.
+func (h *Handler) syncRuntime(every time.Duration) {
+	defer close(h.runtime.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	failing := ""
 	for {
 		select {
-		case <-stop:
+		case <-h.runtime.stop:
 			return
 		case <-t.C:
 		}
@@ -214,23 +232,38 @@ func (h *Handler) syncRuntime(every time.Duration, stop <-chan struct{}, done ch
 }
 
 // syncOnce applies the stored runtime changes if they are not the ones in
-// force. It reads them under applyMu, so that a change this instance's
-// admin API makes meanwhile is applied after, not before, what it reads.
+// force. The storage is read without applyMu, so that a slow storage holds
+// up no reload or admin call; if the credentials were rebuilt meanwhile
+// (say by this instance's admin API), what was read may be older than what
+// is in force, and it is dropped until the next tick.
 func (h *Handler) syncOnce() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	rt := h.runtime
+	applyMu.Lock()
+	seen := rt.applies
+	applyMu.Unlock()
+
+	ctx, cancel := context.WithTimeout(rt.ctx, 30*time.Second)
 	defer cancel()
+	ov, err := loadOverlay(ctx, h.storage)
+	if err != nil {
+		if rt.ctx.Err() != nil {
+			return nil // the config is being unloaded
+		}
+		return err
+	}
+
 	applyMu.Lock()
 	defer applyMu.Unlock()
-	ov, err := loadOverlay(ctx, h.storage)
-	if err != nil || ov.stored == h.applied {
-		return err
+	if rt.applies != seen || ov.stored == rt.applied {
+		return nil
 	}
 	for _, name := range sortedKeys(h.providers) {
 		if err := h.rebuild(ctx, h.providers[name], ov.effective(name, h.CredentialPool[name]), false); err != nil {
 			h.logger.Error("applying runtime credential changes from storage", zap.String("provider", name), zap.Error(err))
 		}
 	}
-	h.applied = ov.stored
-	h.logger.Info("applied runtime credential changes stored by another instance")
+	rt.applied = ov.stored
+	rt.applies++
+	h.logger.Info("applied runtime credential changes from storage")
 	return nil
 }

@@ -657,6 +657,16 @@ func TestConfigErrors(t *testing.T) {
 		routing {
 			rule * iflow
 		}`, `routing: provider "iflow" has no credentials`},
+		{"runtime_sync too short", `api_keys k
+		runtime_sync 1ms
+		credential_pool {
+			iflow {
+				credential a {
+					auth_type api_key
+					api_key x
+				}
+			}
+		}`, "runtime_sync 1ms is too short"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
