@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
@@ -39,12 +40,27 @@ type credentialState struct {
 }
 
 // Destruct stops background renewal once no config uses the credential.
+// When Caddy is exiting, it waits a moment for a renewal under way, whose
+// result (a rotated refresh token) would otherwise be lost with the
+// process; on a reload or a removal the renewal finishes on its own.
 func (s *credentialState) Destruct() error {
-	if s.renewing != nil {
+	if s.renewing == nil {
+		return nil
+	}
+	if !caddy.Exiting() {
 		s.renewing.Stop()
+		return nil
+	}
+	if !s.renewing.StopWait(exitRenewWait) {
+		caddy.Log().Named("http.handlers.proxycast").Warn("exiting while a credential renewal is under way; if it rotated the refresh token, the credential may need a new login",
+			zap.String("provider", s.provider), zap.String("credential", s.id))
 	}
 	return nil
 }
+
+// exitRenewWait bounds how long an exiting Caddy waits for a credential's
+// renewal under way.
+const exitRenewWait = 5 * time.Second
 
 // identity keys a credential's state: the provider and its settings, the
 // storage, the id and every setting that changes what the credential is.

@@ -156,6 +156,26 @@ func (r *Renewing) Stop() {
 	}
 }
 
+// StopWait is Stop for a process about to exit: it then waits up to d for
+// a renewal under way to finish, since the state that renewal is about to
+// store (a rotated refresh token) exists nowhere else. It reports whether
+// nothing was left under way.
+func (r *Renewing) StopWait(d time.Duration) bool {
+	r.Stop()
+	r.mu.Lock()
+	f := r.flight
+	r.mu.Unlock()
+	if f == nil {
+		return true
+	}
+	select {
+	case <-f.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 // load adopts what the store holds, without renewing.
 func (r *Renewing) load(ctx context.Context) {
 	state, err := r.cfg.Store.Load(ctx, r.cfg.StateKey)

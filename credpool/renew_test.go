@@ -824,8 +824,9 @@ func TestNextWait(t *testing.T) {
 }
 
 // TestRenewingStoreOnStop: a renewed state still waiting to be stored
-// gets one last try when the credential stops; if that fails too, the loss
-// is reported, since a rotated refresh token is then gone.
+// gets one last try when the credential stops, over before StopWait
+// returns; if that fails too, the loss is reported, since a rotated
+// refresh token is then gone.
 func TestRenewingStoreOnStop(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
@@ -841,16 +842,11 @@ func TestRenewingStoreOnStop(t *testing.T) {
 			f.store.setFailStores(tt.failures)
 			r := f.start(t, nil)
 			rnEventually(t, "the failed store", func() bool { return f.events.count("store_failed") == 1 })
-			r.Stop()
-			if tt.abandoned > 0 {
-				rnEventually(t, "the loss reported", func() bool { return f.events.count("store_abandoned") == tt.abandoned })
-			} else {
-				rnEventually(t, "the last try", func() bool {
-					k, _ := f.renewer.Key(f.store.get(rnKey))
-					return k.APIKey == tt.stored
-				})
+			// The process may exit as soon as StopWait returns: the last
+			// try is over by then.
+			if !r.StopWait(5 * time.Second) {
+				t.Fatal("StopWait: the renewal is still under way")
 			}
-			time.Sleep(50 * time.Millisecond)
 			if k, _ := f.renewer.Key(f.store.get(rnKey)); k.APIKey != tt.stored {
 				t.Errorf("stored key %q, want %q", k.APIKey, tt.stored)
 			}
@@ -858,5 +854,26 @@ func TestRenewingStoreOnStop(t *testing.T) {
 				t.Errorf("%d store_abandoned events, want %d", n, tt.abandoned)
 			}
 		})
+	}
+}
+
+// TestRenewingStopWait: StopWait waits for a renewal under way and its
+// store, but no longer than it is told.
+func TestRenewingStopWait(t *testing.T) {
+	f := newRNFixture(-time.Minute)
+	f.renewer.gate = make(chan struct{})
+	f.renewer.entered = make(chan struct{}, 10)
+	r := f.start(t, nil)
+	rnReceive(t, "the renewal", f.renewer.entered)
+
+	if r.StopWait(50 * time.Millisecond) {
+		t.Error("StopWait = true while the renewal hangs")
+	}
+	time.AfterFunc(50*time.Millisecond, func() { close(f.renewer.gate) })
+	if !r.StopWait(5 * time.Second) {
+		t.Fatal("StopWait gave up on a renewal that ends in 50ms")
+	}
+	if k, _ := f.renewer.Key(f.store.get(rnKey)); k.APIKey != "key-1" {
+		t.Errorf("stored %q when StopWait returned, want key-1", k.APIKey)
 	}
 }
