@@ -727,13 +727,21 @@ func TestRenewingKeepsStateOfFailedRenewal(t *testing.T) {
 	}
 }
 
-// TestRenewingStop: Stop returns at once even while a renewal hangs.
-func TestRenewingStop(t *testing.T) {
+// hangingRenewal starts a credential whose renewal is under way and hangs
+// until f.renewer.gate is closed.
+func hangingRenewal(t *testing.T) (*rnFixture, *Renewing) {
+	t.Helper()
 	f := newRNFixture(-time.Minute)
 	f.renewer.gate = make(chan struct{})
 	f.renewer.entered = make(chan struct{}, 10)
 	r := f.start(t, nil)
 	rnReceive(t, "the renewal", f.renewer.entered)
+	return f, r
+}
+
+// TestRenewingStop: Stop returns at once even while a renewal hangs.
+func TestRenewingStop(t *testing.T) {
+	f, r := hangingRenewal(t)
 
 	stopped := make(chan struct{})
 	go func() {
@@ -860,11 +868,7 @@ func TestRenewingStoreOnStop(t *testing.T) {
 // TestRenewingStopWait: StopWait waits for a renewal under way and its
 // store, but no longer than it is told.
 func TestRenewingStopWait(t *testing.T) {
-	f := newRNFixture(-time.Minute)
-	f.renewer.gate = make(chan struct{})
-	f.renewer.entered = make(chan struct{}, 10)
-	r := f.start(t, nil)
-	rnReceive(t, "the renewal", f.renewer.entered)
+	f, r := hangingRenewal(t)
 
 	if r.StopWait(50 * time.Millisecond) {
 		t.Error("StopWait = true while the renewal hangs")
