@@ -367,7 +367,7 @@ func writeUnavailable(w http.ResponseWriter, ps *providerState, model string, er
 	}
 	w.Header().Set("Retry-After", "30")
 	writeError(w, http.StatusServiceUnavailable, "api_error", "no_usable_credential",
-		fmt.Sprintf("provider %q has no usable credential for model %q (all disabled or waiting for a new login)", ps.name, model))
+		fmt.Sprintf("provider %q has no usable credential for model %q (all disabled, waiting for a new login, or without a key until a renewal succeeds)", ps.name, model))
 }
 
 // relayStream passes a stream on event by event, flushing each one,

@@ -179,10 +179,7 @@ func (h *Health) failed(now time.Time, model string, f Failure, c Cooldowns, spa
 		d = min(d, c.RateLimitMax)
 		h.rateStreak = min(h.rateStreak+1, 30)
 	case provider.KindModel:
-		if h.models == nil {
-			h.models = map[string]modelRest{}
-		}
-		h.models[model] = modelRest{until: now.Add(c.Model), reason: f.Message}
+		h.restModel(now, model, modelRest{until: now.Add(c.Model), reason: f.Message})
 		return c.Model
 	case provider.KindTransient:
 		if !spare {
@@ -194,6 +191,30 @@ func (h *Health) failed(now time.Time, model string, f Failure, c Cooldowns, spa
 		h.until, h.reason, h.kind = until, f.Message, f.Kind
 	}
 	return d
+}
+
+// maxModelRests bounds the models one credential rests for: clients name
+// the models, and each unknown one is a model failure.
+const maxModelRests = 1024
+
+// restModel rests the credential for model. Expired rests go first, and
+// when the table is still full, the one that ends soonest.
+func (h *Health) restModel(now time.Time, model string, r modelRest) {
+	if h.models == nil {
+		h.models = map[string]modelRest{}
+	}
+	soonest := ""
+	for m, old := range h.models {
+		if !now.Before(old.until) {
+			delete(h.models, m)
+		} else if soonest == "" || old.until.Before(h.models[soonest].until) {
+			soonest = m
+		}
+	}
+	if _, known := h.models[model]; !known && len(h.models) >= maxModelRests {
+		delete(h.models, soonest)
+	}
+	h.models[model] = r
 }
 
 // Failure is one failed attempt as the pool sees it.

@@ -2,6 +2,7 @@ package credpool
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -265,5 +266,44 @@ func TestUnavailableForUnsupportedModel(t *testing.T) {
 	_, err = p.Pick("old-model", "", nil)
 	if !errors.As(err, &u) || u.ModelUnsupported {
 		t.Fatalf("with b rate-limited: %+v", u)
+	}
+}
+
+// TestModelRestsBounded: model rests do not pile up: expired ones go, and
+// a credential keeps at most maxModelRests.
+func TestModelRestsBounded(t *testing.T) {
+	c := newClock()
+	p := New(prioritized("a b"), Options{Now: c.now})
+	a := p.Entries()[0]
+	for i := range 1000 {
+		p.Failed(a, "no-such-model-"+strconv.Itoa(i), Failure{Kind: provider.KindModel, Message: "404"})
+	}
+	c.advance(48 * time.Hour)
+	p.Failed(a, "another", Failure{Kind: provider.KindModel, Message: "404"})
+	if n := len(a.Health.Status(c.now()).ModelCooldowns); n != 1 {
+		t.Errorf("%d model rests in force, want 1", n)
+	}
+	a.Health.mu.Lock()
+	kept := len(a.Health.models)
+	a.Health.mu.Unlock()
+	if kept != 1 {
+		t.Errorf("%d model rests kept, want 1: the rest expired a day ago", kept)
+	}
+
+	for i := range maxModelRests + 10 {
+		c.advance(time.Second)
+		p.Failed(a, "m-"+strconv.Itoa(i), Failure{Kind: provider.KindModel, Message: "404"})
+	}
+	a.Health.mu.Lock()
+	kept = len(a.Health.models)
+	a.Health.mu.Unlock()
+	if kept != maxModelRests {
+		t.Errorf("%d model rests kept, want the bound %d", kept, maxModelRests)
+	}
+	if got := a.Health.restingUntil("m-"+strconv.Itoa(maxModelRests+9), c.now()); got.IsZero() {
+		t.Error("the newest model rest was dropped")
+	}
+	if got := a.Health.restingUntil("m-0", c.now()); !got.IsZero() {
+		t.Error("the oldest model rest was kept over the bound")
 	}
 }

@@ -33,7 +33,7 @@ func (u *Unavailable) Error() string {
 	if u.Cooling {
 		return fmt.Sprintf("every usable credential is cooling down; the first is back at %s", u.RetryAt.UTC().Format(time.RFC3339))
 	}
-	return "no usable credential (all disabled or waiting for a new login)"
+	return "no usable credential (all disabled, waiting for a new login, or without a key until a renewal succeeds)"
 }
 
 func (u *Unavailable) Unwrap() error { return ErrNoCredential }
@@ -84,9 +84,25 @@ type Options struct {
 
 // Shared is the part of a pool's state that outlives the pool.
 type Shared struct {
-	next   atomic.Uint64
-	mu     sync.Mutex
+	mu sync.Mutex
+	// next is each priority group's round-robin position, by rank: one
+	// for all would let a group that cannot serve move a fallback
+	// group's turn on too, and starve part of it.
+	next   map[int]*atomic.Uint64
 	sticky map[string]stickyEntry
+	// pruned is when a full sticky table was last cleared of expired
+	// sessions.
+	pruned time.Time
+}
+
+// position returns the round-robin position of the group of rank.
+func (s *Shared) position(rank int) *atomic.Uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next[rank] == nil {
+		s.next[rank] = new(atomic.Uint64)
+	}
+	return s.next[rank]
 }
 
 type stickyEntry struct {
@@ -98,13 +114,16 @@ type stickyEntry struct {
 const maxSticky = 100_000
 
 // NewShared returns fresh shared state.
-func NewShared() *Shared { return &Shared{sticky: map[string]stickyEntry{}} }
+func NewShared() *Shared {
+	return &Shared{next: map[int]*atomic.Uint64{}, sticky: map[string]stickyEntry{}}
+}
 
 // Pool hands out the credentials of one provider. It is safe for
 // concurrent use.
 type Pool[T any] struct {
 	all    []*Entry[T]
-	groups [][]*Entry[T] // enabled entries by priority, best first
+	groups [][]*Entry[T]    // enabled entries by priority, best first
+	next   []*atomic.Uint64 // each group's round-robin position
 	opts   Options
 	// failMu serialises failure decisions, so that two credentials
 	// failing at once do not each rest in the belief that the other is
@@ -141,6 +160,9 @@ func New[T any](entries []*Entry[T], opts Options) *Pool[T] {
 		}
 		p.groups[len(p.groups)-1] = append(p.groups[len(p.groups)-1], e)
 	}
+	for _, g := range p.groups {
+		p.next = append(p.next, opts.Shared.position(rank(g[0].Priority)))
+	}
 	return p
 }
 
@@ -159,18 +181,19 @@ func (p *Pool[T]) Entries() []*Entry[T] { return p.all }
 func (p *Pool[T]) Now() time.Time { return p.opts.Now() }
 
 // Pick returns the credential to serve model: the session's credential if
-// the session is sticky and it can serve, else one of the best priority
-// group that can, skipping those in tried. When none can, the error is an
-// *Unavailable.
+// the session is sticky and it can serve and no better priority group can,
+// else one of the best priority group that can, skipping those in tried.
+// When none can, the error is an *Unavailable.
 func (p *Pool[T]) Pick(model, session string, tried []*Entry[T]) (*Entry[T], error) {
 	now := p.opts.Now()
 	if session != "" && p.opts.Sticky > 0 {
-		if e := p.stickyEntry(session, now); e != nil && p.available(e, model, now) && !contains(tried, e) {
+		if e := p.stickyEntry(session, now); e != nil && p.available(e, model, now) && !contains(tried, e) &&
+			!p.betterThan(e, model, now, tried) {
 			p.remember(session, e, now)
 			return e, nil
 		}
 	}
-	for _, g := range p.groups {
+	for gi, g := range p.groups {
 		var e *Entry[T]
 		switch p.opts.Strategy {
 		case FillFirst:
@@ -181,7 +204,7 @@ func (p *Pool[T]) Pick(model, session string, tried []*Entry[T]) (*Entry[T], err
 				}
 			}
 		default:
-			start := p.opts.Shared.next.Add(1) - 1
+			start := p.next[gi].Add(1) - 1
 			n := uint64(len(g))
 			for i := range n {
 				c := g[(start+i)%n]
@@ -190,7 +213,7 @@ func (p *Pool[T]) Pick(model, session string, tried []*Entry[T]) (*Entry[T], err
 					if i > 0 {
 						// Skip the passed-over ones next time too, so the
 						// one after a resting credential is not used twice.
-						p.opts.Shared.next.Add(i)
+						p.next[gi].Add(i)
 					}
 					break
 				}
@@ -204,6 +227,22 @@ func (p *Pool[T]) Pick(model, session string, tried []*Entry[T]) (*Entry[T], err
 		}
 	}
 	return nil, p.unavailable(model, now, tried)
+}
+
+// betterThan reports whether a group of better priority than e's has a
+// credential that can serve model.
+func (p *Pool[T]) betterThan(e *Entry[T], model string, now time.Time, tried []*Entry[T]) bool {
+	for _, g := range p.groups {
+		if rank(g[0].Priority) >= rank(e.Priority) {
+			return false
+		}
+		for _, c := range g {
+			if p.available(c, model, now) && !contains(tried, c) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (p *Pool[T]) available(e *Entry[T], model string, now time.Time) bool {
@@ -283,14 +322,19 @@ func (p *Pool[T]) remember(session string, e *Entry[T], now time.Time) {
 	s := p.opts.Shared
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.sticky) >= maxSticky {
-		for k, v := range s.sticky {
-			if now.After(v.expires) {
-				delete(s.sticky, k)
+	if _, known := s.sticky[session]; !known && len(s.sticky) >= maxSticky {
+		// Full: clear out expired sessions, but at most once a minute,
+		// since every sticky pick waits for this lock.
+		if now.Sub(s.pruned) >= time.Minute {
+			s.pruned = now
+			for k, v := range s.sticky {
+				if now.After(v.expires) {
+					delete(s.sticky, k)
+				}
 			}
 		}
 		if len(s.sticky) >= maxSticky {
-			return // full of live sessions: this one goes unremembered
+			return // full of live sessions: this new one goes unremembered
 		}
 	}
 	s.sticky[session] = stickyEntry{id: e.ID, expires: now.Add(p.opts.Sticky)}

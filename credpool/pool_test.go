@@ -2,9 +2,13 @@ package credpool
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/proxycast/caddy-proxycast/provider"
 )
 
 // entries builds a pool's entries from a spec like "a b -c d", where a
@@ -131,4 +135,66 @@ func BenchmarkPick(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPickFallbackGroupInTurn: when the best group has credentials but
+// none can serve, the fallback group is still taken in turn.
+func TestPickFallbackGroupInTurn(t *testing.T) {
+	for _, why := range []string{"need a login", "resting"} {
+		t.Run(why, func(t *testing.T) {
+			c := newClock()
+			p := New(prioritized("a:1 b:1 c:2 d:2"), Options{Now: c.now})
+			for _, e := range p.Entries()[:2] {
+				if why == "resting" {
+					p.Failed(e, "m", Failure{Kind: provider.KindRateLimit, RetryAfter: time.Hour})
+				} else {
+					e.Usable = func() bool { return false }
+				}
+			}
+			if got := picks(t, p, 4, "m", ""); got != "c d c d" && got != "d c d c" {
+				t.Errorf("picks %q, want c and d in turn", got)
+			}
+		})
+	}
+}
+
+// TestStickyBackToBetterGroup: a session that moved to the fallback group
+// while the best one rested goes back once the best one can serve.
+func TestStickyBackToBetterGroup(t *testing.T) {
+	c := newClock()
+	p := New(prioritized("a:1 z:2"), Options{Now: c.now, Sticky: time.Hour})
+	p.Failed(p.Entries()[0], "m", Failure{Kind: provider.KindTransient, Message: "502"}) // z is spare: a rests
+	if got := picks(t, p, 1, "m", "s"); got != "z" {
+		t.Fatalf("pick %q, want z while a rests", got)
+	}
+	c.advance(2 * time.Minute)
+	if got := picks(t, p, 3, "m", "s"); got != "a a a" {
+		t.Errorf("picks %q after a is back, want a (priority 1)", got)
+	}
+}
+
+// TestStickyFullTable: a full table of live sessions still keeps the
+// sessions it has (their expiry moves on with use); only new ones go
+// unremembered.
+func TestStickyFullTable(t *testing.T) {
+	c := newClock()
+	sh := NewShared()
+	p := New(prioritized("a b"), Options{Now: c.now, Sticky: time.Hour, Shared: sh})
+	first := picks(t, p, 1, "m", "s")
+	for i := range maxSticky - 1 {
+		sh.sticky[strconv.Itoa(i)] = stickyEntry{id: "a", expires: c.t.Add(3 * time.Hour)}
+	}
+	for range 8 { // used every 15 minutes for 2 hours
+		c.advance(15 * time.Minute)
+		if got := picks(t, p, 1, "m", "s"); got != first {
+			t.Fatalf("session moved from %s to %s while in steady use", first, got)
+		}
+	}
+	if _, ok := sh.sticky["new"]; ok {
+		t.Fatal("test setup: table not full")
+	}
+	picks(t, p, 1, "m", "new")
+	if _, ok := sh.sticky["new"]; ok {
+		t.Error("a new session was added to a table full of live ones")
+	}
 }

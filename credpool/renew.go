@@ -297,11 +297,23 @@ func (r *Renewing) Status() Status {
 }
 
 // Usable reports whether the credential may be picked: it is not waiting
-// for a person.
+// for a person, and it has a key or APIKey would try to get one (rather
+// than fail at once, as it does while a renewed key waits to be stored or
+// right after a renewal failed). A credential that would only fail must
+// not count as another that can serve, or the one that can would be
+// rested in its favour.
 func (r *Renewing) Usable() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.state != StateNeedsLogin
+	if r.state == StateNeedsLogin {
+		return false
+	}
+	now := r.cfg.Now()
+	if k := r.key; k.APIKey != "" && k.APIKey != r.rejected && now.Before(k.ExpiresAt) {
+		return true
+	}
+	failedRecently := r.lastErr != nil && !r.failedAt.IsZero() && now.Sub(r.failedAt) < minRetry
+	return !r.storing && !failedRecently
 }
 
 func (r *Renewing) trigger() {

@@ -484,7 +484,9 @@ func TestRenewingTemporaryFailure(t *testing.T) {
 
 // TestRenewingExpiredTemporaryFailure: without a valid key, a temporary
 // failure is reported to the caller and leaves the credential
-// unavailable, not waiting for a person.
+// unavailable, not waiting for a person. It is not picked while APIKey
+// would only fail (right after the failure), and is again once a request
+// may try a renewal itself.
 func TestRenewingExpiredTemporaryFailure(t *testing.T) {
 	f := newRNFixture(-time.Minute)
 	f.renewer.errs = []error{errors.New("connection refused"), errors.New("connection refused")}
@@ -493,8 +495,13 @@ func TestRenewingExpiredTemporaryFailure(t *testing.T) {
 	if err == nil || errors.Is(err, provider.ErrReauth) {
 		t.Fatalf("APIKey = %v, want the temporary error", err)
 	}
-	if s := r.Status(); (s.State != StateUnavailable && s.State != StateRefreshing) || !r.Usable() {
-		t.Errorf("Status = %+v, usable %v", s, r.Usable())
+	rnEventually(t, "the failure recorded", func() bool { return r.Status().State == StateUnavailable })
+	if r.Usable() {
+		t.Error("Usable right after a failed renewal, while APIKey fails at once")
+	}
+	f.clock.Add(minRetry)
+	if s := r.Status(); s.State != StateUnavailable || !r.Usable() {
+		t.Errorf("after the retry wait: Status = %+v, usable %v", s, r.Usable())
 	}
 }
 
@@ -879,5 +886,29 @@ func TestRenewingStopWait(t *testing.T) {
 	}
 	if k, _ := f.renewer.Key(f.store.get(rnKey)); k.APIKey != "key-1" {
 		t.Errorf("stored %q when StopWait returned, want key-1", k.APIKey)
+	}
+}
+
+// TestKeylessRenewingIsNoSpare: a renewing credential without a key,
+// whose renewal just failed, is not another credential that can serve: the
+// one that works is not rested for a transient failure in its favour, and
+// the next request is served.
+func TestKeylessRenewingIsNoSpare(t *testing.T) {
+	f := newRNFixture(-time.Minute)
+	down := errors.New("token endpoint down")
+	f.renewer.errs = []error{down, down, down, down}
+	f.renewer.entered = make(chan struct{}, 10)
+	r := f.start(t, nil)
+	rnReceive(t, "the first renewal", f.renewer.entered)
+	rnEventually(t, "the failure", func() bool { s := r.Status(); return s.LastError != "" && s.State == StateUnavailable })
+
+	keyless := &Entry[int]{ID: "keyless", Usable: r.Usable}
+	works := &Entry[int]{ID: "works"}
+	p := New([]*Entry[int]{keyless, works}, Options{Now: f.clock.Now})
+	if d := p.Failed(works, "m", Failure{Kind: provider.KindTransient, Message: "502"}); d != 0 {
+		t.Errorf("the only credential with a key rested %v for a transient failure", d)
+	}
+	if e, err := p.Pick("m", "", nil); err != nil || e != works {
+		t.Errorf("Pick = %v, %v; want the credential with a key", e, err)
 	}
 }
