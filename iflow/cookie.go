@@ -25,6 +25,11 @@ const (
 	browserAgent    = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0 Safari/537.36"
 )
 
+// unknownKeyLife stands in for the life of an issued key whose expireTime
+// cannot be read; it is longer than the 48h renewal lead, or the key
+// would be replaced again at once.
+const unknownKeyLife = 7 * 24 * time.Hour
+
 // CookieKey is the API key a platform cookie yields.
 type CookieKey struct {
 	APIKey    string
@@ -76,9 +81,12 @@ func (p *Provider) RegenerateCookieKey(ctx context.Context, client *http.Client,
 	if issued.Data.APIKey == "" {
 		return CookieKey{}, &TemporaryError{Err: errors.New("the platform issued no apiKey")}
 	}
+	// The POST has replaced the account's key: the new one must be kept
+	// whatever else the reply holds. Without a readable expiry it is
+	// renewed after a week, or at once when iFlow refuses it.
 	exp, err := ParseExpireTime(issued.Data.ExpireTime)
 	if err != nil {
-		return CookieKey{}, &TemporaryError{Err: err}
+		exp = time.Now().Add(unknownKeyLife)
 	}
 	return CookieKey{APIKey: issued.Data.APIKey, Name: issued.Data.Name, ExpiresAt: exp}, nil
 }

@@ -2,8 +2,10 @@ package iflow_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -107,6 +109,40 @@ func TestRegenerateCookieKey(t *testing.T) {
 	}
 	if err := chatErr(p, old); err == nil {
 		t.Error("the previous key still works after a regeneration")
+	}
+}
+
+// TestRegenerateCookieKeyOddExpireTime: the POST has replaced the
+// account's key, so the new one is kept even when its expireTime cannot
+// be read; it then counts as good for a week.
+func TestRegenerateCookieKeyOddExpireTime(t *testing.T) {
+	for _, exp := range []string{"", "2026-03-04T15:54:00+08:00", "2026/03/04 15:54", "soon"} {
+		t.Run(exp, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				data := map[string]any{"name": "k", "apiKeyMask": "sk-****abcd", "expireTime": exp, "hasExpired": false}
+				if r.Method == http.MethodPost {
+					data["apiKey"] = "sk-issued"
+				}
+				_ = json.NewEncoder(w).Encode(map[string]any{"success": true, "data": data})
+			}))
+			defer srv.Close()
+			p := &iflow.Provider{PlatformBase: srv.URL}
+			auth, err := p.NewAuth(provider.CredentialSpec{ID: "c", AuthType: provider.AuthCookie, Cookies: "BXAuth=bx"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			state, err := auth.Renewer.Renew(context.Background(), srv.Client(), nil)
+			if err != nil {
+				t.Fatalf("Renew: %v (the issued key is lost)", err)
+			}
+			k, err := auth.Renewer.Key(state)
+			if err != nil || k.APIKey != "sk-issued" {
+				t.Fatalf("Key = %+v, %v; want the issued key", k, err)
+			}
+			if left := time.Until(k.ExpiresAt); left < 6*24*time.Hour || left > 8*24*time.Hour {
+				t.Errorf("ExpiresAt in %v, want about a week", left)
+			}
+		})
 	}
 }
 

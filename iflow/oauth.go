@@ -89,6 +89,9 @@ func (t tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.Clone(req.Context())
 		req.Body = io.NopCloser(strings.NewReader(body))
 		req.ContentLength = int64(len(body))
+		// A transport that sends the request again (HTTP/2 after GOAWAY)
+		// takes the body from GetBody: it must be this one too.
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
 	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -216,8 +219,12 @@ func classifyTokenError(what string, err error) error {
 	if errors.As(err, &re) {
 		switch {
 		case re.ErrorCode == "invalid_grant":
-			return fmt.Errorf("%s: iflow rejected the refresh token (invalid_grant): %w; log in again with `caddy proxycast login iflow`",
-				what, provider.ErrReauth)
+			refused := "the refresh token"
+			if what == "code exchange" {
+				refused = "the authorization code (expired, used already, or for another redirect URL)"
+			}
+			return fmt.Errorf("%s: iflow rejected %s (invalid_grant): %w; log in again with `caddy proxycast login iflow`",
+				what, refused, provider.ErrReauth)
 		case re.Response != nil && re.Response.StatusCode == http.StatusServiceUnavailable &&
 			bytes.Contains(re.Body, []byte(`"success"`)):
 			var msg struct {

@@ -3,6 +3,7 @@ package iflow_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -143,6 +144,38 @@ func TestExchangeWrongRedirect(t *testing.T) {
 	_, err := p.Exchange(context.Background(), nil, code, "http://localhost:9999/other")
 	if !errors.Is(err, provider.ErrReauth) || !strings.Contains(err.Error(), "invalid_grant") {
 		t.Errorf("Exchange with another redirect: %v, want invalid_grant (ErrReauth)", err)
+	}
+	if !strings.Contains(err.Error(), "authorization code") || strings.Contains(err.Error(), "refresh token") {
+		t.Errorf("error %q: want it to name the authorization code, not a refresh token", err)
+	}
+}
+
+// replayProbe records the body a transport would send again (from
+// GetBody) next to the one it sends first, and answers nothing.
+type replayProbe struct{ first, again string }
+
+func (p *replayProbe) RoundTrip(req *http.Request) (*http.Response, error) {
+	raw, _ := io.ReadAll(req.Body)
+	p.first = string(raw)
+	if req.GetBody != nil {
+		rc, _ := req.GetBody()
+		raw, _ = io.ReadAll(rc)
+		p.again = string(raw)
+	}
+	return nil, errors.New("probe: no answer")
+}
+
+// TestTokenRequestReplay: a token request sent again by the transport
+// (HTTP/2 does after a GOAWAY) carries the client credentials too.
+func TestTokenRequestReplay(t *testing.T) {
+	probe := &replayProbe{}
+	p := &iflow.Provider{OAuthBase: "http://127.0.0.1:1"}
+	if _, err := p.Refresh(context.Background(), &http.Client{Transport: probe}, "rt-1"); err == nil {
+		t.Fatal("Refresh through a transport that answers nothing succeeded")
+	}
+	form, err := url.ParseQuery(probe.again)
+	if err != nil || probe.again != probe.first || form.Get("client_id") != iflow.ClientID || form.Get("client_secret") == "" {
+		t.Errorf("sent %q, then would send again %q", probe.first, probe.again)
 	}
 }
 
