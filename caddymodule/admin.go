@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -294,6 +295,21 @@ func handlersFor(prov string) []*Handler {
 	return out
 }
 
+// configOf is the config's credentials of prov, over every handler that
+// serves it (newest first, so during a reload the new config's version of
+// a credential wins).
+func configOf(hs []*Handler, prov string) []Credential {
+	var out []Credential
+	for _, h := range hs {
+		for _, c := range h.CredentialPool[prov] {
+			if !slices.ContainsFunc(out, func(o Credential) bool { return o.ID == c.ID }) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
 // adminMu serialises changes in this instance; the storage lock does so
 // across instances.
 var adminMu sync.Mutex
@@ -315,7 +331,7 @@ func mutate(ctx context.Context, prov string, change func(ov *overlay, current [
 		return errorf(http.StatusInternalServerError, "", "the stored runtime changes are unreadable, so none is made: %v", err)
 	}
 	before := ov.stored
-	if err := change(ov, ov.effective(prov, hs[0].CredentialPool[prov])); err != nil {
+	if err := change(ov, ov.effective(prov, configOf(hs, prov))); err != nil {
 		return err
 	}
 	if err := saveOverlay(ctx, storage, ov); err != nil {
@@ -471,7 +487,7 @@ func patchCredential(w http.ResponseWriter, r *http.Request, prov, id string) er
 			po.Changed = map[string]configChange{}
 		}
 		var cfg Credential
-		for _, c := range handlersFor(prov)[0].CredentialPool[prov] {
+		for _, c := range configOf(handlersFor(prov), prov) {
 			if c.ID == id {
 				cfg = c
 			}
@@ -508,17 +524,20 @@ func deleteCredential(w http.ResponseWriter, r *http.Request, prov, id string) e
 				continue
 			}
 			po := ov.provider(prov, true)
-			if e.source == sourceRuntime {
-				kept := po.Added[:0]
-				for _, c := range po.Added {
-					if c.ID != id {
-						kept = append(kept, c)
-					}
+			// A runtime credential of this id goes too, also one that a
+			// config credential of the same id hides: it must not come
+			// back in its place.
+			kept := po.Added[:0]
+			for _, c := range po.Added {
+				if c.ID != id {
+					kept = append(kept, c)
 				}
-				po.Added = kept
+			}
+			po.Added = kept
+			if e.source == sourceRuntime {
 				return nil
 			}
-			for _, c := range handlersFor(prov)[0].CredentialPool[prov] {
+			for _, c := range configOf(handlersFor(prov), prov) {
 				if c.ID == id {
 					if po.Deleted == nil {
 						po.Deleted = map[string]string{}
@@ -575,6 +594,15 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 		return checkError(err)
 	}
 	c, spec := c.resolve(caddy.NewReplacer())
+	// Placeholders are checked as they resolve now: a change that cannot
+	// be put in force must not be stored.
+	if err := c.Check(); err != nil {
+		return checkError(err)
+	}
+	proxyURL, err := parseProxyURL(c.ProxyURL)
+	if err != nil {
+		return checkError(err)
+	}
 	auth, err := p.NewAuth(spec)
 	if err != nil {
 		return errorf(http.StatusBadRequest, secretField(c.AuthType), "%v", err)
@@ -589,7 +617,6 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 	if err != nil {
 		return errorf(http.StatusBadRequest, "token_file", "%v", err)
 	}
-	proxyURL, _ := parseProxyURL(c.ProxyURL)
 	client := h.clients.client(proxyURL)
 	switch {
 	case len(token) > 0:

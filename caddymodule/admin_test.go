@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -554,4 +555,124 @@ func TestRuntimeSync(t *testing.T) {
 	}
 	other(`{"version":1}`)
 	waitFor(t, "c gone", func() bool { _, ok := list(t)["c"]; return !ok })
+}
+
+// reload loads site into the running Caddy (with its storage in root)
+// and returns the status of /load.
+func reload(t *testing.T, root, site string) (int, string) {
+	t.Helper()
+	cfg := storageOptions(root) + "\nhttp://localhost:9080 {\n" + site + "\n\thandle /health {\n\t\trespond ok\n\t}\n}\n"
+	req, _ := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate") // load even if unchanged
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	settle(t)
+	return resp.StatusCode, string(raw)
+}
+
+// TestAdminPlaceholdersCheckedResolved: a change whose {env.X} resolves to
+// something invalid is refused and not stored; one that goes bad later
+// (its variable unset before a restart) is set aside, and the config loads.
+func TestAdminPlaceholdersCheckedResolved(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b")
+	root := t.TempDir()
+	site := adminSite(srv)
+	startWithStorage(t, root, site)
+
+	status, body := admin(t, "PATCH", "/proxycast/credentials/iflow/a", `{"proxy_url":"http://{env.PROXYCAST_TEST_UNSET}"}`)
+	if status != 400 || !strings.Contains(body, "proxy_url has no host") {
+		t.Errorf("PATCH with a proxy_url that resolves to no host: %d %s", status, body)
+	}
+	add := `{"id":"b","auth_type":"api_key","api_key":"sk-b","proxy_url":"http://{env.PROXYCAST_TEST_UNSET}"}`
+	for range 2 {
+		if status, body := admin(t, "POST", "/proxycast/credentials/iflow", add); status != 400 {
+			t.Errorf("POST with a proxy_url that resolves to no host: %d %s", status, body)
+		}
+	}
+	if status, _ := reload(t, root, site); status != 200 {
+		t.Fatalf("reload after refused changes: %d", status)
+	}
+
+	// A proxy that works now and is gone at the next start: the start
+	// works, and a runs as configured (without the proxy).
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "a forward proxy would be here", http.StatusBadGateway)
+	}))
+	defer proxy.Close()
+	t.Setenv("PROXYCAST_TEST_PROXY_HOST", strings.TrimPrefix(proxy.URL, "http://"))
+	if status, body := admin(t, "PATCH", "/proxycast/credentials/iflow/a", `{"proxy_url":"http://{env.PROXYCAST_TEST_PROXY_HOST}"}`); status != 200 {
+		t.Fatalf("PATCH with a good proxy placeholder: %d %s", status, body)
+	}
+	if resp, _ := chat(t, qwenBody); resp.StatusCode != 502 {
+		t.Fatalf("through the proxy: %d, want its 502", resp.StatusCode)
+	}
+	t.Setenv("PROXYCAST_TEST_PROXY_HOST", "")
+	if status, body := reload(t, root, site); status != 200 {
+		t.Fatalf("reload with the proxy's variable unset: %d %s", status, body)
+	}
+	if got := servedBy(t); got != "a" {
+		t.Errorf("served by %q, want a as configured", got)
+	}
+}
+
+// TestAdminTokenFileNotPluginKeys: a token_file may not name the runtime
+// changes or another credential's state.
+func TestAdminTokenFileNotPluginKeys(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+	for _, file := range []string{"runtime.json", "state/iflow/a.json", "./runtime.json"} {
+		status, body := admin(t, "POST", "/proxycast/oauth/iflow", `{"id":"web","port":0,"token_file":"`+file+`"}`)
+		if status != 400 || !strings.Contains(body, "keeps for itself") {
+			t.Errorf("login with token_file %q: %d %s", file, status, body)
+		}
+	}
+}
+
+// TestAdminDeleteShadowed: deleting a config credential also deletes a
+// runtime credential of the same id that it hid, which must not come back.
+func TestAdminDeleteShadowed(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b")
+	root := t.TempDir()
+	site := adminSite(srv)
+	startWithStorage(t, root, site)
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"b","auth_type":"api_key","api_key":"sk-b"}`); status != 201 {
+		t.Fatalf("add b: %d %s", status, body)
+	}
+	withB := strings.Replace(site, "\t\t\t\tcredential a {", "\t\t\t\tcredential b {\n\t\t\t\t\tauth_type api_key\n\t\t\t\t\tapi_key sk-b\n\t\t\t\t}\n\t\t\t\tcredential a {", 1)
+	startWithStorage(t, root, withB)
+	if v := list(t)["b"]; v.Source != "config" {
+		t.Fatalf("b: %+v, want the config's", v)
+	}
+	if status, body := admin(t, "DELETE", "/proxycast/credentials/iflow/b", ""); status != 204 {
+		t.Fatalf("delete b: %d %s", status, body)
+	}
+	if status, body := admin(t, "GET", "/proxycast/credentials/iflow/b", ""); status != 404 {
+		t.Errorf("b after its delete: %d %s", status, body)
+	}
+	startWithStorage(t, root, site)
+	if _, ok := list(t)["b"]; ok {
+		t.Error("the hidden runtime b came back once the config dropped its b")
+	}
+}
+
+// TestAdminTwoHandlers: with two proxycast handlers serving one provider,
+// every credential listed can be changed.
+func TestAdminTwoHandlers(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b")
+	one := adminSite(srv)
+	two := strings.Replace(strings.Replace(one, "credential a {", "credential b {", 1), "sk-a", "sk-b", 1)
+	startWithStorage(t, t.TempDir(), "\troute {\n"+one+"\n"+two+"\n\t}")
+	for _, id := range []string{"a", "b"} {
+		if status, body := admin(t, "PATCH", "/proxycast/credentials/iflow/"+id, `{"priority":2}`); status != 200 {
+			t.Errorf("PATCH %s: %d %s", id, status, body)
+		}
+		if v := list(t)[id]; v.Priority != 2 {
+			t.Errorf("%s after PATCH: %+v", id, v)
+		}
+	}
 }

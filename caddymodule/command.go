@@ -229,6 +229,12 @@ func importCookie(ctx context.Context, p provider.Provider, storage certmagic.St
 	if err != nil {
 		return err
 	}
+	// Everything that can be checked is, before the platform is asked:
+	// issuing the key ends the account's previous one.
+	loc, err := locateState(storage, auth.StateKey, "iflow", id)
+	if err != nil {
+		return err
+	}
 	state, err := auth.Renewer.Renew(ctx, nil, nil)
 	if err != nil {
 		return err
@@ -237,12 +243,8 @@ func importCookie(ctx context.Context, p provider.Provider, storage certmagic.St
 	if err != nil {
 		return err
 	}
-	loc, err := locateState(storage, auth.StateKey, "iflow", id)
-	if err != nil {
-		return err
-	}
 	if err := storeLocked(ctx, loc, state); err != nil {
-		return err
+		return fmt.Errorf("the platform issued a new key (the previous one no longer works), but storing it failed: %w; run the command again once the storage works", err)
 	}
 	fmt.Fprintf(out, "The cookie is good: the account's API key (named %q) was issued anew, valid until %s, and stored in %s.\n"+
 		"The account's previous API key no longer works. Use the cookie with:\n\n"+

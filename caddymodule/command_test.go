@@ -181,4 +181,13 @@ func TestImportCookie(t *testing.T) {
 		!strings.Contains(err.Error(), "--id") {
 		t.Errorf("missing id: %v", err)
 	}
+	// An id that cannot name a state file is refused before the platform
+	// issues a key, which would end the account's key in use.
+	before := srv.KeyRegenerations()
+	if err := importCookie(context.Background(), p, &certmagic.FileStorage{Path: root}, "team/one", "BXAuth=bx-import", new(bytes.Buffer)); err == nil {
+		t.Error("an id with a slash was taken")
+	}
+	if n := srv.KeyRegenerations(); n != before {
+		t.Errorf("a refused import issued %d keys", n-before)
+	}
 }

@@ -66,8 +66,10 @@ type account struct {
 
 // rebuild makes a new generation of a provider's pool from creds and puts
 // it in force. Credentials of the config must be valid (an error fails
-// the config); a runtime credential that is not is left out and logged,
-// so that a bad runtime change never takes the server down.
+// the config); a runtime credential that is not is left out, and a
+// runtime change to a config credential that makes it invalid is set
+// aside, both logged, so that a bad runtime change never takes the server
+// down.
 func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effectiveCredential, initial bool) error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -82,6 +84,12 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 	seen := map[string]bool{}
 	for i, c := range creds {
 		e, key, err := h.newEntry(ctx, ps.name, c.Credential, ps.provider, repl)
+		if err != nil && c.asConfigured != nil {
+			h.logger.Error("runtime change to a credential of the config left out; the credential runs as configured",
+				zap.String("provider", ps.name), zap.String("credential", c.ID), zap.Error(err))
+			c = effectiveCredential{Credential: *c.asConfigured, source: sourceConfig}
+			e, key, err = h.newEntry(ctx, ps.name, c.Credential, ps.provider, repl)
+		}
 		if err == nil && seen[c.ID] {
 			releaseStates([]string{key})
 			err = errors.New("duplicate id")

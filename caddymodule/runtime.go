@@ -104,6 +104,10 @@ const (
 type effectiveCredential struct {
 	Credential
 	source string
+	// asConfigured is the config's own version of a config credential
+	// that a runtime change altered, to fall back on if the change
+	// cannot be applied (an {env.X} it uses has gone, say).
+	asConfigured *Credential
 }
 
 // configHash fingerprints a credential of the config as written.
@@ -124,7 +128,9 @@ func (o *overlay) effective(prov string, config []Credential) []effectiveCredent
 				continue
 			}
 			if ch, ok := po.Changed[c.ID]; ok && ch.ConfigHash == configHash(c) {
-				c = ch.apply(c)
+				orig := c
+				out = append(out, effectiveCredential{Credential: ch.apply(c), source: sourceConfig, asConfigured: &orig})
+				continue
 			}
 		}
 		out = append(out, effectiveCredential{Credential: c, source: sourceConfig})

@@ -58,5 +58,11 @@ func locateState(storage certmagic.Storage, stateKey, prov, id string) (stateLoc
 		return stateLocation{}, errors.New("no storage configured")
 	}
 	key := path.Join(storagePrefix, clean)
+	// The plugin's own keys are not token files: one there would be
+	// overwritten by, or overwrite, the runtime changes or another
+	// credential's state.
+	if key == runtimeKey || strings.HasPrefix(key, path.Join(storagePrefix, "state")+"/") {
+		return stateLocation{}, fmt.Errorf("token_file %q names a key the plugin keeps for itself (%s, %s/state/); choose another name", stateKey, runtimeKey, storagePrefix)
+	}
 	return stateLocation{store: storage, key: key, where: "storage key " + key}, nil
 }
