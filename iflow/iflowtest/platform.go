@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -49,12 +50,13 @@ func (c *CookieAccount) ExpireTime() time.Time {
 }
 
 // AddCookieAccount creates a platform account reached with Cookie
-// BXAuth=<bxauth>, whose key is named "proxycast-key" and is valid for chat
-// for the cookie key lifetime.
+// BXAuth=<bxauth>, whose key is named "proxycast-key-<n>" (the n-th
+// account: each has its own name, so a client must read it with GET) and
+// is valid for chat for the cookie key lifetime.
 func (s *Server) AddCookieAccount(bxauth string) *CookieAccount {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := &CookieAccount{s: s, bxauth: bxauth, name: "proxycast-key"}
+	c := &CookieAccount{s: s, bxauth: bxauth, name: "proxycast-key-" + strconv.Itoa(len(s.cookies)+1)}
 	s.newCookieKeyLocked(c)
 	s.cookies[bxauth] = c
 	return c

@@ -954,7 +954,7 @@ func TestCookieFlow(t *testing.T) {
 	r := do(t, platformReq(t, s, http.MethodGet, cookie, ""))
 	m := decode(t, r.body)
 	data, _ := m["data"].(map[string]any)
-	if r.status != 200 || m["success"] != true || data["name"] != "proxycast-key" || data["hasExpired"] != false ||
+	if r.status != 200 || m["success"] != true || data["name"] != "proxycast-key-1" || data["hasExpired"] != false ||
 		data["apiKeyMask"] != "sk-****"+oldKey[len(oldKey)-4:] || data["apiKey"] != nil {
 		t.Fatalf("GET: %d %s", r.status, r.body)
 	}
@@ -965,7 +965,7 @@ func TestCookieFlow(t *testing.T) {
 		t.Fatalf("cookie key before regeneration: %s", r.body)
 	}
 
-	r = do(t, platformReq(t, s, http.MethodPost, cookie, `{"name":"proxycast-key"}`))
+	r = do(t, platformReq(t, s, http.MethodPost, cookie, `{"name":"proxycast-key-1"}`))
 	m = decode(t, r.body)
 	data, _ = m["data"].(map[string]any)
 	newKey, _ := data["apiKey"].(string)
@@ -989,7 +989,7 @@ func TestCookieFlow(t *testing.T) {
 
 	s.ExpireCookie("bx-secret-1")
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		m := decode(t, do(t, platformReq(t, s, method, cookie, `{"name":"proxycast-key"}`)).body)
+		m := decode(t, do(t, platformReq(t, s, method, cookie, `{"name":"proxycast-key-1"}`)).body)
 		if m["success"] != false || m["message"] != "未登录" || m["data"] != nil {
 			t.Fatalf("%s expired cookie: %v", method, m)
 		}
@@ -1036,11 +1036,11 @@ func TestCookieChecks(t *testing.T) {
 		want   string
 	}{
 		{"GET without browser UA", http.MethodGet, "", func(r *http.Request) { r.Header.Set("User-Agent", "Go-http-client/1.1") }, "Mozilla"},
-		{"POST without browser UA", http.MethodPost, `{"name":"proxycast-key"}`, func(r *http.Request) { r.Header.Set("User-Agent", "curl/8") }, "Mozilla"},
-		{"no origin", http.MethodPost, `{"name":"proxycast-key"}`, func(r *http.Request) { r.Header.Del("Origin") }, "Origin"},
-		{"fake origin", http.MethodPost, `{"name":"proxycast-key"}`, func(r *http.Request) { r.Header.Set("Origin", "http://127.0.0.1") }, "Origin"},
-		{"referer without slash", http.MethodPost, `{"name":"proxycast-key"}`, func(r *http.Request) { r.Header.Set("Referer", "https://platform.iflow.cn") }, "Referer"},
-		{"not json", http.MethodPost, `name=proxycast-key`, func(r *http.Request) { r.Header.Set("Content-Type", "application/x-www-form-urlencoded") }, "Content-Type"},
+		{"POST without browser UA", http.MethodPost, `{"name":"proxycast-key-1"}`, func(r *http.Request) { r.Header.Set("User-Agent", "curl/8") }, "Mozilla"},
+		{"no origin", http.MethodPost, `{"name":"proxycast-key-1"}`, func(r *http.Request) { r.Header.Del("Origin") }, "Origin"},
+		{"fake origin", http.MethodPost, `{"name":"proxycast-key-1"}`, func(r *http.Request) { r.Header.Set("Origin", "http://127.0.0.1") }, "Origin"},
+		{"referer without slash", http.MethodPost, `{"name":"proxycast-key-1"}`, func(r *http.Request) { r.Header.Set("Referer", "https://platform.iflow.cn") }, "Referer"},
+		{"not json", http.MethodPost, `name=proxycast-key-1`, func(r *http.Request) { r.Header.Set("Content-Type", "application/x-www-form-urlencoded") }, "Content-Type"},
 		{"no name", http.MethodPost, `{}`, func(*http.Request) {}, "name"},
 		{"wrong name", http.MethodPost, `{"name":"other"}`, func(*http.Request) {}, "name"},
 		{"delete", http.MethodDelete, "", func(*http.Request) {}, "GET or POST"},
