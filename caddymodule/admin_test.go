@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -675,4 +678,85 @@ func TestAdminTwoHandlers(t *testing.T) {
 			t.Errorf("%s after PATCH: %+v", id, v)
 		}
 	}
+}
+
+// startLogin starts a browser login through the admin API and returns its
+// login URL and state.
+func startLogin(t *testing.T, body string) (loginURL, state string) {
+	t.Helper()
+	status, answer := admin(t, "POST", "/proxycast/oauth/iflow", body)
+	if status != 200 {
+		t.Fatalf("start login: %d %s", status, answer)
+	}
+	var s struct{ URL, State string }
+	if err := json.Unmarshal([]byte(answer), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.URL, s.State
+}
+
+// TestAdminLoginProxyPlaceholder: a login's token exchange goes through
+// the credential's proxy_url as it resolves, {env.X} included.
+func TestAdminLoginProxyPlaceholder(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	srv.AddAccount("browser@example.com", "")
+	var through atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		through.Add(1)
+		r.RequestURI = ""
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		maps.Copy(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	defer proxy.Close()
+	t.Setenv("PROXYCAST_TEST_PROXY_HOST", strings.TrimPrefix(proxy.URL, "http://"))
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+
+	u, state := startLogin(t, fmt.Sprintf(`{"id":"web","port":%d,"proxy_url":"http://{env.PROXYCAST_TEST_PROXY_HOST}"}`, freePort(t)))
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the login", func() bool {
+		_, b := admin(t, "GET", "/proxycast/oauth/iflow/"+state, "")
+		return strings.Contains(b, `"done"`)
+	})
+	if through.Load() == 0 {
+		t.Error("the login's token exchange went around the credential's proxy")
+	}
+}
+
+// TestAdminLoginOneAtATime: a second login for a credential while one is
+// under way is refused, so two cannot race to store their tokens.
+func TestAdminLoginOneAtATime(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+	// Short timeouts: these logins are never completed, and must not
+	// stay pending for other tests.
+	startLogin(t, fmt.Sprintf(`{"id":"solo","port":%d,"token_file":"one.json","timeout":"2s"}`, freePort(t)))
+	status, body := admin(t, "POST", "/proxycast/oauth/iflow", fmt.Sprintf(`{"id":"solo","port":%d,"token_file":"two.json","timeout":"2s"}`, freePort(t)))
+	if status != 409 || !strings.Contains(body, "under way") {
+		t.Errorf("second login for solo: %d %s", status, body)
+	}
+	// Another credential may log in meanwhile.
+	startLogin(t, fmt.Sprintf(`{"id":"solo-2","port":%d,"timeout":"2s"}`, freePort(t)))
+}
+
+// freePort is a port that was free a moment ago (the admin API's port 0
+// means its default, 11451).
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -31,6 +31,12 @@ type adminLogin struct {
 	account string
 }
 
+func (al *adminLogin) pending() bool {
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	return al.status == "pending"
+}
+
 // How long a login waits for the browser, and how long its outcome is
 // kept for GET /proxycast/oauth/{provider}/{state}.
 const (
@@ -97,18 +103,29 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 	if timeout <= 0 {
 		timeout = defaultLoginTimeout
 	}
-	proxyURL, _ := parseProxyURL(cred.ProxyURL)
-	ls, err := startLoginServer(login, port, h.clients.client(proxyURL))
+	// The exchange goes through the credential's proxy, as it resolves.
+	resolved, _ := cred.resolve(caddy.NewReplacer())
+	proxyURL, err := parseProxyURL(resolved.ProxyURL)
 	if err != nil {
-		return errorf(http.StatusConflict, "port", "%v", err)
+		return checkError(err)
 	}
 
+	// One login at a time per credential: two would race to store their
+	// tokens, and only one account could win.
 	al := &adminLogin{provider: prov, id: body.ID, started: time.Now(), status: "pending"}
 	loginsMu.Lock()
 	for s, old := range logins {
 		if time.Since(old.started) > loginMemory {
 			delete(logins, s)
+		} else if old.provider == prov && old.id == body.ID && old.pending() {
+			loginsMu.Unlock()
+			return errorf(http.StatusConflict, "id", "a login for credential %q is under way; finish it, or wait for it to time out", body.ID)
 		}
+	}
+	ls, err := startLoginServer(login, port, h.clients.client(proxyURL))
+	if err != nil {
+		loginsMu.Unlock()
+		return errorf(http.StatusConflict, "port", "%v", err)
 	}
 	logins[ls.State] = al
 	loginsMu.Unlock()
@@ -125,9 +142,13 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 			adminMu.Lock()
 			err = mutate(ctx, prov, func(ov *overlay, current []effectiveCredential) error {
 				for _, e := range current {
-					if e.ID == cred.ID {
-						return nil // added meanwhile
+					if e.ID != cred.ID {
+						continue
 					}
+					if e.AuthType != provider.AuthOAuth || e.TokenFile != cred.TokenFile {
+						return errorf(http.StatusConflict, "id", "credential %q was added meanwhile with other settings; this login's token is in %s", cred.ID, loc.where)
+					}
+					return nil // added meanwhile, the same
 				}
 				po := ov.provider(prov, true)
 				po.Added = append(po.Added, cred)

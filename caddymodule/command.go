@@ -123,6 +123,9 @@ func runLogin(ctx context.Context, o loginOptions) (iflow.Token, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if strings.TrimSpace(o.tokenFile) == "" {
+		return iflow.Token{}, errors.New("--token-file is empty: name the token file, such as iflow/oauth.json")
+	}
 	loc, err := locateState(o.storage, o.tokenFile, "iflow", "")
 	if err != nil {
 		return iflow.Token{}, err

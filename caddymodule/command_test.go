@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -92,22 +93,34 @@ func TestLoginCommand(t *testing.T) {
 			t.Errorf("error %v", err)
 		}
 	})
-	t.Run("state mismatch", func(t *testing.T) {
-		forged := func(u string) error {
+	t.Run("stray callback", func(t *testing.T) {
+		// Any web page can make the browser ask for the callback URL: such
+		// a request is turned away, and the login goes on.
+		stray := 0
+		play := func(u string) error {
 			parsed, _ := url.Parse(u)
-			cb := parsed.Query().Get("redirect") + "?code=stolen&state=not-ours"
-			go func() {
-				if resp, err := http.Get(cb); err == nil {
-					resp.Body.Close()
-				}
-			}()
-			return nil
+			if resp, err := http.Get(parsed.Query().Get("redirect") + "?code=stolen&state=not-ours"); err == nil {
+				stray = resp.StatusCode
+				resp.Body.Close()
+			}
+			return browser(t)(u)
 		}
-		_, err := runLogin(context.Background(), loginOptions{
+		if _, err := runLogin(context.Background(), loginOptions{
 			provider: p, tokenFile: "x.json", port: 0, timeout: 5 * time.Second,
-			storage: &certmagic.FileStorage{Path: t.TempDir()}, out: new(bytes.Buffer), openBrowser: forged,
+			storage: &certmagic.FileStorage{Path: t.TempDir()}, out: new(bytes.Buffer), openBrowser: play,
+		}); err != nil {
+			t.Fatalf("a stray callback ended the login: %v", err)
+		}
+		if stray != http.StatusBadRequest {
+			t.Errorf("stray callback answered %d, want 400", stray)
+		}
+	})
+	t.Run("empty token file", func(t *testing.T) {
+		_, err := runLogin(context.Background(), loginOptions{
+			provider: p, tokenFile: " ", port: 0, timeout: time.Second,
+			storage: &certmagic.FileStorage{Path: t.TempDir()}, out: new(bytes.Buffer),
 		})
-		if err == nil || !strings.Contains(err.Error(), "state mismatch") {
+		if err == nil || !strings.Contains(err.Error(), "--token-file is empty") {
 			t.Errorf("error %v", err)
 		}
 	})
@@ -189,5 +202,42 @@ func TestImportCookie(t *testing.T) {
 	}
 	if n := srv.KeyRegenerations(); n != before {
 		t.Errorf("a refused import issued %d keys", n-before)
+	}
+}
+
+// TestLoginListensOnBothLoopbacks: the redirect names localhost, which a
+// browser may try on ::1: the callback is served there too, and a port
+// another program holds on ::1 is refused.
+func TestLoginListensOnBothLoopbacks(t *testing.T) {
+	other, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback here")
+	}
+	p := &iflow.Provider{OAuthBase: "http://127.0.0.1:1"}
+	held := other.Addr().(*net.TCPAddr).Port
+	if ls, err := startLoginServer(p, held, nil); err == nil {
+		ls.Close()
+		t.Errorf("listened on port %d although another program holds [::1]:%d", held, held)
+	} else if !strings.Contains(err.Error(), "another program holds it") {
+		t.Errorf("error %v", err)
+	}
+	other.Close()
+
+	ls, err := startLoginServer(p, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	u, _ := url.Parse(ls.Redirect)
+	for _, host := range []string{"127.0.0.1", "[::1]"} {
+		resp, err := http.Get("http://" + host + ":" + u.Port() + "/oauth2callback?state=not-ours")
+		if err != nil {
+			t.Errorf("%s: %v", host, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want the login server's 400", host, resp.StatusCode)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
@@ -31,21 +32,47 @@ type loginServer struct {
 	srv    *http.Server
 }
 
+// listenLoopback listens on port of both loopback addresses. The redirect
+// names localhost, which a browser may try on ::1 first: if another
+// program held [::1]:port, it would receive the login's code. Without
+// IPv6 on the host, 127.0.0.1 alone does; port 0 picks one free on both.
+func listenLoopback(port int) ([]net.Listener, error) {
+	for range 10 {
+		v4, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return nil, fmt.Errorf("cannot listen for the login callback on 127.0.0.1:%d (%v); choose another port", port, err)
+		}
+		p := v4.Addr().(*net.TCPAddr).Port
+		v6, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", p))
+		switch {
+		case err == nil:
+			return []net.Listener{v4, v6}, nil
+		case !errors.Is(err, syscall.EADDRINUSE):
+			return []net.Listener{v4}, nil // no IPv6 loopback here
+		}
+		v4.Close()
+		if port != 0 {
+			return nil, fmt.Errorf("cannot listen for the login callback on [::1]:%d: another program holds it, and could receive the login; choose another port", port)
+		}
+	}
+	return nil, errors.New("cannot find a port free on both 127.0.0.1 and [::1] for the login callback")
+}
+
 type loginResult struct {
 	state   []byte // the credential's new state (token file)
 	account string
 	err     error
 }
 
-// startLoginServer listens for the callback on 127.0.0.1:port (0 picks a
+// startLoginServer listens for the callback on localhost:port (0 picks a
 // free port). The provider's redirect is http://localhost:<port>/oauth2callback,
 // as the iFlow CLI's was.
 func startLoginServer(l provider.Login, port int, client *http.Client) (*loginServer, error) {
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	lns, err := listenLoopback(port)
 	if err != nil {
-		return nil, fmt.Errorf("cannot listen for the login callback on 127.0.0.1:%d (%v); choose another port", port, err)
+		return nil, err
 	}
-	port = ln.Addr().(*net.TCPAddr).Port
+	port = lns[0].Addr().(*net.TCPAddr).Port
 	ls := &loginServer{
 		Redirect: fmt.Sprintf("http://localhost:%d/oauth2callback", port),
 		State:    randomState(),
@@ -58,10 +85,14 @@ func startLoginServer(l provider.Login, port int, client *http.Client) (*loginSe
 			return
 		}
 		q := r.URL.Query()
+		if q.Get("state") != ls.State {
+			// Not this login's callback (any web page can make the browser
+			// ask for this URL): turned away, and the login goes on.
+			http.Error(w, "this is not the callback of the login under way", http.StatusBadRequest)
+			return
+		}
 		var res loginResult
 		switch {
-		case q.Get("state") != ls.State:
-			res.err = errors.New("state mismatch: the callback did not come from this login; start the login again")
 		case q.Get("error") != "":
 			res.err = fmt.Errorf("iflow refused the login: %s", q.Get("error"))
 		case q.Get("code") == "":
@@ -85,7 +116,9 @@ func startLoginServer(l provider.Login, port int, client *http.Client) (*loginSe
 		default: // a result is in already
 		}
 	})}
-	go func() { _ = ls.srv.Serve(ln) }()
+	for _, ln := range lns {
+		go func() { _ = ls.srv.Serve(ln) }()
+	}
 	return ls, nil
 }
 
