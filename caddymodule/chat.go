@@ -411,10 +411,20 @@ func relayStream(w http.ResponseWriter, events provider.EventReader, first []byt
 
 var eventBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// writeEvent writes one SSE event in a single Write.
+// writeEvent writes one SSE event in a single Write; data that spans
+// lines is sent as as many data lines, as SSE joins them back.
 func writeEvent(w io.Writer, data []byte) bool {
 	bp := eventBuffers.Get().(*[]byte)
 	b := append((*bp)[:0], "data: "...)
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		b = append(b, data[:i]...)
+		b = append(b, "\ndata: "...)
+		data = data[i+1:]
+	}
 	b = append(b, data...)
 	b = append(b, '\n', '\n')
 	_, err := w.Write(b)

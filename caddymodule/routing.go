@@ -137,17 +137,17 @@ func checkTemplate(tmpl string, wildcards int) error {
 
 // route returns the provider for model and the model name to send it.
 func (rt *router) route(model string) (provider, upstreamModel string, ok bool) {
-	var caps [9]string
+	var buf [9]string // room for the usual captures, without allocating
 	for i := range rt.rules {
 		r := &rt.rules[i]
-		n, matched := globMatch(r.Pattern, model, caps[:0])
+		caps, matched := globMatch(r.Pattern, model, buf[:0])
 		if !matched {
 			continue
 		}
 		if r.Model == "" {
 			return r.Provider, model, true
 		}
-		return r.Provider, expand(r.Model, caps[:n]), true
+		return r.Provider, expand(r.Model, caps), true
 	}
 	if rt.defaultProvider != "" {
 		return rt.defaultProvider, model, true
@@ -175,22 +175,16 @@ func expand(tmpl string, caps []string) string {
 	return b.String()
 }
 
-// globMatch reports whether s matches pattern, appending what each
-// wildcard matched to caps (which must have room for nine). Every `*`
-// takes as little as it can.
-func globMatch(pattern, s string, caps []string) (int, bool) {
-	caps, ok := globCaps(pattern, s, caps)
-	return len(caps), ok
-}
-
-func globCaps(p, s string, caps []string) ([]string, bool) {
+// globMatch reports whether s matches pattern, and returns caps with what
+// each wildcard matched appended. Every `*` takes as little as it can.
+func globMatch(p, s string, caps []string) ([]string, bool) {
 	for len(p) > 0 {
 		switch p[0] {
 		case '*':
 			// Grow the match a whole character at a time, so that `?`
 			// after it counts characters and captures stay valid UTF-8.
 			for i := 0; ; {
-				if out, ok := globCaps(p[1:], s[i:], append(caps, s[:i])); ok {
+				if out, ok := globMatch(p[1:], s[i:], append(caps, s[:i])); ok {
 					return out, true
 				}
 				if i == len(s) {
@@ -234,8 +228,9 @@ func (rt *router) providers() []string {
 }
 
 // aliases lists the client-side names under which a provider's model is
-// reachable: the model itself and, for every rule whose pattern has one
-// `*` and whose model is `$1`, the pattern around it. Only names that
+// reachable: the model itself, the pattern of every rule without
+// wildcards, and for every rule whose pattern has one `*` and whose model
+// is `$1`, the pattern around it. Only names that
 // really route to (provider, model) are kept, so /v1/models never lists a
 // name the handler would refuse.
 func (rt *router) aliases(provider, model string) []string {
@@ -252,7 +247,11 @@ func (rt *router) aliases(provider, model string) []string {
 	}
 	try(model)
 	for _, r := range rt.rules {
-		if r.Provider == provider && r.Model == "$1" && r.wildcards == 1 && strings.Count(r.Pattern, "*") == 1 {
+		switch {
+		case r.Provider != provider:
+		case r.wildcards == 0:
+			try(r.Pattern)
+		case r.Model == "$1" && r.wildcards == 1 && strings.Count(r.Pattern, "*") == 1:
 			try(strings.Replace(r.Pattern, "*", model, 1))
 		}
 	}

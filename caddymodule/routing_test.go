@@ -51,6 +51,13 @@ func TestRoute(t *testing.T) {
 			},
 		},
 		{
+			name: "ten wildcards and a template",
+			routing: Routing{Rules: []RoutingRule{
+				{Pattern: "??????????*", Provider: "p", Model: "$9$1"},
+			}},
+			lookups: []lookup{{"abcdefghijk", "p", "ia"}},
+		},
+		{
 			name: "specificity within one priority",
 			routing: Routing{Rules: []RoutingRule{
 				{Pattern: "*", Provider: "any", Priority: 1},
@@ -195,21 +202,23 @@ func TestGlobWholeRunes(t *testing.T) {
 		{"a*b*c", "axxbyyc", true, []string{"xx", "yy"}},
 		{"a*b*c", "axxbyy", false, nil},
 		{"a*b", "ab", true, []string{""}},
+		// More wildcards than the nine captures a template can name.
+		{"??????????*", "abcdefghijk", true, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}},
 	}
 	for _, tt := range tests {
 		var buf [9]string
-		n, ok := globMatch(tt.pattern, tt.s, buf[:0])
+		caps, ok := globMatch(tt.pattern, tt.s, buf[:0])
 		if ok != tt.match {
-			t.Errorf("globMatch(%q, %q) = %v, want %v (caps %q)", tt.pattern, tt.s, ok, tt.match, buf[:n])
+			t.Errorf("globMatch(%q, %q) = %v, want %v (caps %q)", tt.pattern, tt.s, ok, tt.match, caps)
 			continue
 		}
 		if !ok {
 			continue
 		}
-		if !slices.Equal(buf[:n], tt.caps) {
-			t.Errorf("globMatch(%q, %q) captured %q, want %q", tt.pattern, tt.s, buf[:n], tt.caps)
+		if !slices.Equal(caps, tt.caps) {
+			t.Errorf("globMatch(%q, %q) captured %q, want %q", tt.pattern, tt.s, caps, tt.caps)
 		}
-		for _, c := range buf[:n] {
+		for _, c := range caps {
 			if !utf8.ValidString(c) {
 				t.Errorf("globMatch(%q, %q) captured invalid UTF-8 %q", tt.pattern, tt.s, c)
 			}
@@ -324,6 +333,18 @@ func TestAliases(t *testing.T) {
 			},
 			provider: "iflow", model: "kimi-k2",
 			want: []string{"kimi-k2", "kimi-k2@iflow"},
+		},
+		{
+			name: "literal rule renames a model",
+			routing: Routing{
+				Rules: []RoutingRule{
+					{Pattern: "gpt-4o", Provider: "iflow", Model: "qwen3-max"},
+					{Pattern: "gpt-4o-mini", Provider: "iflow", Model: "glm-4.6"},
+				},
+				DefaultProvider: "iflow",
+			},
+			provider: "iflow", model: "qwen3-max",
+			want: []string{"qwen3-max", "gpt-4o"},
 		},
 		{
 			name: "plain name not routed there",

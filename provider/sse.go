@@ -54,10 +54,27 @@ func (s *SSEReader) drop() {
 
 // EventBuffered reports whether a whole next event has already arrived,
 // so that a relay can pass events that came together on in one write
-// instead of flushing each.
+// instead of flushing each. Comments and blank lines are no event: after
+// them, Next would wait on the network.
 func (s *SSEReader) EventBuffered() bool {
 	b := s.buf[s.r:s.w]
-	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n"))
+	data := false
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return false
+		}
+		line := bytes.TrimSuffix(b[:i], []byte("\r"))
+		switch {
+		case len(line) == 0:
+			if data {
+				return true
+			}
+		case bytes.HasPrefix(line, []byte("data:")):
+			data = true
+		}
+		b = b[i+1:]
+	}
 }
 
 var doneData = []byte("[DONE]")

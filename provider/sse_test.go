@@ -195,6 +195,26 @@ func short(ss []string) []string {
 	return out
 }
 
+// TestEventBufferedNotComments: what follows an event that is only a
+// comment or blank lines is no buffered event: a relay must flush.
+func TestEventBufferedNotComments(t *testing.T) {
+	for _, rest := range []string{": keep-alive\n\n", "\n\n\n", "event: ping\n\n", ": x\ndata: b\n"} {
+		s := NewSSEReader(strings.NewReader("data: a\n\n" + rest))
+		if data, err := s.Next(); err != nil || string(data) != "a" {
+			t.Fatalf("Next() = %q, %v", data, err)
+		}
+		if s.EventBuffered() {
+			t.Errorf("after %q: EventBuffered() = true, want false", rest)
+		}
+		s.Release()
+	}
+	s := NewSSEReader(strings.NewReader("data: a\n\n: keep-alive\n\ndata: b\n\n"))
+	defer s.Release()
+	if _, err := s.Next(); err != nil || !s.EventBuffered() {
+		t.Errorf("an event after a comment: EventBuffered() = false, %v", err)
+	}
+}
+
 func TestEventBuffered(t *testing.T) {
 	s := NewSSEReader(strings.NewReader("data: a\n\ndata: b\r\n\r\ndata: c\n"))
 	defer s.Release()
