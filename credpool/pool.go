@@ -8,6 +8,7 @@ package credpool
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sort"
 	"sync"
@@ -88,8 +89,11 @@ type Shared struct {
 	// next is each priority group's round-robin position, by rank: one
 	// for all would let a group that cannot serve move a fallback
 	// group's turn on too, and starve part of it.
-	next   map[int]*atomic.Uint64
-	sticky map[string]stickyEntry
+	next map[int]*atomic.Uint64
+	// sticky maps a hash of each session id to its credential: the ids
+	// come from clients, and may be long.
+	sticky map[uint64]stickyEntry
+	seed   maphash.Seed
 	// pruned is when a full sticky table was last cleared of expired
 	// sessions.
 	pruned time.Time
@@ -115,7 +119,7 @@ const maxSticky = 100_000
 
 // NewShared returns fresh shared state.
 func NewShared() *Shared {
-	return &Shared{next: map[int]*atomic.Uint64{}, sticky: map[string]stickyEntry{}}
+	return &Shared{next: map[int]*atomic.Uint64{}, sticky: map[uint64]stickyEntry{}, seed: maphash.MakeSeed()}
 }
 
 // Pool hands out the credentials of one provider. It is safe for
@@ -303,7 +307,7 @@ func contains[T any](list []*Entry[T], e *Entry[T]) bool {
 func (p *Pool[T]) stickyEntry(session string, now time.Time) *Entry[T] {
 	s := p.opts.Shared
 	s.mu.Lock()
-	se, ok := s.sticky[session]
+	se, ok := s.sticky[maphash.String(s.seed, session)]
 	s.mu.Unlock()
 	if !ok || now.After(se.expires) {
 		return nil
@@ -322,7 +326,8 @@ func (p *Pool[T]) remember(session string, e *Entry[T], now time.Time) {
 	s := p.opts.Shared
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, known := s.sticky[session]; !known && len(s.sticky) >= maxSticky {
+	key := maphash.String(s.seed, session)
+	if _, known := s.sticky[key]; !known && len(s.sticky) >= maxSticky {
 		// Full: clear out expired sessions, but at most once a minute,
 		// since every sticky pick waits for this lock.
 		if now.Sub(s.pruned) >= time.Minute {
@@ -337,5 +342,5 @@ func (p *Pool[T]) remember(session string, e *Entry[T], now time.Time) {
 			return // full of live sessions: this new one goes unremembered
 		}
 	}
-	s.sticky[session] = stickyEntry{id: e.ID, expires: now.Add(p.opts.Sticky)}
+	s.sticky[key] = stickyEntry{id: e.ID, expires: now.Add(p.opts.Sticky)}
 }

@@ -2,6 +2,8 @@ package credpool
 
 import (
 	"errors"
+	"hash/maphash"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,7 +184,7 @@ func TestStickyFullTable(t *testing.T) {
 	p := New(prioritized("a b"), Options{Now: c.now, Sticky: time.Hour, Shared: sh})
 	first := picks(t, p, 1, "m", "s")
 	for i := range maxSticky - 1 {
-		sh.sticky[strconv.Itoa(i)] = stickyEntry{id: "a", expires: c.t.Add(3 * time.Hour)}
+		sh.sticky[maphash.String(sh.seed, strconv.Itoa(i))] = stickyEntry{id: "a", expires: c.t.Add(3 * time.Hour)}
 	}
 	for range 8 { // used every 15 minutes for 2 hours
 		c.advance(15 * time.Minute)
@@ -190,11 +192,33 @@ func TestStickyFullTable(t *testing.T) {
 			t.Fatalf("session moved from %s to %s while in steady use", first, got)
 		}
 	}
-	if _, ok := sh.sticky["new"]; ok {
+	if _, ok := sh.sticky[maphash.String(sh.seed, "new")]; ok {
 		t.Fatal("test setup: table not full")
 	}
 	picks(t, p, 1, "m", "new")
-	if _, ok := sh.sticky["new"]; ok {
+	if _, ok := sh.sticky[maphash.String(sh.seed, "new")]; ok {
 		t.Error("a new session was added to a table full of live ones")
+	}
+}
+
+// TestStickyKeepsNoSessionIDs: session ids come from clients and may be
+// long; the table keeps a hash of each, not the id.
+func TestStickyKeepsNoSessionIDs(t *testing.T) {
+	c := newClock()
+	p := New(prioritized("a b"), Options{Now: c.now, Sticky: time.Hour})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 100 {
+		id := strings.Repeat(strconv.Itoa(i%10), 64<<10) + strconv.Itoa(i) // 64 KiB each
+		first := picks(t, p, 1, "m", id)
+		if again := picks(t, p, 1, "m", id); again != first {
+			t.Fatalf("session %d moved from %s to %s", i, first, again)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 1<<20 {
+		t.Errorf("the heap grew by %d KiB for 100 sessions of 64 KiB ids", grown>>10)
 	}
 }
