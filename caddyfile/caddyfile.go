@@ -3,6 +3,7 @@
 package caddyfile
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -76,7 +77,13 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	set := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if opt := d.Val(); opt != "api_keys" && opt != "provider" {
+			if err := set.check(d, opt); err != nil {
+				return err
+			}
+		}
 		switch d.Val() {
 		case "api_keys":
 			args := d.RemainingArgs()
@@ -94,7 +101,7 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 				return d.ArgErr()
 			}
 			size, err := humanize.ParseBytes(d.Val())
-			if err != nil || size == 0 {
+			if err != nil || size == 0 || size > math.MaxInt64 {
 				return d.Errf("max_body_size: %q is not a size such as 20MiB", d.Val())
 			}
 			h.MaxBodySize = int64(size)
@@ -256,8 +263,13 @@ func parseCredential(d *caddyfile.Dispenser) (caddymodule.Credential, error) {
 	if d.NextArg() {
 		return c, d.ArgErr()
 	}
+	set := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if set[opt] {
+			return c, d.Errf("credential %q: %s is set twice", c.ID, opt)
+		}
+		set[opt] = true
 		switch opt {
 		case "refresh_before":
 			dur, err := durationArg(d, "credential "+strconv.Quote(c.ID)+": refresh_before")
@@ -323,6 +335,18 @@ func parseCredential(d *caddyfile.Dispenser) (caddymodule.Credential, error) {
 	return c, nil
 }
 
+// once refuses an option set twice in one block, where the last would
+// silently win.
+type once map[string]bool
+
+func (o once) check(d *caddyfile.Dispenser, opt string) error {
+	if o[opt] {
+		return d.Errf("%s is set twice", opt)
+	}
+	o[opt] = true
+	return nil
+}
+
 // errAt reports an error at an earlier token, such as the start of the
 // block whose content, read as a whole, is wrong.
 func errAt(tok caddyfile.Token, format string, args ...any) error {
@@ -332,7 +356,13 @@ func errAt(tok caddyfile.Token, format string, args ...any) error {
 }
 
 func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
+	set := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() == "default_provider" {
+			if err := set.check(d, d.Val()); err != nil {
+				return err
+			}
+		}
 		switch d.Val() {
 		case "rule":
 			args := d.RemainingArgs()
@@ -402,7 +432,11 @@ func parseCooldowns(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 		h.Cooldowns = new(caddymodule.Cooldowns)
 	}
 	c := h.Cooldowns
+	set := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := set.check(d, "cooldowns "+d.Val()); err != nil {
+			return err
+		}
 		var target *caddy.Duration
 		switch d.Val() {
 		case "auth":

@@ -115,6 +115,9 @@ func (m *IFlow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized iflow provider option %q (want api_base, oauth_base or platform_base)", d.Val())
 		}
+		if *target != "" {
+			return d.Errf("%s is set twice", option)
+		}
 		if !d.NextArg() {
 			return d.ArgErr()
 		}
