@@ -593,10 +593,10 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 	if err := c.Check(); err != nil {
 		return checkError(err)
 	}
-	c, spec := c.resolve(caddy.NewReplacer())
 	// Placeholders are checked as they resolve now: a change that cannot
 	// be put in force must not be stored.
-	if err := c.Check(); err != nil {
+	c, spec, err := c.resolve(caddy.NewReplacer())
+	if err != nil {
 		return checkError(err)
 	}
 	proxyURL, err := parseProxyURL(c.ProxyURL)

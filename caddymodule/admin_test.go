@@ -760,3 +760,58 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// TestMetricsOfDeletedCredential: a credential deleted through the admin
+// API takes its metric series with it; one that stays keeps its own.
+func TestMetricsOfDeletedCredential(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b")
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"gone","auth_type":"api_key","api_key":"sk-b","priority":1}`); status != 201 {
+		t.Fatalf("add: %d %s", status, body)
+	}
+	if got := servedBy(t); got != "gone" {
+		t.Fatalf("served by %q, want gone", got)
+	}
+	if v := scrapeMetric(t, "caddy_proxycast_requests_total", `credential="gone"`); v != 1 {
+		t.Fatalf("requests of gone: %v, want 1", v)
+	}
+	if status, body := admin(t, "DELETE", "/proxycast/credentials/iflow/gone", ""); status != 204 {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	if v := scrapeMetric(t, "caddy_proxycast_requests_total", `credential="gone"`); v != -1 {
+		t.Errorf("requests of the deleted credential still exported: %v", v)
+	}
+	if got := servedBy(t); got != "a" {
+		t.Fatalf("served by %q, want a", got)
+	}
+	if v := scrapeMetric(t, "caddy_proxycast_requests_total", `credential="a"`); v < 1 {
+		t.Errorf("requests of a: %v", v)
+	}
+}
+
+// TestFailedReloadChangesNothing: a reload that fails partway leaves the
+// credentials of the config in force as they were, also as the admin API
+// reports them.
+func TestFailedReloadChangesNothing(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	root := t.TempDir()
+	site := adminSite(srv)
+	startWithStorage(t, root, site)
+	bad := strings.Replace(site, "auth_type api_key\n", "auth_type api_key\n\t\t\t\t\tdisabled\n", 1)
+	// z, which fails, comes after a, which the bad config disables.
+	bad = strings.Replace(bad, "api_key sk-a\n\t\t\t\t}\n", "api_key sk-a\n\t\t\t\t}\n\t\t\t\tcredential z {\n\t\t\t\t\tauth_type cookie\n\t\t\t\t\tcookies \"no-bxauth=1\"\n\t\t\t\t}\n", 1)
+	if !strings.Contains(bad, "disabled") || !strings.Contains(bad, "no-bxauth") {
+		t.Fatal("test setup: the bad config is not what it should be")
+	}
+	if status, _ := reload(t, root, bad); status == 200 {
+		t.Fatal("the bad config loaded")
+	}
+	if v := list(t)["a"]; v.Disabled || v.State == "disabled" {
+		t.Errorf("after a failed reload that disabled a: %+v", v)
+	}
+	// (Caddy v2.11.9's /metrics cannot be checked here: after a failed
+	// load it serves the failed config's registry.)
+	if got := servedBy(t); got != "a" {
+		t.Errorf("served by %q, want a", got)
+	}
+}

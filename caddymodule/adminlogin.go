@@ -104,7 +104,10 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 		timeout = defaultLoginTimeout
 	}
 	// The exchange goes through the credential's proxy, as it resolves.
-	resolved, _ := cred.resolve(caddy.NewReplacer())
+	resolved, _, err := cred.resolve(caddy.NewReplacer())
+	if err != nil {
+		return checkError(err)
+	}
 	proxyURL, err := parseProxyURL(resolved.ProxyURL)
 	if err != nil {
 		return checkError(err)

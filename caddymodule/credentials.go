@@ -81,14 +81,15 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 	repl := caddy.NewReplacer()
 	b := &poolBuild{}
 	var entries []*credpool.Entry[*account]
+	var activate []func(context.Context)
 	seen := map[string]bool{}
 	for i, c := range creds {
-		e, key, err := h.newEntry(ctx, ps.name, c.Credential, ps.provider, repl)
+		e, key, act, err := h.newEntry(ps.name, c.Credential, ps.provider, repl)
 		if err != nil && c.asConfigured != nil {
 			h.logger.Error("runtime change to a credential of the config left out; the credential runs as configured",
 				zap.String("provider", ps.name), zap.String("credential", c.ID), zap.Error(err))
 			c = effectiveCredential{Credential: *c.asConfigured, source: sourceConfig}
-			e, key, err = h.newEntry(ctx, ps.name, c.Credential, ps.provider, repl)
+			e, key, act, err = h.newEntry(ps.name, c.Credential, ps.provider, repl)
 		}
 		if err == nil && seen[c.ID] {
 			releaseStates([]string{key})
@@ -107,6 +108,7 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 			return fmt.Errorf("credential_pool %s: credential %q: %w", ps.name, c.ID, err)
 		}
 		entries = append(entries, e)
+		activate = append(activate, act)
 		b.creds = append(b.creds, c)
 		b.keys = append(b.keys, key)
 	}
@@ -121,6 +123,16 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 		// states of credentials now gone is released.
 		releaseStates(old.keys)
 	}
+	// The states are shared with the config in force until this one is:
+	// a config load marks them (disabled, renewing) only once it has
+	// succeeded, so that a failed reload changes nothing.
+	for _, act := range activate {
+		if initial {
+			h.onLive = append(h.onLive, func() { act(ctx) })
+		} else {
+			act(ctx)
+		}
+	}
 	return nil
 }
 
@@ -133,23 +145,25 @@ func releaseStates(keys []string) {
 // newEntry builds one credential of provider prov. Its state is taken
 // from (or put into) credentialStates under the returned key, which the
 // caller must release.
-func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], string, error) {
-	c, spec := c.resolve(repl)
-	if err := c.Check(); err != nil {
-		return nil, "", err
+// The returned activate marks the shared state as this config has it; the
+// caller runs it once the config is in force.
+func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], string, func(context.Context), error) {
+	c, spec, err := c.resolve(repl)
+	if err != nil {
+		return nil, "", nil, err
 	}
 	proxyURL, err := parseProxyURL(c.ProxyURL)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	auth, err := p.NewAuth(spec)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	var loc stateLocation
 	if auth.Renewer != nil {
 		if loc, err = locateState(h.storage, auth.StateKey, prov, c.ID); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 	}
 
@@ -175,33 +189,43 @@ func (h *Handler) newEntry(ctx context.Context, prov string, c Credential, p pro
 		return st, nil
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	st := val.(*credentialState)
-	st.setDisabled(c.Disabled)
 	acc.state, acc.renewing = st, st.renewing
+	activate := func(ctx context.Context) {
+		st.setDisabled(c.Disabled)
+		if st.renewing != nil && !c.Disabled {
+			st.renewing.Start(ctx)
+		}
+	}
 
 	entry := &credpool.Entry[*account]{ID: c.ID, Priority: c.Priority, Disabled: c.Disabled, Health: st.health, Value: acc}
 	if st.renewing == nil {
 		acc.keys = provider.StaticKey(auth.APIKey)
-		return entry, key, nil
+		return entry, key, activate, nil
 	}
 	acc.keys = st.renewing
 	entry.Usable = st.renewing.Usable
-	if !c.Disabled {
-		st.renewing.Start(ctx)
-	}
-	return entry, key, nil
+	return entry, key, activate, nil
 }
 
 // resolve replaces the placeholders ({env.X}) in the credential's secret
-// fields and returns it with the spec a provider takes.
-func (c Credential) resolve(repl *caddy.Replacer) (Credential, provider.CredentialSpec) {
+// fields and checks the result; it returns it with the spec a provider
+// takes.
+func (c Credential) resolve(repl *caddy.Replacer) (Credential, provider.CredentialSpec, error) {
+	written := c
 	c.TokenFile = repl.ReplaceAll(c.TokenFile, "")
 	c.Cookies = repl.ReplaceAll(c.Cookies, "")
 	c.APIKey = repl.ReplaceAll(c.APIKey, "")
 	c.ProxyURL = repl.ReplaceAll(c.ProxyURL, "")
-	return c, provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}
+	spec := provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}
+	// A proxy that resolves to nothing would mean no proxy at all, and
+	// the credential's traffic would go out directly.
+	if strings.TrimSpace(written.ProxyURL) != "" && strings.TrimSpace(c.ProxyURL) == "" {
+		return c, spec, fieldErr("proxy_url", "proxy_url is empty (is its environment variable set?)")
+	}
+	return c, spec, c.Check()
 }
 
 // renewalLogger logs and counts what renewing credentials do. Errors from

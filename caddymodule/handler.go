@@ -112,6 +112,9 @@ type Handler struct {
 	RuntimeSync caddy.Duration `json:"runtime_sync,omitempty"`
 
 	providers map[string]*providerState
+	// onLive marks the credential states as this config has them, once
+	// Provision has succeeded; see rebuild.
+	onLive []func()
 	// runtime is behind a pointer: it changes while the handler serves,
 	// and Caddy copies the struct (CaddyModule has a value receiver).
 	runtime *runtimeState
@@ -271,6 +274,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	live.add(h)
+	for _, f := range h.onLive {
+		f()
+	}
+	h.onLive = nil
 	if h.RuntimeSync > 0 {
 		h.runtime.ctx = ctx
 		h.runtime.stop, h.runtime.done = make(chan struct{}), make(chan struct{})

@@ -28,7 +28,7 @@ var (
 	}, []string{"provider", "credential"})
 	metricRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "proxycast", Name: "refreshes_total",
-		Help: "Key renewals of oauth and cookie credentials by result (renewed, adopted from another instance, failed, needs_login).",
+		Help: "Key renewals of oauth and cookie credentials by result (renewed, adopted from another instance, renew_failed, needs_login, store_failed, store_abandoned).",
 	}, []string{"provider", "credential", "result"})
 	metricFailovers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "proxycast", Name: "failovers_total",
@@ -72,6 +72,18 @@ func (m *credentialMetrics) observe(status int, start, ttfb time.Time) {
 	m.latency.Observe(time.Since(start).Seconds())
 	if !ttfb.IsZero() {
 		m.ttfb.Observe(ttfb.Sub(start).Seconds())
+	}
+}
+
+// forgetCredentialMetrics drops the series of a credential that no config
+// has any more: credential ids come and go through the admin API, and
+// their series would otherwise stay for good.
+func forgetCredentialMetrics(prov, id string) {
+	labels := prometheus.Labels{"provider": prov, "credential": id}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricCooldowns} {
+		v.DeletePartialMatch(labels)
 	}
 }
 

@@ -657,6 +657,16 @@ func TestConfigErrors(t *testing.T) {
 		routing {
 			rule * iflow
 		}`, `routing: provider "iflow" has no credentials`},
+		{"proxy_url of an unset variable", `api_keys k
+		credential_pool {
+			iflow {
+				credential a {
+					auth_type api_key
+					api_key x
+					proxy_url {env.PROXYCAST_TEST_UNSET}
+				}
+			}
+		}`, `credential "a": proxy_url is empty (is its environment variable set?)`},
 		{"runtime_sync too short", `api_keys k
 		runtime_sync 1ms
 		credential_pool {

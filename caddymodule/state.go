@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -39,11 +40,23 @@ type credentialState struct {
 	renewing     *credpool.Renewing
 }
 
-// Destruct stops background renewal once no config uses the credential.
+// Destruct stops background renewal once no config uses the credential,
+// and drops its metrics once no config has a credential of its id.
 // When Caddy is exiting, it waits a moment for a renewal under way, whose
 // result (a rotated refresh token) would otherwise be lost with the
 // process; on a reload or a removal the renewal finishes on its own.
 func (s *credentialState) Destruct() error {
+	// Its metrics go with the last state of this provider and id (a
+	// changed credential has a new state under the same id).
+	other := false
+	credentialStates.Range(func(_, v any) bool {
+		o := v.(*credentialState)
+		other = o != s && o.provider == s.provider && o.id == s.id
+		return !other
+	})
+	if !other {
+		forgetCredentialMetrics(s.provider, s.id)
+	}
 	if s.renewing == nil {
 		return nil
 	}
@@ -74,7 +87,10 @@ func identity(prov string, providerConfig []byte, storage certmagic.Storage, c C
 	if s, ok := storage.(fmt.Stringer); ok {
 		storageID = s.String()
 	} else if storage != nil {
-		storageID = fmt.Sprintf("%T %#v", storage, storage)
+		// The storage module's settings, not the instance: each config
+		// load makes a new one, and %#v would print its pointers.
+		settings, _ := json.Marshal(storage)
+		storageID = fmt.Sprintf("%T %s", storage, settings)
 	}
 	for _, f := range []string{prov, string(providerConfig), storageID, c.ID, c.AuthType, c.APIKey, c.TokenFile, c.Cookies, c.ProxyURL, time.Duration(c.RefreshBefore).String()} {
 		h.Write([]byte(f))

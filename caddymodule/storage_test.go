@@ -241,3 +241,27 @@ func TestTokenWriteCrashSafe(t *testing.T) {
 		}
 	}
 }
+
+// settingsStorage is a storage module without String(), holding a
+// connection as storage modules for Redis or Consul do.
+type settingsStorage struct {
+	certmagic.Storage
+	Address string `json:"address"`
+	conn    *int
+}
+
+// TestIdentityOfStorageWithoutString: a storage module is known by its
+// settings, so the same config loaded again keeps its credentials' state
+// even though each load makes a new instance (with a new connection).
+func TestIdentityOfStorageWithoutString(t *testing.T) {
+	c := Credential{ID: "a", AuthType: "api_key", APIKey: "k"}
+	one := identity("iflow", nil, &settingsStorage{Address: "redis:6379", conn: new(int)}, c)
+	again := identity("iflow", nil, &settingsStorage{Address: "redis:6379", conn: new(int)}, c)
+	other := identity("iflow", nil, &settingsStorage{Address: "redis2:6379", conn: new(int)}, c)
+	if one != again {
+		t.Errorf("the same storage settings gave two identities: %s, %s", one, again)
+	}
+	if one == other {
+		t.Error("two storages gave one identity")
+	}
+}
