@@ -65,6 +65,11 @@ func adaptClean(t *testing.T, caddyfileText string) {
 	if !bytes.Contains(out, []byte(`"handler":"proxycast"`)) {
 		t.Errorf("adapted config has no proxycast handler: %s", out)
 	}
+	// A catch-all answer (respond) ahead of proxycast would answer the
+	// API's requests too.
+	if r := bytes.Index(out, []byte(`"handler":"static_response"`)); r >= 0 && r < bytes.Index(out, []byte(`"handler":"proxycast"`)) {
+		t.Errorf("a respond runs before proxycast: %s", out)
+	}
 }
 
 // TestJSONExample decodes the JSON example's handler strictly, so a key

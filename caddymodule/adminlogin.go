@@ -54,7 +54,7 @@ type oauthBody struct {
 	// ProxyURL and Priority for a new credential.
 	ProxyURL string `json:"proxy_url,omitempty"`
 	Priority int    `json:"priority,omitempty"`
-	// Port of the local callback on 127.0.0.1. Default: 11451.
+	// Port of the local callback on localhost. Default: 11451.
 	Port int `json:"port,omitempty"`
 	// Timeout for the login. Default: 10m.
 	Timeout caddy.Duration `json:"timeout,omitempty"`

@@ -57,13 +57,13 @@ func loginCommand() *cobra.Command {
 		Short: "Logs in to iFlow in the browser and stores the OAuth token file",
 		Long: `
 Opens iFlow's login page (or prints its URL with --no-browser), waits for the
-browser to come back to a local callback on 127.0.0.1, exchanges the code for
+browser to come back to a local callback on localhost, exchanges the code for
 tokens, fetches the account's API key and writes the token file that a
 credential with "auth_type oauth" and the same token_file uses.`,
 		Args: cobra.ExactArgs(1),
 	}
 	cmd.Flags().String("token-file", "iflow/oauth.json", "where to store the token: relative = key in Caddy's storage under proxycast/, absolute = file")
-	cmd.Flags().Int("port", iflow.DefaultRedirectPort, "port of the local callback on 127.0.0.1")
+	cmd.Flags().Int("port", iflow.DefaultRedirectPort, "port of the local callback on localhost (127.0.0.1 and ::1)")
 	cmd.Flags().Bool("no-browser", false, "print the login URL instead of opening a browser")
 	cmd.Flags().Duration("timeout", 5*time.Minute, "how long to wait for the login")
 	cmd.Flags().String("oauth-base", iflow.DefaultOAuthBase, "iFlow's OAuth base URL")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds Caddy with proxycast (xcaddy), starts the project's stand-in for
 # iFlow on 127.0.0.1:9777, serves examples/quickstart/Caddyfile on
-# 127.0.0.1:8999 and sends a plain and a streamed chat request through it.
-# Offline: no iFlow account and no network besides the Go module proxy for
-# the first build.
+# 127.0.0.1:8999 (admin API on localhost:2019) and sends a plain and a
+# streamed chat request through it. Offline: no iFlow account and no
+# network besides the Go module proxy for the first build. Caddy keeps its
+# config and data in a temporary directory, not in yours.
 #
 #   examples/quickstart/run.sh          # then keeps serving until Ctrl-C
 #   examples/quickstart/run.sh --check  # exits after the demo requests
@@ -43,15 +44,25 @@ pids+=($!)
 
 echo "==> starting Caddy on 127.0.0.1:8999"
 export PROXYCAST_API_KEY=demo-key IFLOW_KEY=sk-demo-account
-./caddy run --config examples/quickstart/Caddyfile --adapter caddyfile >"$work/caddy.log" 2>&1 &
-pids+=($!)
+XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data \
+	./caddy run --config examples/quickstart/Caddyfile --adapter caddyfile >"$work/caddy.log" 2>&1 &
+caddy_pid=$!
+pids+=("$caddy_pid")
 
+up=false
 for _ in $(seq 1 100); do
 	if curl -fsS -o /dev/null http://127.0.0.1:8999/v1/models -H "Authorization: Bearer $PROXYCAST_API_KEY" 2>/dev/null; then
+		up=true
 		break
 	fi
+	kill -0 "$caddy_pid" 2>/dev/null || break
 	sleep 0.1
 done
+if ! $up; then
+	echo "error: Caddy did not come up on 127.0.0.1:8999 (ports 8999, 2019 and 9777 must be free); its log:" >&2
+	cat "$work/caddy.log" >&2
+	exit 1
+fi
 
 set -x
 curl -sS http://127.0.0.1:8999/v1/chat/completions \
