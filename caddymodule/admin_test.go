@@ -588,7 +588,7 @@ func TestAdminPlaceholdersCheckedResolved(t *testing.T) {
 	startWithStorage(t, root, site)
 
 	status, body := admin(t, "PATCH", "/proxycast/credentials/iflow/a", `{"proxy_url":"http://{env.PROXYCAST_TEST_UNSET}"}`)
-	if status != 400 || !strings.Contains(body, "proxy_url has no host") {
+	if status != 400 || !strings.Contains(body, "PROXYCAST_TEST_UNSET is unset or empty") || !strings.Contains(body, `"proxy_url"`) {
 		t.Errorf("PATCH with a proxy_url that resolves to no host: %d %s", status, body)
 	}
 	add := `{"id":"b","auth_type":"api_key","api_key":"sk-b","proxy_url":"http://{env.PROXYCAST_TEST_UNSET}"}`

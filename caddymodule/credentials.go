@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -214,18 +216,37 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl 
 // fields and checks the result; it returns it with the spec a provider
 // takes.
 func (c Credential) resolve(repl *caddy.Replacer) (Credential, provider.CredentialSpec, error) {
-	written := c
-	c.TokenFile = repl.ReplaceAll(c.TokenFile, "")
-	c.Cookies = repl.ReplaceAll(c.Cookies, "")
-	c.APIKey = repl.ReplaceAll(c.APIKey, "")
-	c.ProxyURL = repl.ReplaceAll(c.ProxyURL, "")
-	spec := provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}
-	// A proxy that resolves to nothing would mean no proxy at all, and
-	// the credential's traffic would go out directly.
-	if strings.TrimSpace(written.ProxyURL) != "" && strings.TrimSpace(c.ProxyURL) == "" {
-		return c, spec, fieldErr("proxy_url", "proxy_url is empty (is its environment variable set?)")
+	for _, f := range []struct {
+		name  string
+		value *string
+	}{{"token_file", &c.TokenFile}, {"cookies", &c.Cookies}, {"api_key", &c.APIKey}, {"proxy_url", &c.ProxyURL}} {
+		v, err := resolveField(repl, *f.value)
+		if err != nil {
+			return c, provider.CredentialSpec{}, fieldErr(f.name, "%s: %v", f.name, err)
+		}
+		*f.value = v
 	}
+	spec := provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}
 	return c, spec, c.Check()
+}
+
+var envPlaceholder = regexp.MustCompile(`\{env\.([^{}]+)\}`)
+
+// resolveField replaces the placeholders of a secret field strictly: one
+// that is unknown or empty is an error that names the variable, never the
+// value. Replacing it with nothing would shorten a key, or drop a proxy,
+// without a word.
+func resolveField(repl *caddy.Replacer, value string) (string, error) {
+	out, err := repl.ReplaceOrErr(value, true, true)
+	if err == nil {
+		return out, nil
+	}
+	for _, m := range envPlaceholder.FindAllStringSubmatch(value, -1) {
+		if os.Getenv(m[1]) == "" {
+			return "", fmt.Errorf("environment variable %s is unset or empty", m[1])
+		}
+	}
+	return "", errors.New("it holds a placeholder that is unknown or empty")
 }
 
 // renewalLogger logs and counts what renewing credentials do. Errors from

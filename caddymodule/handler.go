@@ -211,9 +211,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	h.keys = nil
 	for i, k := range h.APIKeys {
-		k = strings.TrimSpace(repl.ReplaceAll(k, ""))
-		if k == "" {
-			return fmt.Errorf("api_keys: key %d is empty (is its environment variable set?)", i+1)
+		k, err := resolveField(repl, k)
+		if err != nil {
+			return fmt.Errorf("api_keys: key %d: %v", i+1, err)
+		}
+		if k = strings.TrimSpace(k); k == "" {
+			return fmt.Errorf("api_keys: key %d is empty", i+1)
 		}
 		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
 	}

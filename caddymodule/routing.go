@@ -177,15 +177,42 @@ func expand(tmpl string, caps []string) string {
 
 // globMatch reports whether s matches pattern, and returns caps with what
 // each wildcard matched appended. Every `*` takes as little as it can.
+//
+// The model name is the client's: with several `*`, trying every split
+// grows with the power of their number. Past a budget of steps, the
+// positions found not to match are remembered, which bounds the work by
+// len(pattern)·len(s); ordinary names never get there, and pay nothing.
 func globMatch(p, s string, caps []string) ([]string, bool) {
+	var g glob
+	return g.match(p, s, caps)
+}
+
+// globBudget is how many wildcard splits a match tries before it starts
+// remembering failed positions.
+const globBudget = 1024
+
+type glob struct {
+	steps  int
+	failed map[[2]int]bool // (len(rest of pattern), len(rest of name)) known not to match
+}
+
+func (g *glob) match(p, s string, caps []string) ([]string, bool) {
 	for len(p) > 0 {
 		switch p[0] {
 		case '*':
 			// Grow the match a whole character at a time, so that `?`
 			// after it counts characters and captures stay valid UTF-8.
 			for i := 0; ; {
-				if out, ok := globMatch(p[1:], s[i:], append(caps, s[:i])); ok {
-					return out, true
+				if g.failed == nil || !g.failed[[2]int{len(p) - 1, len(s) - i}] {
+					if out, ok := g.match(p[1:], s[i:], append(caps, s[:i])); ok {
+						return out, true
+					}
+					if g.steps++; g.steps > globBudget {
+						if g.failed == nil {
+							g.failed = map[[2]int]bool{}
+						}
+						g.failed[[2]int{len(p) - 1, len(s) - i}] = true
+					}
 				}
 				if i == len(s) {
 					return caps, false

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -465,5 +466,32 @@ func BenchmarkRoute(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestGlobManyWildcards: a pattern with several `*` against a long model
+// name that almost matches (the client chooses the name) ends at once;
+// trying every split would take minutes. The deadline only guards against
+// a hang.
+func TestGlobManyWildcards(t *testing.T) {
+	rt, err := newRouter(Routing{Rules: []RoutingRule{{Pattern: "*-*-*-*-*-x", Provider: "p"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool, 1)
+	go func() {
+		_, _, ok := rt.route(strings.Repeat("-", maxModelName))
+		done <- ok
+	}()
+	select {
+	case ok := <-done:
+		if ok {
+			t.Error("a name without x matched")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("matching did not end")
+	}
+	if p, _, ok := rt.route("a-b-c-d-e-x"); !ok || p != "p" {
+		t.Error("a matching name did not match")
 	}
 }

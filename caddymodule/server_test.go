@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -634,7 +635,8 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		}`, "no api_keys: set api_keys, or write anonymous"},
-		{"unset env key", `api_keys {env.PROXYCAST_TEST_UNSET}`, "api_keys: key 1 is empty"},
+		{"unset env key", `api_keys {env.PROXYCAST_TEST_UNSET}`, "api_keys: key 1: environment variable PROXYCAST_TEST_UNSET is unset or empty"},
+		{"unset env inside a key", `api_keys pk-{env.PROXYCAST_TEST_UNSET}`, "api_keys: key 1: environment variable PROXYCAST_TEST_UNSET is unset or empty"},
 		{"unset env credential key", `api_keys k
 		credential_pool {
 			iflow {
@@ -643,7 +645,7 @@ func TestConfigErrors(t *testing.T) {
 					api_key {env.PROXYCAST_TEST_UNSET}
 				}
 			}
-		}`, `credential "a": auth_type api_key needs api_key`},
+		}`, `credential "a": api_key: environment variable PROXYCAST_TEST_UNSET is unset or empty`},
 		{"cookie without BXAuth", `api_keys k
 		credential_pool {
 			iflow {
@@ -666,7 +668,7 @@ func TestConfigErrors(t *testing.T) {
 					proxy_url {env.PROXYCAST_TEST_UNSET}
 				}
 			}
-		}`, `credential "a": proxy_url is empty (is its environment variable set?)`},
+		}`, `credential "a": proxy_url: environment variable PROXYCAST_TEST_UNSET is unset or empty`},
 		{"runtime_sync too short", `api_keys k
 		runtime_sync 1ms
 		credential_pool {
@@ -739,5 +741,30 @@ func TestEnvPlaceholders(t *testing.T) {
 	cfg.Body.Close()
 	if strings.Contains(string(raw), "from-env") {
 		t.Error("a value from the environment reached the config")
+	}
+}
+
+// TestAccessLogFilterHidesXAPIKey: the log filter the README and the
+// production example use keeps a client key sent as x-api-key out of
+// Caddy's access log (the plugin cannot: Caddy logs a copy of the request
+// made before any handler runs).
+func TestAccessLogFilterHidesXAPIKey(t *testing.T) {
+	srv := fakeIFlow(t, "sk-one")
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	newTester(t).InitServer(globalOptions+"\nhttp://localhost:9080 {\n\tlog {\n\t\toutput file "+logFile+
+		"\n\t\tformat filter {\n\t\t\trequest>headers>X-Api-Key replace REDACTED\n\t\t}\n\t}\n\tproxycast {\n"+
+		poolConfig(srv, "", "sk-one")+"\n\t}\n\thandle /health {\n\t\trespond ok\n\t}\n}\n", "caddyfile")
+	settle(t)
+	resp, body := chat(t, `{"model":"qwen3-max","messages":[{"role":"user","content":"x"}]}`, "Authorization", "", "X-Api-Key", clientKey)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var raw []byte
+	waitFor(t, "the access log line", func() bool {
+		raw, _ = os.ReadFile(logFile)
+		return strings.Contains(string(raw), "/v1/chat/completions")
+	})
+	if strings.Contains(string(raw), clientKey) || !strings.Contains(string(raw), `"X-Api-Key":"REDACTED"`) {
+		t.Errorf("access log:\n%s", raw)
 	}
 }
