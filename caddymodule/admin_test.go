@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,7 +301,7 @@ func TestAdminOAuthLogin(t *testing.T) {
 	acct := srv.AddAccount("browser@example.com", "")
 	startWithStorage(t, t.TempDir(), adminSite(srv))
 
-	status, body := admin(t, "POST", "/proxycast/oauth/iflow", `{"id":"web","port":0,"priority":1}`)
+	status, body := admin(t, "POST", "/proxycast/oauth/iflow", fmt.Sprintf(`{"id":"web","port":%d,"priority":1}`, freePort(t)))
 	if status != 200 {
 		t.Fatalf("start: %d %s", status, body)
 	}
@@ -431,7 +432,7 @@ func TestCLIThroughAdmin(t *testing.T) {
 	srv.AddCookieAccount("bx-cli")
 	startWithStorage(t, t.TempDir(), adminSite(srv))
 
-	out, done := proxycastCLI(t, "", "login", "iflow", "--admin", "localhost:2999", "--no-browser", "--port", "0", "--id", "cli-oauth", "--timeout", "10s")
+	out, done := proxycastCLI(t, "", "login", "iflow", "--admin", "localhost:2999", "--no-browser", "--port", strconv.Itoa(freePort(t)), "--id", "cli-oauth", "--timeout", "10s")
 	buf := make([]byte, 4096)
 	n, _ := out.Read(buf)
 	u := regexp.MustCompile(`http://\S+/oauth\?\S+`).FindString(string(buf[:n]))
@@ -740,13 +741,16 @@ func TestAdminLoginOneAtATime(t *testing.T) {
 	startWithStorage(t, t.TempDir(), adminSite(srv))
 	// Short timeouts: these logins are never completed, and must not
 	// stay pending for other tests.
-	startLogin(t, fmt.Sprintf(`{"id":"solo","port":%d,"token_file":"one.json","timeout":"2s"}`, freePort(t)))
-	status, body := admin(t, "POST", "/proxycast/oauth/iflow", fmt.Sprintf(`{"id":"solo","port":%d,"token_file":"two.json","timeout":"2s"}`, freePort(t)))
+	// Ids of this run only: logins are process-wide, and these stay
+	// pending (for their short timeout) after the test.
+	id := fmt.Sprintf("solo-%d", time.Now().UnixNano())
+	startLogin(t, fmt.Sprintf(`{"id":%q,"port":%d,"token_file":"one.json","timeout":"2s"}`, id, freePort(t)))
+	status, body := admin(t, "POST", "/proxycast/oauth/iflow", fmt.Sprintf(`{"id":%q,"port":%d,"token_file":"two.json","timeout":"2s"}`, id, freePort(t)))
 	if status != 409 || !strings.Contains(body, "under way") {
-		t.Errorf("second login for solo: %d %s", status, body)
+		t.Errorf("second login for %s: %d %s", id, status, body)
 	}
 	// Another credential may log in meanwhile.
-	startLogin(t, fmt.Sprintf(`{"id":"solo-2","port":%d,"timeout":"2s"}`, freePort(t)))
+	startLogin(t, fmt.Sprintf(`{"id":%q,"port":%d,"timeout":"2s"}`, id+"-2", freePort(t)))
 }
 
 // freePort is a port that was free a moment ago (the admin API's port 0

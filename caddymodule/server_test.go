@@ -108,6 +108,10 @@ func poolConfig(srv *iflowtest.Server, extra string, keys ...string) string {
 	return b.String()
 }
 
+// testClient bounds every test request: a proxy that hangs fails the
+// test instead of holding it until go test's deadline.
+var testClient = &http.Client{Timeout: 30 * time.Second}
+
 func chat(t *testing.T, body string, header ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, baseURL+"/v1/chat/completions", strings.NewReader(body))
@@ -123,7 +127,7 @@ func chat(t *testing.T, body string, header ...string) (*http.Response, string) 
 			req.Header.Set(header[i], header[i+1])
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

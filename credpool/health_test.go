@@ -225,10 +225,18 @@ func TestStickySessions(t *testing.T) {
 	if got := picks(t, p2, 1, "m", "conv-2"); got != other {
 		t.Errorf("after reload conv-2 went to %q, was %q", got, other)
 	}
-	// Expired sessions are forgotten.
+	// Expired sessions are forgotten...
 	clk.advance(2 * time.Hour)
-	if n := len(shared.sticky); n == 0 {
-		t.Fatal("no sessions remembered")
+	if e := p.stickyEntry("conv-1", clk.now()); e != nil {
+		t.Errorf("an expired session still sticks to %s", e.ID)
+	}
+	// ...and cleared out when the table is full.
+	for i := range maxSticky {
+		shared.sticky[uint64(i)<<20|1] = stickyEntry{id: "a", expires: clk.now().Add(-time.Minute)}
+	}
+	picks(t, p, 1, "m", "conv-3")
+	if n := len(shared.sticky); n > 3 {
+		t.Errorf("%d sessions kept after a full table of expired ones was pruned", n)
 	}
 }
 

@@ -409,8 +409,10 @@ func TestRenewingSharedStore(t *testing.T) {
 	if stores, _ := f.store.counts(); stores != 1 {
 		t.Errorf("%d stores, want 1", stores)
 	}
-	if f.events.count("renewed") != 1 || f.events.count("adopted") != 1 {
-		t.Errorf("events %+v, want one renewed and one adopted", f.events.got)
+	// The other adopts what the one stored; a late caller may make it
+	// adopt twice, which is harmless (there was one renewal, above).
+	if f.events.count("renewed") != 1 || f.events.count("adopted") < 1 {
+		t.Errorf("events %+v, want one renewed and at least one adopted", f.events.got)
 	}
 }
 
@@ -700,9 +702,8 @@ func TestRenewingStoreFailure(t *testing.T) {
 	if c := f.renewer.count(); c != 1 {
 		t.Errorf("%d renewals, want 1 (the state is stored again, not renewed again)", c)
 	}
-	if s := r.Status(); s.State != StateActive || s.LastError != "" {
-		t.Errorf("Status = %+v", s)
-	}
+	// The flight that stored it ends a moment after the key is adopted.
+	rnEventually(t, "active without error", func() bool { s := r.Status(); return s.State == StateActive && s.LastError == "" })
 }
 
 // leftover is a renewer whose renewal fails after changing the state, as
