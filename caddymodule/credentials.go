@@ -232,12 +232,22 @@ func (c Credential) resolve(repl *caddy.Replacer) (Credential, provider.Credenti
 
 var envPlaceholder = regexp.MustCompile(`\{env\.([^{}]+)\}`)
 
+// placeholderProblem is what went wrong with a field's placeholders,
+// without quoting the field (Caddy's message would).
+func placeholderProblem(err error) string {
+	if strings.Contains(err.Error(), "unclosed") {
+		return "too many unclosed braces"
+	}
+	return "one is empty"
+}
+
 // resolveField replaces the placeholders of a secret field strictly: one
-// that is unknown or empty is an error that names the variable, never the
-// value. Replacing it with nothing would shorten a key, or drop a proxy,
-// without a word.
+// whose value is empty (an unset {env.X}) is an error that names the
+// variable, never the value; replacing it with nothing would shorten a
+// key, or drop a proxy, without a word. Braces that name no placeholder
+// stay as they are: a pasted Cookie header may hold raw JSON.
 func resolveField(repl *caddy.Replacer, value string) (string, error) {
-	out, err := repl.ReplaceOrErr(value, true, true)
+	out, err := repl.ReplaceOrErr(value, true, false)
 	if err == nil {
 		return out, nil
 	}
@@ -246,7 +256,7 @@ func resolveField(repl *caddy.Replacer, value string) (string, error) {
 			return "", fmt.Errorf("environment variable %s is unset or empty", m[1])
 		}
 	}
-	return "", errors.New("it holds a placeholder that is unknown or empty")
+	return "", fmt.Errorf("its placeholders cannot be read: %v", placeholderProblem(err))
 }
 
 // renewalLogger logs and counts what renewing credentials do. Errors from

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 
 	"github.com/proxycast/caddy-proxycast/iflow"
@@ -263,5 +264,26 @@ func TestIdentityOfStorageWithoutString(t *testing.T) {
 	}
 	if one == other {
 		t.Error("two storages gave one identity")
+	}
+}
+
+// TestResolvePlaceholders: an unset {env.X} in a secret field is an error
+// naming the variable, while braces that name no placeholder (raw JSON in
+// a pasted Cookie header) are kept as they are.
+func TestResolvePlaceholders(t *testing.T) {
+	t.Setenv("PROXYCAST_TEST_KEY", "sk-from-env")
+	repl := caddy.NewReplacer()
+	cookies := `sensorsdata={"distinct_id":"1"}; BXAuth=abc; x={y}`
+	c, _, err := Credential{ID: "c", AuthType: "cookie", Cookies: cookies}.resolve(repl)
+	if err != nil || c.Cookies != cookies {
+		t.Errorf("cookies with braces: %q, %v", c.Cookies, err)
+	}
+	c, _, err = Credential{ID: "k", AuthType: "api_key", APIKey: "{env.PROXYCAST_TEST_KEY}"}.resolve(repl)
+	if err != nil || c.APIKey != "sk-from-env" {
+		t.Errorf("api_key from env: %q, %v", c.APIKey, err)
+	}
+	_, _, err = Credential{ID: "k", AuthType: "api_key", APIKey: "pk-{env.PROXYCAST_TEST_UNSET}"}.resolve(repl)
+	if err == nil || !strings.Contains(err.Error(), "PROXYCAST_TEST_UNSET is unset or empty") || strings.Contains(err.Error(), "pk-") {
+		t.Errorf("api_key with an unset variable inside: %v", err)
 	}
 }
