@@ -79,7 +79,10 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 	}
 	set := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if opt := d.Val(); opt != "api_keys" && opt != "provider" {
+		// Repeatable: api_keys adds keys, provider blocks name different
+		// providers, and credential_pool and routing blocks add to what
+		// the others hold (snippets may each bring one).
+		if opt := d.Val(); opt != "api_keys" && opt != "provider" && opt != "credential_pool" && opt != "routing" {
 			if err := set.check(d, opt); err != nil {
 				return err
 			}

@@ -259,3 +259,41 @@ func TestUnmarshalErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRepeatableBlocks: credential_pool and routing blocks add to each
+// other (imported snippets may each bring one), as api_keys lines do.
+func TestRepeatableBlocks(t *testing.T) {
+	h := new(caddymodule.Handler)
+	input := `proxycast {
+		api_keys k1
+		api_keys k2
+		credential_pool {
+			iflow {
+				credential a {
+					auth_type api_key
+					api_key x
+				}
+			}
+		}
+		credential_pool {
+			iflow {
+				credential b {
+					auth_type api_key
+					api_key y
+				}
+			}
+		}
+		routing {
+			rule a-* iflow
+		}
+		routing {
+			rule b-* iflow
+		}
+	}`
+	if err := Unmarshal(caddyfile.NewTestDispenser(input), h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.APIKeys) != 2 || len(h.CredentialPool["iflow"]) != 2 || len(h.Routing.Rules) != 2 {
+		t.Errorf("keys %d, credentials %d, rules %d; want 2 of each", len(h.APIKeys), len(h.CredentialPool["iflow"]), len(h.Routing.Rules))
+	}
+}

@@ -200,7 +200,7 @@ func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], no
 	hs := st.health.Status(now)
 	v := credentialView{
 		Provider: prov, ID: ec.ID, AuthType: ec.AuthType, Source: ec.source,
-		Disabled: ec.Disabled, Priority: ec.Priority, State: st.state(now),
+		Disabled: ec.Disabled, Priority: ec.Priority, State: st.state(now, ec.Disabled),
 		TokenFile: ec.TokenFile, Requests: hs.Requests, Failures: hs.Failures,
 		LastUsed: timePtr(hs.LastUsed), CoolingUntil: timePtr(hs.CoolingUntil), CoolingReason: hs.CoolingReason,
 		ModelCooldowns: hs.ModelCooldowns, LastError: hs.LastError,
@@ -223,11 +223,9 @@ func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], no
 	return v
 }
 
-// listCredentials shows every credential of every running handler, once
+// inForce calls f for every credential of every running handler, once
 // per provider and id (the newest config's where several configs run).
-func listCredentials() []credentialView {
-	now := time.Now()
-	out := []credentialView{}
+func inForce(f func(prov string, c effectiveCredential, e *credpool.Entry[*account])) {
 	seen := map[[2]string]bool{}
 	for _, h := range live.newestFirst() {
 		for _, name := range sortedKeys(h.providers) {
@@ -237,14 +235,22 @@ func listCredentials() []credentialView {
 			}
 			for i, e := range b.pool.Entries() {
 				k := [2]string{name, e.ID}
-				if seen[k] {
-					continue
+				if !seen[k] {
+					seen[k] = true
+					f(name, b.creds[i], e)
 				}
-				seen[k] = true
-				out = append(out, viewOf(name, b.creds[i], e, now))
 			}
 		}
 	}
+}
+
+// listCredentials shows every credential in force.
+func listCredentials() []credentialView {
+	now := time.Now()
+	out := []credentialView{}
+	inForce(func(prov string, c effectiveCredential, e *credpool.Entry[*account]) {
+		out = append(out, viewOf(prov, c, e, now))
+	})
 	return out
 }
 

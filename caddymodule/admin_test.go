@@ -819,3 +819,28 @@ func TestFailedReloadChangesNothing(t *testing.T) {
 		t.Errorf("served by %q, want a", got)
 	}
 }
+
+// TestFailedStartChangesNothing: a reload that provisions but cannot start
+// (a listener's port is taken) leaves the credentials as the config in
+// force has them, too.
+func TestFailedStartChangesNothing(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	root := t.TempDir()
+	site := adminSite(srv)
+	startWithStorage(t, root, site)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	disabled := strings.Replace(site, "auth_type api_key\n", "auth_type api_key\n\t\t\t\t\tdisabled\n", 1)
+	if status, _ := reload(t, root, disabled+fmt.Sprintf("\n}\n\nhttp://%s {\n\trespond ok", busy.Addr())); status == 200 {
+		t.Fatal("a config with a taken port loaded")
+	}
+	if v := list(t)["a"]; v.Disabled || v.State == "disabled" {
+		t.Errorf("after a reload that disabled a and failed to start: %+v", v)
+	}
+	if got := servedBy(t); got != "a" {
+		t.Errorf("served by %q, want a", got)
+	}
+}

@@ -126,8 +126,9 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 		releaseStates(old.keys)
 	}
 	// The states are shared with the config in force until this one is:
-	// a config load marks them (disabled, renewing) only once it has
-	// succeeded, so that a failed reload changes nothing.
+	// a config load starts renewals only once it has provisioned, so that
+	// a failed one starts none. (Whether a credential is disabled is read
+	// from the pool in force, never from the shared state.)
 	for _, act := range activate {
 		if initial {
 			h.onLive = append(h.onLive, func() { act(ctx) })
@@ -147,8 +148,8 @@ func releaseStates(keys []string) {
 // newEntry builds one credential of provider prov. Its state is taken
 // from (or put into) credentialStates under the returned key, which the
 // caller must release.
-// The returned activate marks the shared state as this config has it; the
-// caller runs it once the config is in force.
+// The returned activate starts the credential's renewal if this config
+// uses it; the caller runs it once the config is in force.
 func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], string, func(context.Context), error) {
 	c, spec, err := c.resolve(repl)
 	if err != nil {
@@ -196,7 +197,6 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl 
 	st := val.(*credentialState)
 	acc.state, acc.renewing = st, st.renewing
 	activate := func(ctx context.Context) {
-		st.setDisabled(c.Disabled)
 		if st.renewing != nil && !c.Disabled {
 			st.renewing.Start(ctx)
 		}

@@ -112,8 +112,8 @@ type Handler struct {
 	RuntimeSync caddy.Duration `json:"runtime_sync,omitempty"`
 
 	providers map[string]*providerState
-	// onLive marks the credential states as this config has them, once
-	// Provision has succeeded; see rebuild.
+	// onLive starts the renewals this config needs, once Provision has
+	// succeeded; see rebuild.
 	onLive []func()
 	// runtime is behind a pointer: it changes while the handler serves,
 	// and Caddy copies the struct (CaddyModule has a value receiver).

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proxycast/caddy-proxycast/credpool"
 )
 
 // The collectors are package-level so that their values survive reloads;
@@ -99,30 +101,22 @@ func registerMetrics(reg prometheus.Registerer) error {
 	return nil
 }
 
-// stateCollector reports the state of every credential some config uses,
-// read when scraped.
+// stateCollector reports the state of every credential in force, read
+// when scraped.
 type stateCollector struct{ desc *prometheus.Desc }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
-	seen := map[[2]string]bool{}
-	credentialStates.Range(func(_, v any) bool {
-		s := v.(*credentialState)
-		k := [2]string{s.provider, s.id}
-		if seen[k] {
-			return true // the same id in two configs: report it once
-		}
-		seen[k] = true
-		current := s.state(now)
+	inForce(func(prov string, cred effectiveCredential, e *credpool.Entry[*account]) {
+		current := e.Value.state.state(now, cred.Disabled)
 		for _, st := range allStates {
 			val := 0.0
 			if st == current {
 				val = 1
 			}
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, val, s.provider, s.id, st)
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, val, prov, cred.ID, st)
 		}
-		return true
 	})
 }

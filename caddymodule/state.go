@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -32,12 +31,11 @@ var (
 // health and, for renewable credentials, the renewal running in the
 // background.
 type credentialState struct {
-	provider     string
-	id           string
-	authType     string
-	disabledFlag atomic.Bool // as the newest config says
-	health       *credpool.Health
-	renewing     *credpool.Renewing
+	provider string
+	id       string
+	authType string
+	health   *credpool.Health
+	renewing *credpool.Renewing
 }
 
 // Destruct stops background renewal once no config uses the credential,
@@ -114,9 +112,11 @@ const (
 
 var allStates = []string{stateActive, stateCooling, stateRefreshing, stateNeedsLogin, stateCookieExpired, stateUnavail, stateDisabled}
 
-// state sums up where a credential stands at now.
-func (s *credentialState) state(now time.Time) string {
-	if s.disabledFlag.Load() {
+// state sums up where a credential stands at now; disabled is as the
+// config in force has it (the state is shared by every config that has
+// the credential, also one that is still loading, or failed to).
+func (s *credentialState) state(now time.Time, disabled bool) string {
+	if disabled {
 		return stateDisabled
 	}
 	if s.renewing != nil {
@@ -137,8 +137,6 @@ func (s *credentialState) state(now time.Time) string {
 	}
 	return stateActive
 }
-
-func (s *credentialState) setDisabled(d bool) { s.disabledFlag.Store(d) }
 
 // sharedPool lets a credpool.Shared live in a UsagePool.
 type sharedPool struct{ *credpool.Shared }

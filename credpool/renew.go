@@ -541,7 +541,10 @@ func (r *Renewing) loop() {
 			timer.Stop()
 		case <-timer.C:
 		}
-		if !r.Usable() {
+		r.mu.Lock()
+		needsLogin := r.state == StateNeedsLogin
+		r.mu.Unlock()
+		if needsLogin {
 			continue // only a person can help; wait for a kick or stop
 		}
 		err := r.Renew(ctx)

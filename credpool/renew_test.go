@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -911,5 +912,33 @@ func TestKeylessRenewingIsNoSpare(t *testing.T) {
 	}
 	if e, err := p.Pick("m", "", nil); err != nil || e != works {
 		t.Errorf("Pick = %v, %v; want the credential with a key", e, err)
+	}
+}
+
+// TestRenewingLoopDoesNotSpin: woken while the key has expired and a
+// request's renewal has just failed, the background loop renews (and
+// backs off) instead of spinning without doing anything.
+func TestRenewingLoopDoesNotSpin(t *testing.T) {
+	f := newRNFixture(2 * time.Hour) // the loop sleeps until 1h before expiry
+	down := errors.New("connection refused")
+	f.renewer.errs = []error{down, down, down}
+	var reads atomic.Int64
+	r := NewRenewing(RenewingConfig{
+		ID: "a", Renewer: f.renewer, Store: f.store, StateKey: rnKey, RenewBefore: time.Hour,
+		Now: func() time.Time { reads.Add(1); return f.clock.Now() },
+	})
+	r.Start(context.Background())
+	defer r.Stop()
+	rnEventually(t, "the loop asleep", func() bool { return !r.Status().NextRenewal.IsZero() })
+
+	f.clock.Add(3 * time.Hour) // a wall-clock jump (suspend and resume): the key expired
+	if _, err := r.APIKey(context.Background()); err == nil {
+		t.Fatal("APIKey succeeded with the token endpoint down")
+	}
+	r.Rejected("cur") // a refusal of the old key wakes the loop
+	before := reads.Load()
+	time.Sleep(100 * time.Millisecond)
+	if n := reads.Load() - before; n > 1000 {
+		t.Fatalf("the loop spun: %d clock reads in 100ms", n)
 	}
 }
