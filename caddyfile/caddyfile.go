@@ -359,12 +359,10 @@ func errAt(tok caddyfile.Token, format string, args ...any) error {
 }
 
 func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
-	set := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if d.Val() == "default_provider" {
-			if err := set.check(d, d.Val()); err != nil {
-				return err
-			}
+		// Also across routing blocks, which add to each other.
+		if d.Val() == "default_provider" && r.DefaultProvider != "" {
+			return d.Err("default_provider is set twice")
 		}
 		switch d.Val() {
 		case "rule":

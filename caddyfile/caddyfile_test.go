@@ -197,6 +197,7 @@ func TestUnmarshalErrors(t *testing.T) {
 		{"block set twice", "proxycast {\napi_keys k\ncooldowns {\nauth 1m\n}\ncooldowns {\nblocked 1m\n}\n}", "cooldowns is set twice", 6},
 		{"cooldown set twice", "proxycast {\napi_keys k\ncooldowns {\nauth 1m\nauth 2m\n}\n}", "cooldowns auth is set twice", 5},
 		{"default_provider set twice", "proxycast {\napi_keys k\nrouting {\ndefault_provider iflow\ndefault_provider iflow\n}\n}", "default_provider is set twice", 5},
+		{"default_provider in two routing blocks", "proxycast {\napi_keys k\nrouting {\ndefault_provider iflow\n}\nrouting {\ndefault_provider iflow\n}\n}", "default_provider is set twice", 7},
 		{"credential option set twice", pool("credential a {\nauth_type api_key\napi_key x\napi_key y\n}"), `credential "a": api_key is set twice`, 8},
 		{"provider option set twice", "proxycast {\napi_keys k\nprovider iflow {\napi_base https://a.example/v1\napi_base https://b.example/v1\n}\n}", "api_base is set twice", 5},
 		{"runtime_sync without value", "proxycast {\napi_keys k\nruntime_sync\n}", "runtime_sync needs a duration such as 30s, or off", 3},

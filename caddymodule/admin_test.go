@@ -844,3 +844,37 @@ func TestFailedStartChangesNothing(t *testing.T) {
 		t.Errorf("served by %q, want a", got)
 	}
 }
+
+// TestDisabledNotRenewed: an oauth credential disabled in the config in
+// force is not renewed in the background, also not by a reload that
+// enables it but fails to start. (credpool's TestRenewingNotWanted covers
+// the pause of a credential disabled later.)
+func TestDisabledNotRenewed(t *testing.T) {
+	srv := fakeIFlow(t)
+	acct := srv.AddAccount("someone@example.com", "")
+	root := t.TempDir()
+	writeToken(t, root, "iflow/oauth.json", srv, acct, 2*time.Hour, true) // due: 2h left, renewed 24h ahead
+	enabled := oauthSite(srv, "iflow/oauth.json", "")
+	disabled := strings.Replace(enabled, "auth_type oauth\n", "auth_type oauth\n\t\t\t\t\tdisabled\n", 1)
+	startWithStorage(t, root, disabled)
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if status, _ := reload(t, root, enabled+fmt.Sprintf("\n}\n\nhttp://%s {\n\trespond ok", busy.Addr())); status == 200 {
+		t.Fatal("a config with a taken port loaded")
+	}
+	time.Sleep(2 * activationWait)
+	if n := srv.RefreshCount(); n != 0 {
+		t.Errorf("a credential disabled in the config in force was renewed %d times after a failed reload", n)
+	}
+
+	// Enabled for real, it is renewed (it is due).
+	startWithStorage(t, root, enabled)
+	waitFor(t, "the renewal", func() bool { return srv.RefreshCount() == 1 })
+}
+
+// activationWait is how long a config takes to start its renewals.
+const activationWait = 1500 * time.Millisecond

@@ -187,6 +187,7 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl 
 				Client:      acc.client,
 				RenewBefore: lead,
 				OnEvent:     renewalLogger(h.logger, prov, loc.where),
+				Wanted:      st.inUse,
 			})
 		}
 		return st, nil
@@ -199,6 +200,7 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl 
 	activate := func(ctx context.Context) {
 		if st.renewing != nil && !c.Disabled {
 			st.renewing.Start(ctx)
+			st.renewing.Wake()
 		}
 	}
 

@@ -38,6 +38,26 @@ type credentialState struct {
 	renewing *credpool.Renewing
 }
 
+// inUse reports whether a config in force has this credential enabled:
+// only then is its key renewed in the background (a disabled cookie
+// credential, say, must not have its account's key re-issued).
+func (s *credentialState) inUse() bool {
+	for _, h := range live.newestFirst() {
+		for _, ps := range h.providers {
+			b := ps.build.Load()
+			if b == nil {
+				continue
+			}
+			for _, e := range b.pool.Entries() {
+				if e.Value.state == s && !e.Disabled {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // Destruct stops background renewal once no config uses the credential,
 // and drops its metrics once no config has a credential of its id.
 // When Caddy is exiting, it waits a moment for a renewal under way, whose

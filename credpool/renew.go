@@ -70,6 +70,11 @@ type RenewingConfig struct {
 	RenewBefore time.Duration
 	// OnEvent, if set, is told about renewals and failures.
 	OnEvent func(Event)
+	// Wanted, if set, reports whether renewing in the background is
+	// wanted now: a credential that no configuration in force uses (it is
+	// disabled) is not renewed behind its owner's back. Renewals a caller
+	// asks for (APIKey, RenewNow) do not ask it.
+	Wanted func() bool
 	// Now replaces time.Now in tests.
 	Now func() time.Time
 }
@@ -323,6 +328,16 @@ func (r *Renewing) trigger() {
 	}
 }
 
+// unwantedCheck is how often a loop whose renewals are not wanted looks
+// again (Wake ends the wait at once).
+const unwantedCheck = time.Minute
+
+func (r *Renewing) wanted() bool { return r.cfg.Wanted == nil || r.cfg.Wanted() }
+
+// Wake makes the background loop look at the credential now, such as when
+// a configuration starts using it again.
+func (r *Renewing) Wake() { r.trigger() }
+
 // Renew renews if due, or joins the renewal under way. It returns when
 // that renewal is done or ctx ends (the renewal itself goes on).
 func (r *Renewing) Renew(ctx context.Context) error { return r.renew(ctx, false) }
@@ -532,6 +547,9 @@ func (r *Renewing) loop() {
 	}()
 	for {
 		wait := r.nextWait()
+		if !r.wanted() {
+			wait = unwantedCheck
+		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-r.stop:
@@ -544,8 +562,8 @@ func (r *Renewing) loop() {
 		r.mu.Lock()
 		needsLogin := r.state == StateNeedsLogin
 		r.mu.Unlock()
-		if needsLogin {
-			continue // only a person can help; wait for a kick or stop
+		if needsLogin || !r.wanted() {
+			continue // a person must act, or the credential is not in use
 		}
 		err := r.Renew(ctx)
 		if ctx.Err() != nil {

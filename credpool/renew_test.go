@@ -942,3 +942,24 @@ func TestRenewingLoopDoesNotSpin(t *testing.T) {
 		t.Fatalf("the loop spun: %d clock reads in 100ms", n)
 	}
 }
+
+// TestRenewingNotWanted: a credential no configuration uses is not
+// renewed in the background, even when due; once wanted again (and woken),
+// it is. A caller's own request for a key still renews.
+func TestRenewingNotWanted(t *testing.T) {
+	f := newRNFixture(-time.Minute) // due at once
+	var wanted atomic.Bool
+	r := NewRenewing(RenewingConfig{
+		ID: "a", Renewer: f.renewer, Store: f.store, StateKey: rnKey, RenewBefore: time.Hour,
+		Now: f.clock.Now, Wanted: wanted.Load,
+	})
+	r.Start(context.Background())
+	defer r.Stop()
+	time.Sleep(50 * time.Millisecond)
+	if c := f.renewer.count(); c != 0 {
+		t.Fatalf("%d background renewals of a credential not in use", c)
+	}
+	wanted.Store(true)
+	r.Wake()
+	rnEventually(t, "the renewal once wanted", func() bool { return f.renewer.count() == 1 })
+}
