@@ -126,9 +126,11 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 		releaseStates(old.keys)
 	}
 	// The states are shared with the config in force until this one is:
-	// a config load starts renewals only once it has provisioned, so that
-	// a failed one starts none. (Whether a credential is disabled is read
-	// from the pool in force, never from the shared state.)
+	// a config load starts its renewals once it has provisioned, and they
+	// renew in the background only while a running config uses them
+	// (credentialState.inUse), so a load that fails renews nothing.
+	// (Whether a credential is disabled is read from the pool in force,
+	// never from the shared state.)
 	for _, act := range activate {
 		if initial {
 			h.onLive = append(h.onLive, func() { act(ctx) })

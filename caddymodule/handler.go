@@ -31,10 +31,6 @@ func init() {
 // not set: large enough for long conversations with images.
 const DefaultMaxBodySize = 20 << 20
 
-// activationDelay is how long after Provision a config starts its
-// credentials' renewals.
-const activationDelay = time.Second
-
 // Defaults of the handler's options.
 const (
 	// DefaultMaxAttempts is how many credentials a request may try.
@@ -116,10 +112,12 @@ type Handler struct {
 	RuntimeSync caddy.Duration `json:"runtime_sync,omitempty"`
 
 	providers map[string]*providerState
-	// onLive starts the renewals this config needs, a moment after
-	// Provision has succeeded (activation); see rebuild.
-	onLive     []func()
-	activation *time.Timer
+	// onLive starts the renewals this config needs once Provision has
+	// succeeded; see rebuild.
+	onLive []func()
+	// done is the config's Done channel, to tell whether it is the one
+	// running.
+	done <-chan struct{}
 	// runtime is behind a pointer: it changes while the handler serves,
 	// and Caddy copies the struct (CaddyModule has a value receiver).
 	runtime *runtimeState
@@ -185,6 +183,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.storage = ctx.Storage()
+	h.done = ctx.Done()
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = DefaultMaxBodySize
 	}
@@ -282,17 +281,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	live.add(h)
-	// Renewals start a moment after Provision: a config that provisions
-	// but then fails to start (a port taken) is cleaned up at once, and
-	// must not have started renewing credentials the config in force
-	// leaves alone. Requests renew on their own when they need a key.
-	acts := h.onLive
+	// Renewals start now (reading the stored keys, no network); they
+	// renew in the background only once this config is the one running
+	// (see credentialState.inUse).
+	for _, f := range h.onLive {
+		f()
+	}
 	h.onLive = nil
-	h.activation = time.AfterFunc(activationDelay, func() {
-		for _, f := range acts {
-			f()
-		}
-	})
 	if h.RuntimeSync > 0 {
 		h.runtime.ctx = ctx
 		h.runtime.stop, h.runtime.done = make(chan struct{}), make(chan struct{})
@@ -358,9 +353,6 @@ func (h *Handler) Validate() error {
 // config to let go of one stops its renewal) and closes idle upstream
 // connections.
 func (h *Handler) Cleanup() error {
-	if h.activation != nil {
-		h.activation.Stop()
-	}
 	if h.runtime != nil && h.runtime.stop != nil {
 		close(h.runtime.stop)
 		<-h.runtime.done

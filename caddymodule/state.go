@@ -38,11 +38,21 @@ type credentialState struct {
 	renewing *credpool.Renewing
 }
 
-// inUse reports whether a config in force has this credential enabled:
+// inUse reports whether the config running has this credential enabled:
 // only then is its key renewed in the background (a disabled cookie
-// credential, say, must not have its account's key re-issued).
+// credential, say, must not have its account's key re-issued). A config
+// that is loading, or failed to start, does not count.
 func (s *credentialState) inUse() bool {
+	running := caddy.ActiveContext()
+	if running.Context == nil {
+		return false // nothing runs yet
+	}
 	for _, h := range live.newestFirst() {
+		// The handler's context derives from its config's (with values
+		// added), and ends with it: the same Done channel.
+		if h.done != running.Done() {
+			continue
+		}
 		for _, ps := range h.providers {
 			b := ps.build.Load()
 			if b == nil {

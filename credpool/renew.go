@@ -329,8 +329,9 @@ func (r *Renewing) trigger() {
 }
 
 // unwantedCheck is how often a loop whose renewals are not wanted looks
-// again (Wake ends the wait at once).
-const unwantedCheck = time.Minute
+// again (Wake ends the wait at once): a config that has just started is
+// one nothing wakes for.
+const unwantedCheck = time.Second
 
 func (r *Renewing) wanted() bool { return r.cfg.Wanted == nil || r.cfg.Wanted() }
 
