@@ -1,6 +1,7 @@
 // Package proxycast is a Caddy plugin that serves one OpenAI-compatible API
 // from a pool of AI-provider accounts. Importing it (as xcaddy does)
-// registers the http.handlers.proxycast handler, its provider modules and
+// registers the http.handlers.proxycast handler, the admin.api.proxycast
+// admin endpoints, the `caddy proxycast` commands, its provider modules and
 // the proxycast Caddyfile directive.
 package proxycast
 

@@ -33,6 +33,8 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Unmarshal reads the proxycast directive into handler:
 //
 //	proxycast [<matcher>] {
+//		# api_keys, credential_pool, routing and provider may repeat; any
+//		# other option set twice is an error.
 //		api_keys <key...>          # repeatable; {env.VAR} works
 //		anonymous                  # serve clients without a key (explicit)
 //		max_body_size <size>       # default 20MiB

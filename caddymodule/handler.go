@@ -1,6 +1,7 @@
 // Package caddymodule wires proxycast into Caddy: the http.handlers.proxycast
-// handler that serves the OpenAI-compatible API, and the provider modules
-// in the proxycast.providers namespace.
+// handler that serves the OpenAI-compatible API, the admin.api.proxycast
+// endpoints that manage credentials at run time, the `caddy proxycast`
+// commands, and the provider modules in the proxycast.providers namespace.
 package caddymodule
 
 import (
