@@ -871,7 +871,13 @@ func TestDisabledNotRenewed(t *testing.T) {
 		t.Errorf("a credential disabled in the config in force was renewed %d times after a failed reload", n)
 	}
 
-	// Enabled for real, it is renewed (it is due).
+	// Enabled for real, it is renewed (it is due). The renewal is over
+	// (stored, storage unlocked) once the credential is no longer
+	// refreshing: the test's storage directory goes right after.
 	startWithStorage(t, root, enabled)
 	waitFor(t, "the renewal", func() bool { return srv.RefreshCount() == 1 })
+	waitFor(t, "the renewal to end", func() bool {
+		v := getCred(t, "oauth-1")
+		return v.LastRefresh != nil && v.State == "active"
+	})
 }

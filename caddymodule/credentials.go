@@ -202,7 +202,6 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl 
 	activate := func(ctx context.Context) {
 		if st.renewing != nil && !c.Disabled {
 			st.renewing.Start(ctx)
-			st.renewing.Wake()
 		}
 	}
 

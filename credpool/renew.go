@@ -329,15 +329,10 @@ func (r *Renewing) trigger() {
 }
 
 // unwantedCheck is how often a loop whose renewals are not wanted looks
-// again (Wake ends the wait at once): a config that has just started is
-// one nothing wakes for.
+// again, such as for a config that has just started running.
 const unwantedCheck = time.Second
 
 func (r *Renewing) wanted() bool { return r.cfg.Wanted == nil || r.cfg.Wanted() }
-
-// Wake makes the background loop look at the credential now, such as when
-// a configuration starts using it again.
-func (r *Renewing) Wake() { r.trigger() }
 
 // Renew renews if due, or joins the renewal under way. It returns when
 // that renewal is done or ctx ends (the renewal itself goes on).
@@ -348,19 +343,25 @@ func (r *Renewing) Renew(ctx context.Context) error { return r.renew(ctx, false)
 func (r *Renewing) RenewNow(ctx context.Context) error { return r.renew(ctx, true) }
 
 func (r *Renewing) renew(ctx context.Context, force bool) error {
-	r.mu.Lock()
-	f := r.flight
-	if f == nil {
-		f = &flight{done: make(chan struct{}), force: force}
-		r.flight = f
-		go r.run(f)
-	}
-	r.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.err
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		r.mu.Lock()
+		f := r.flight
+		if f == nil {
+			f = &flight{done: make(chan struct{}), force: force}
+			r.flight = f
+			go r.run(f)
+		}
+		r.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		// A forced renewal does not settle for one that was not: that one
+		// may have adopted the stored state without renewing.
+		if !force || f.force {
+			return f.err
+		}
 	}
 }
 

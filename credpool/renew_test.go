@@ -944,8 +944,7 @@ func TestRenewingLoopDoesNotSpin(t *testing.T) {
 }
 
 // TestRenewingNotWanted: a credential no configuration uses is not
-// renewed in the background, even when due; once wanted again (and woken),
-// it is. A caller's own request for a key still renews.
+// renewed in the background, even when due; once wanted again, it is.
 func TestRenewingNotWanted(t *testing.T) {
 	f := newRNFixture(-time.Minute) // due at once
 	var wanted atomic.Bool
@@ -959,7 +958,37 @@ func TestRenewingNotWanted(t *testing.T) {
 	if c := f.renewer.count(); c != 0 {
 		t.Fatalf("%d background renewals of a credential not in use", c)
 	}
-	wanted.Store(true)
-	r.Wake()
+	wanted.Store(true) // the loop looks again within unwantedCheck
 	rnEventually(t, "the renewal once wanted", func() bool { return f.renewer.count() == 1 })
+}
+
+// TestRenewNowIsForced: RenewNow renews even when it meets a renewal under
+// way that was not forced (one that finds the key not due and only adopts
+// the stored state).
+func TestRenewNowIsForced(t *testing.T) {
+	f := newRNFixture(30 * time.Hour) // not due: RenewBefore is 1h
+	r := f.start(t, nil)
+	ctx := context.Background()
+	// Hold the storage lock, so that a plain renewal waits in it...
+	if err := f.store.Lock(ctx, LockName(rnKey)); err != nil {
+		t.Fatal(err)
+	}
+	_, tries := f.store.counts()
+	plain := make(chan error, 1)
+	go func() { plain <- r.Renew(ctx) }()
+	rnEventually(t, "the plain renewal at the lock", func() bool { _, n := f.store.counts(); return n > tries })
+	// ...and ask for a forced one meanwhile.
+	forced := make(chan error, 1)
+	go func() { forced <- r.RenewNow(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	_ = f.store.Unlock(ctx, LockName(rnKey))
+	if err := <-plain; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-forced; err != nil {
+		t.Fatal(err)
+	}
+	if c := f.renewer.count(); c != 1 {
+		t.Errorf("%d renewals after RenewNow, want 1", c)
+	}
 }
