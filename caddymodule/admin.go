@@ -596,20 +596,14 @@ func refreshCredential(w http.ResponseWriter, r *http.Request, prov, id string) 
 func prepareCredential(ctx context.Context, prov string, c Credential, token json.RawMessage, checkCookie bool) error {
 	h := handlersFor(prov)[0]
 	p := h.providers[prov].provider
-	if err := c.Check(); err != nil {
-		return checkError(err)
-	}
 	// Placeholders are checked as they resolve now: a change that cannot
 	// be put in force must not be stored.
-	c, spec, err := c.resolve(caddy.NewReplacer())
+	rc, err := c.resolve(caddy.NewReplacer())
 	if err != nil {
 		return checkError(err)
 	}
-	proxyURL, err := parseProxyURL(c.ProxyURL)
-	if err != nil {
-		return checkError(err)
-	}
-	auth, err := p.NewAuth(spec)
+	c, proxyURL := rc.Credential, rc.proxy
+	auth, err := p.NewAuth(rc.spec)
 	if err != nil {
 		return errorf(http.StatusBadRequest, secretField(c.AuthType), "%v", err)
 	}

@@ -104,14 +104,11 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 		timeout = defaultLoginTimeout
 	}
 	// The exchange goes through the credential's proxy, as it resolves.
-	resolved, _, err := cred.resolve(caddy.NewReplacer())
+	rc, err := cred.resolve(caddy.NewReplacer())
 	if err != nil {
 		return checkError(err)
 	}
-	proxyURL, err := parseProxyURL(resolved.ProxyURL)
-	if err != nil {
-		return checkError(err)
-	}
+	proxyURL := rc.proxy
 
 	// One login at a time per credential: two would race to store their
 	// tokens, and only one account could win.

@@ -153,15 +153,12 @@ func releaseStates(keys []string) {
 // The returned activate starts the credential's renewal if this config
 // uses it; the caller runs it once the config is in force.
 func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], string, func(context.Context), error) {
-	c, spec, err := c.resolve(repl)
+	rc, err := c.resolve(repl)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	proxyURL, err := parseProxyURL(c.ProxyURL)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	auth, err := p.NewAuth(spec)
+	c, proxyURL := rc.Credential, rc.proxy
+	auth, err := p.NewAuth(rc.spec)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -215,22 +212,34 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl 
 	return entry, key, activate, nil
 }
 
+// resolved is a credential with its placeholders replaced and checked: the
+// spec a provider takes and the parsed proxy go with it.
+type resolved struct {
+	Credential
+	spec  provider.CredentialSpec
+	proxy *url.URL // nil: the environment's proxy settings
+}
+
 // resolve replaces the placeholders ({env.X}) in the credential's secret
-// fields and checks the result; it returns it with the spec a provider
-// takes.
-func (c Credential) resolve(repl *caddy.Replacer) (Credential, provider.CredentialSpec, error) {
+// fields and checks the result.
+func (c Credential) resolve(repl *caddy.Replacer) (resolved, error) {
 	for _, f := range []struct {
 		name  string
 		value *string
 	}{{"token_file", &c.TokenFile}, {"cookies", &c.Cookies}, {"api_key", &c.APIKey}, {"proxy_url", &c.ProxyURL}} {
 		v, err := resolveField(repl, *f.value)
 		if err != nil {
-			return c, provider.CredentialSpec{}, fieldErr(f.name, "%s: %v", f.name, err)
+			return resolved{Credential: c}, fieldErr(f.name, "%s: %v", f.name, err)
 		}
 		*f.value = v
 	}
-	spec := provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}
-	return c, spec, c.Check()
+	r := resolved{Credential: c, spec: provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}}
+	if err := c.Check(); err != nil {
+		return r, err
+	}
+	var err error
+	r.proxy, err = parseProxyURL(c.ProxyURL)
+	return r, err
 }
 
 var envPlaceholder = regexp.MustCompile(`\{env\.([^{}]+)\}`)
