@@ -793,55 +793,50 @@ func TestMetricsOfDeletedCredential(t *testing.T) {
 	}
 }
 
-// TestFailedReloadChangesNothing: a reload that fails partway leaves the
-// credentials of the config in force as they were, also as the admin API
-// reports them.
+// TestFailedReloadChangesNothing: a reload that disables a and then fails,
+// while provisioning (a later credential is bad) or when starting (a port
+// is taken), leaves the credentials of the config in force as they were,
+// also as the admin API reports them. (Caddy v2.11.9's /metrics cannot be
+// checked here: after a failed load it serves the failed config's
+// registry.)
 func TestFailedReloadChangesNothing(t *testing.T) {
-	srv := fakeIFlow(t, "sk-a")
-	root := t.TempDir()
-	site := adminSite(srv)
-	startWithStorage(t, root, site)
-	bad := strings.Replace(site, "auth_type api_key\n", "auth_type api_key\n\t\t\t\t\tdisabled\n", 1)
-	// z, which fails, comes after a, which the bad config disables.
-	bad = strings.Replace(bad, "api_key sk-a\n\t\t\t\t}\n", "api_key sk-a\n\t\t\t\t}\n\t\t\t\tcredential z {\n\t\t\t\t\tauth_type cookie\n\t\t\t\t\tcookies \"no-bxauth=1\"\n\t\t\t\t}\n", 1)
-	if !strings.Contains(bad, "disabled") || !strings.Contains(bad, "no-bxauth") {
-		t.Fatal("test setup: the bad config is not what it should be")
-	}
-	if status, _ := reload(t, root, bad); status == 200 {
-		t.Fatal("the bad config loaded")
-	}
-	if v := list(t)["a"]; v.Disabled || v.State == "disabled" {
-		t.Errorf("after a failed reload that disabled a: %+v", v)
-	}
-	// (Caddy v2.11.9's /metrics cannot be checked here: after a failed
-	// load it serves the failed config's registry.)
-	if got := servedBy(t); got != "a" {
-		t.Errorf("served by %q, want a", got)
-	}
-}
-
-// TestFailedStartChangesNothing: a reload that provisions but cannot start
-// (a listener's port is taken) leaves the credentials as the config in
-// force has them, too.
-func TestFailedStartChangesNothing(t *testing.T) {
-	srv := fakeIFlow(t, "sk-a")
-	root := t.TempDir()
-	site := adminSite(srv)
-	startWithStorage(t, root, site)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	disabled := strings.Replace(site, "auth_type api_key\n", "auth_type api_key\n\t\t\t\t\tdisabled\n", 1)
-	if status, _ := reload(t, root, disabled+fmt.Sprintf("\n}\n\nhttp://%s {\n\trespond ok", busy.Addr())); status == 200 {
-		t.Fatal("a config with a taken port loaded")
-	}
-	if v := list(t)["a"]; v.Disabled || v.State == "disabled" {
-		t.Errorf("after a reload that disabled a and failed to start: %+v", v)
-	}
-	if got := servedBy(t); got != "a" {
-		t.Errorf("served by %q, want a", got)
+	for _, tt := range []struct {
+		name    string
+		breakIt func(site string) string
+	}{
+		{"fails to provision", func(site string) string {
+			// z, which fails, comes after a.
+			return strings.Replace(site, "api_key sk-a\n\t\t\t\t}\n", "api_key sk-a\n\t\t\t\t}\n\t\t\t\tcredential z {\n\t\t\t\t\tauth_type cookie\n\t\t\t\t\tcookies \"no-bxauth=1\"\n\t\t\t\t}\n", 1)
+		}},
+		{"fails to start", func(site string) string {
+			return site + fmt.Sprintf("\n}\n\nhttp://%s {\n\trespond ok", busy.Addr())
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := fakeIFlow(t, "sk-a")
+			root := t.TempDir()
+			site := adminSite(srv)
+			startWithStorage(t, root, site)
+			disabled := strings.Replace(site, "auth_type api_key\n", "auth_type api_key\n\t\t\t\t\tdisabled\n", 1)
+			bad := tt.breakIt(disabled)
+			if disabled == site || bad == disabled {
+				t.Fatal("test setup: the bad config is not what it should be")
+			}
+			if status, _ := reload(t, root, bad); status == 200 {
+				t.Fatal("the bad config loaded")
+			}
+			if v := list(t)["a"]; v.Disabled || v.State == "disabled" {
+				t.Errorf("after a failed reload that disabled a: %+v", v)
+			}
+			if got := servedBy(t); got != "a" {
+				t.Errorf("served by %q, want a", got)
+			}
+		})
 	}
 }
 
