@@ -32,12 +32,6 @@ type Account struct {
 	apiKey string // guarded by s.mu
 }
 
-// Email is the account's email ("" if none).
-func (a *Account) Email() string { return a.email }
-
-// Phone is the account's phone number.
-func (a *Account) Phone() string { return a.phone }
-
 // APIKey is the account's current API key, as getUserInfo reports it.
 func (a *Account) APIKey() string {
 	a.s.mu.Lock()

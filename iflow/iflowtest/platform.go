@@ -29,9 +29,6 @@ type CookieAccount struct {
 	loggedOut bool      // guarded by s.mu
 }
 
-// BXAuth is the cookie value that logs in to the account.
-func (c *CookieAccount) BXAuth() string { return c.bxauth }
-
 // Name is the name of the account's key, which a regeneration must send.
 func (c *CookieAccount) Name() string { return c.name }
 
