@@ -561,22 +561,30 @@ func TestRuntimeSync(t *testing.T) {
 	waitFor(t, "c gone", func() bool { _, ok := list(t)["c"]; return !ok })
 }
 
-// reload loads site into the running Caddy (with its storage in root)
-// and returns the status of /load.
-func reload(t *testing.T, root, site string) (int, string) {
+// loadCaddyfile loads a whole Caddyfile into the running Caddy, also when
+// it is unchanged, and returns the status and body of /load (a config that
+// fails answers an error instead of failing the test).
+func loadCaddyfile(t *testing.T, cfg string) (int, string) {
 	t.Helper()
-	cfg := storageOptions(root) + "\nhttp://localhost:9080 {\n" + site + "\n\thandle /health {\n\t\trespond ok\n\t}\n}\n"
 	req, _ := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
 	req.Header.Set("Content-Type", "text/caddyfile")
-	req.Header.Set("Cache-Control", "must-revalidate") // load even if unchanged
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Cache-Control", "must-revalidate")
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	settle(t)
 	return resp.StatusCode, string(raw)
+}
+
+// reload loads site into the running Caddy (with its storage in root)
+// and returns the status of /load.
+func reload(t *testing.T, root, site string) (int, string) {
+	t.Helper()
+	status, body := loadCaddyfile(t, storageOptions(root)+"\nhttp://localhost:9080 {\n"+site+"\n\thandle /health {\n\t\trespond ok\n\t}\n}\n")
+	settle(t)
+	return status, body
 }
 
 // TestAdminPlaceholdersCheckedResolved: a change whose {env.X} resolves to

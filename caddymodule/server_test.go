@@ -686,19 +686,12 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := globalOptions + "\nhttp://localhost:9080 {\n\tproxycast {\n" + tt.block + "\n\t}\n}\n"
-			req, _ := http.NewRequest(http.MethodPost, "http://localhost:2999/load", strings.NewReader(cfg))
-			req.Header.Set("Content-Type", "text/caddyfile")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
+			status, body := loadCaddyfile(t, globalOptions+"\nhttp://localhost:9080 {\n\tproxycast {\n"+tt.block+"\n\t}\n}\n")
 			var out struct{ Error string }
-			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			if err := json.Unmarshal([]byte(body), &out); err != nil {
 				t.Fatal(err)
 			}
-			if resp.StatusCode == 200 {
+			if status == 200 {
 				t.Fatalf("config was accepted; want an error containing %q", tt.want)
 			}
 			if !strings.Contains(out.Error, tt.want) {
