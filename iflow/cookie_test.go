@@ -146,6 +146,20 @@ func TestRegenerateCookieKeyOddExpireTime(t *testing.T) {
 	}
 }
 
+// TestRegenerateCookieKeyRefusalHidesCookie: a refusal that quotes the
+// cookie does not carry it into the error.
+func TestRegenerateCookieKeyRefusalHidesCookie(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"success": false, "message": "未登录: bx-SECRET-9 expired"})
+	}))
+	defer srv.Close()
+	p := &iflow.Provider{PlatformBase: srv.URL}
+	_, err := p.RegenerateCookieKey(context.Background(), srv.Client(), "BXAuth=bx-SECRET-9")
+	if !errors.Is(err, provider.ErrReauth) || strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("error %v: want a refusal without the cookie", err)
+	}
+}
+
 func TestRegenerateCookieKeyRefused(t *testing.T) {
 	tests := []struct {
 		name    string

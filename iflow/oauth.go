@@ -118,7 +118,7 @@ func (t tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (p *Provider) Exchange(ctx context.Context, client *http.Client, code, redirectURL string) (Token, error) {
 	tok, err := p.oauthConfig(redirectURL).Exchange(oauthContext(ctx, client), code)
 	if err != nil {
-		return Token{}, classifyTokenError("code exchange", err)
+		return Token{}, classifyTokenError("code exchange", err, code)
 	}
 	return p.completeToken(ctx, client, tok)
 }
@@ -133,7 +133,7 @@ func (p *Provider) Refresh(ctx context.Context, client *http.Client, refreshToke
 	src := p.oauthConfig("").TokenSource(oauthContext(ctx, client), &oauth2.Token{RefreshToken: refreshToken})
 	tok, err := src.Token()
 	if err != nil {
-		return Token{}, classifyTokenError("token refresh", err)
+		return Token{}, classifyTokenError("token refresh", err, refreshToken)
 	}
 	return p.completeToken(ctx, client, tok)
 }
@@ -214,7 +214,9 @@ func (e *TemporaryError) Unwrap() error { return e.Err }
 
 // classifyTokenError sorts token endpoint failures: invalid_grant means
 // the login is gone (provider.ErrReauth); everything else is temporary.
-func classifyTokenError(what string, err error) error {
+// Text from the endpoint is quoted with secret (the refresh token or code
+// sent) taken out, should the endpoint echo it.
+func classifyTokenError(what string, err error, secret string) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		switch {
@@ -231,14 +233,11 @@ func classifyTokenError(what string, err error) error {
 				Message string `json:"message"`
 			}
 			_ = json.Unmarshal(re.Body, &msg)
-			return &TemporaryError{Err: fmt.Errorf("%s: iflow is overloaded: %s", what, msg.Message)}
+			return &TemporaryError{Err: fmt.Errorf("%s: iflow is overloaded: %s", what, scrub(msg.Message, secret))}
 		case re.Response != nil:
 			detail := re.ErrorCode
 			if detail == "" {
-				detail = strings.TrimSpace(string(re.Body))
-				if len(detail) > 200 {
-					detail = detail[:200]
-				}
+				detail = scrub(strings.TrimSpace(string(re.Body)), secret)
 			}
 			return &TemporaryError{Err: fmt.Errorf("%s: iflow answered HTTP %d: %s", what, re.Response.StatusCode, detail)}
 		}

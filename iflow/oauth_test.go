@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -238,6 +239,33 @@ func TestRefreshRevoked(t *testing.T) {
 
 // TestRefreshTemporary checks that failures that may pass leave the
 // refresh token unspent and are not mistaken for a lost login.
+// TestRefreshErrorHidesToken: a token endpoint that echoes the refresh
+// token in its error does not put it in the error the admin API and the
+// log show.
+func TestRefreshErrorHidesToken(t *testing.T) {
+	const rt = "rt-SECRET-0123456789"
+	for _, body := range []string{
+		`{"message":"bad refresh_token=` + rt + `"}`,
+		`{"success":false,"message":"overloaded for ` + rt + `"}`,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			if strings.Contains(body, "success") {
+				w.WriteHeader(http.StatusOK) // the 200 envelope, turned into a 503
+			} else {
+				w.WriteHeader(http.StatusBadGateway)
+			}
+			_, _ = io.WriteString(w, body)
+		}))
+		p := &iflow.Provider{OAuthBase: srv.URL}
+		_, err := p.Refresh(context.Background(), nil, rt)
+		srv.Close()
+		if err == nil || strings.Contains(err.Error(), rt) {
+			t.Errorf("error %v: want one without the refresh token", err)
+		}
+	}
+}
+
 func TestRefreshTemporary(t *testing.T) {
 	tests := []struct {
 		name     string
