@@ -24,26 +24,6 @@ import (
 	"github.com/proxycast/caddy-proxycast/iflow/iflowtest"
 )
 
-const adminURL = "http://localhost:2999"
-
-func admin(t *testing.T, method, path, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, adminURL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
-}
-
 type view struct {
 	Provider, ID, Source, State, ProxyURL, Account string
 	AuthType                                       string `json:"auth_type"`
@@ -432,7 +412,7 @@ func TestCLIThroughAdmin(t *testing.T) {
 	srv.AddCookieAccount("bx-cli")
 	startWithStorage(t, t.TempDir(), adminSite(srv))
 
-	out, done := proxycastCLI(t, "", "login", "iflow", "--admin", "localhost:2999", "--no-browser", "--port", strconv.Itoa(freePort(t)), "--id", "cli-oauth", "--timeout", "10s")
+	out, done := proxycastCLI(t, "", "login", "iflow", "--admin", adminAddr, "--no-browser", "--port", strconv.Itoa(freePort(t)), "--id", "cli-oauth", "--timeout", "10s")
 	buf := make([]byte, 4096)
 	n, _ := out.Read(buf)
 	u := regexp.MustCompile(`http://\S+/oauth\?\S+`).FindString(string(buf[:n]))
@@ -451,7 +431,7 @@ func TestCLIThroughAdmin(t *testing.T) {
 		t.Errorf("cli-oauth: %+v", v)
 	}
 
-	_, done = proxycastCLI(t, "x=1; BXAuth=bx-cli\n", "import-cookie", "--admin", "localhost:2999", "--id", "cli-cookie")
+	_, done = proxycastCLI(t, "x=1; BXAuth=bx-cli\n", "import-cookie", "--admin", adminAddr, "--id", "cli-cookie")
 	if err := <-done; err != nil {
 		t.Fatalf("import-cookie --admin: %v", err)
 	}
@@ -459,11 +439,11 @@ func TestCLIThroughAdmin(t *testing.T) {
 		t.Errorf("cli-cookie: %+v", v)
 	}
 	// Again, with the same id: the cookie is replaced, not added twice.
-	_, done = proxycastCLI(t, "BXAuth=bx-cli\n", "import-cookie", "--admin", "localhost:2999", "--id", "cli-cookie")
+	_, done = proxycastCLI(t, "BXAuth=bx-cli\n", "import-cookie", "--admin", adminAddr, "--id", "cli-cookie")
 	if err := <-done; err != nil {
 		t.Fatalf("import-cookie --admin again: %v", err)
 	}
-	_, done = proxycastCLI(t, "BXAuth=unknown\n", "import-cookie", "--admin", "localhost:2999", "--id", "cli-cookie")
+	_, done = proxycastCLI(t, "BXAuth=unknown\n", "import-cookie", "--admin", adminAddr, "--id", "cli-cookie")
 	if err := <-done; err == nil || !strings.Contains(err.Error(), "cookies") {
 		t.Errorf("a refused cookie: %v", err)
 	}
@@ -559,32 +539,6 @@ func TestRuntimeSync(t *testing.T) {
 	}
 	other(`{"version":1}`)
 	waitFor(t, "c gone", func() bool { _, ok := list(t)["c"]; return !ok })
-}
-
-// loadCaddyfile loads a whole Caddyfile into the running Caddy, also when
-// it is unchanged, and returns the status and body of /load (a config that
-// fails answers an error instead of failing the test).
-func loadCaddyfile(t *testing.T, cfg string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	req.Header.Set("Cache-Control", "must-revalidate")
-	resp, err := testClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
-}
-
-// reload loads site into the running Caddy (with its storage in root)
-// and returns the status of /load.
-func reload(t *testing.T, root, site string) (int, string) {
-	t.Helper()
-	status, body := loadCaddyfile(t, storageOptions(root)+"\nhttp://localhost:9080 {\n"+site+"\n\thandle /health {\n\t\trespond ok\n\t}\n}\n")
-	settle(t)
-	return status, body
 }
 
 // TestAdminPlaceholdersCheckedResolved: a change whose {env.X} resolves to
@@ -759,18 +713,6 @@ func TestAdminLoginOneAtATime(t *testing.T) {
 	}
 	// Another credential may log in meanwhile.
 	startLogin(t, fmt.Sprintf(`{"id":%q,"port":%d,"timeout":"2s"}`, id+"-2", freePort(t)))
-}
-
-// freePort is a port that was free a moment ago (the admin API's port 0
-// means its default, 11451).
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestMetricsOfDeletedCredential: a credential deleted through the admin

@@ -15,19 +15,6 @@ import (
 	"github.com/proxycast/caddy-proxycast/iflow/iflowtest"
 )
 
-// storageOptions are global options that give Caddy a fresh file storage.
-func storageOptions(root string) string {
-	return strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tstorage file_system {\n\t\troot "+root+"\n\t}", 1)
-}
-
-// startWithStorage runs Caddy with its storage in root and the given site
-// body.
-func startWithStorage(t *testing.T, root, site string) {
-	t.Helper()
-	newTester(t).InitServer(storageOptions(root)+"\nhttp://localhost:9080 {\n"+site+"\n\thandle /health {\n\t\trespond ok\n\t}\n}\n", "caddyfile")
-	settle(t)
-}
-
 // writeToken puts a token file for acct in Caddy's storage.
 func writeToken(t *testing.T, root, name string, srv *iflowtest.Server, acct *iflowtest.Account, expiresIn time.Duration, withKey bool) (refresh string) {
 	t.Helper()
@@ -89,18 +76,6 @@ func oauthSiteAt(base, tokenFile, more string) string {
 }
 
 const qwenBody = `{"model":"qwen3-max","messages":[{"role":"user","content":"x"}]}`
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestOAuthRefreshAhead: a token inside the refresh lead is refreshed in
 // the background, the new one is written back (0600, rotated refresh

@@ -658,7 +658,7 @@ func TestStorageWriteFailure(t *testing.T) {
 	storeFails.Store(true)
 	t.Cleanup(func() { storeFails.Store(false) })
 	opts := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tstorage proxycast_test_faulty {\n\t\troot "+root+"\n\t}", 1)
-	newTester(t).InitServer(opts+"\nhttp://localhost:9080 {\n"+oauthSiteAt(tr.URL, "iflow/oauth.json", "")+"\n\thandle /health {\n\t\trespond ok\n\t}\n}\n", "caddyfile")
+	newTester(t).InitServer(opts+"\n"+siteAddr+" {\n"+oauthSiteAt(tr.URL, "iflow/oauth.json", "")+"\n\thandle /health {\n\t\trespond ok\n\t}\n}\n", "caddyfile")
 	settle(t)
 	before := baseline()
 
@@ -805,7 +805,7 @@ func TestStorageWriteFailureKeyExpires(t *testing.T) {
 	opts := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tstorage proxycast_test_faulty {\n\t\troot "+root+"\n\t}", 1)
 	site := oauthSiteAt(tr.URL, "iflow/oauth.json", "\t\t\t\tcredential spare {\n\t\t\t\t\tauth_type api_key\n\t\t\t\t\tapi_key sk-spare\n\t\t\t\t}")
 	site = strings.Replace(site, "\t\tcredential_pool {", "\t\tselection fill_first\n\t\tcredential_pool {", 1)
-	newTester(t).InitServer(opts+"\nhttp://localhost:9080 {\n"+site+"\n\thandle /health {\n\t\trespond ok\n\t}\n}\n", "caddyfile")
+	newTester(t).InitServer(opts+"\n"+siteAddr+" {\n"+site+"\n\thandle /health {\n\t\trespond ok\n\t}\n}\n", "caddyfile")
 	settle(t)
 	before := baseline()
 
@@ -862,7 +862,7 @@ func TestAdminDuringReload(t *testing.T) {
 	}
 	root := t.TempDir()
 	site := "\tproxycast {\n" + faultConfig(u, "", idKeys...) + "\n\t}"
-	config := storageOptions(root) + "\nhttp://localhost:9080 {\n" + site + "\n\thandle /health {\n\t\trespond ok\n\t}\n}\n"
+	config := storageOptions(root) + "\n" + siteAddr + " {\n" + site + "\n\thandle /health {\n\t\trespond ok\n\t}\n}\n"
 	startWithStorage(t, root, site)
 	before := baseline()
 

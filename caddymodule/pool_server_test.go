@@ -42,7 +42,7 @@ func twoKeys(srv *iflowtest.Server, extra, aOpts, bOpts string) string {
 // scrapeMetric reads one sample from Caddy's admin /metrics; -1 if absent.
 func scrapeMetric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://localhost:2999/metrics")
+	resp, err := http.Get(adminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,157 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	_ "github.com/proxycast/caddy-proxycast"
 	"github.com/proxycast/caddy-proxycast/iflow/iflowtest"
 )
-
-// These tests run a real Caddy in the test process (caddytest) against the
-// project's strict fake iFlow. Caddy's ports are fixed, so they do not run
-// in parallel.
-
-const (
-	baseURL   = "http://localhost:9080"
-	clientKey = "client-key-1"
-)
-
-func TestMain(m *testing.M) {
-	// Keep Caddy's autosave and data out of the user's home.
-	dir, err := os.MkdirTemp("", "proxycast-test-*")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("XDG_DATA_HOME", dir)
-	os.Setenv("XDG_CONFIG_HOME", dir)
-	os.Setenv("HOME", dir)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-const globalOptions = `{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	auto_https off
-	persist_config off
-}
-`
-
-// startCaddy loads a Caddyfile whose proxycast block is body.
-func startCaddy(t *testing.T, body string) *caddytest.Tester {
-	t.Helper()
-	tester := newTester(t)
-	tester.InitServer(globalOptions+"\nhttp://localhost:9080 {\n\tproxycast {\n"+body+"\n\t}\n\thandle /health {\n\t\trespond \"outside the API\" 200\n\t}\n}\n", "caddyfile")
-	settle(t)
-	return tester
-}
-
-// settle waits until the new config answers: right after a reload, a
-// connection may still land on the server being shut down.
-func settle(t *testing.T) {
-	t.Helper()
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	for range 50 {
-		if resp, err := http.Get(baseURL + "/health"); err == nil {
-			resp.Body.Close()
-			http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("Caddy does not answer after loading the config")
-}
-
-// newTester returns a caddytest.Tester. Every load restarts Caddy's admin
-// listener; caddytest posts through the default transport, whose kept-alive
-// connection to the previous listener would then fail with EOF.
-func newTester(t *testing.T) *caddytest.Tester {
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	return caddytest.NewTester(t)
-}
-
-func fakeIFlow(t *testing.T, keys ...string) *iflowtest.Server {
-	t.Helper()
-	srv := iflowtest.NewServer()
-	t.Cleanup(srv.Close)
-	for _, k := range keys {
-		srv.AddAPIKey(k)
-	}
-	return srv
-}
-
-// poolConfig is a proxycast block with one api_key credential per key.
-func poolConfig(srv *iflowtest.Server, extra string, keys ...string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\t\tapi_keys %s\n\t\tcredential_pool {\n\t\t\tiflow {\n", clientKey)
-	for i, k := range keys {
-		fmt.Fprintf(&b, "\t\t\t\tcredential key-%d {\n\t\t\t\t\tauth_type api_key\n\t\t\t\t\tapi_key %s\n\t\t\t\t}\n", i+1, k)
-	}
-	fmt.Fprintf(&b, "\t\t\t}\n\t\t}\n\t\tprovider iflow {\n\t\t\tapi_base %s\n\t\t}\n%s", srv.APIBase(), extra)
-	return b.String()
-}
-
-// testClient bounds every test request: a proxy that hangs fails the
-// test instead of holding it until go test's deadline.
-var testClient = &http.Client{Timeout: 30 * time.Second}
-
-func chat(t *testing.T, body string, header ...string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, baseURL+"/v1/chat/completions", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+clientKey)
-	for i := 0; i+1 < len(header); i += 2 {
-		if header[i+1] == "" {
-			req.Header.Del(header[i])
-		} else {
-			req.Header.Set(header[i], header[i+1])
-		}
-	}
-	resp, err := testClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(raw)
-}
-
-type apiError struct {
-	Error struct {
-		Message string `json:"message"`
-		Type    string `json:"type"`
-		Code    string `json:"code"`
-	} `json:"error"`
-}
-
-func decodeError(t *testing.T, body string) apiError {
-	t.Helper()
-	var e apiError
-	if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Message == "" {
-		t.Fatalf("not an OpenAI error object: %q", body)
-	}
-	return e
-}
-
-// events splits an SSE body into its data payloads.
-func events(body string) []string {
-	var out []string
-	for _, line := range strings.Split(body, "\n") {
-		if d, ok := strings.CutPrefix(line, "data: "); ok {
-			out = append(out, d)
-		}
-	}
-	return out
-}
 
 func TestChatNonStream(t *testing.T) {
 	srv := fakeIFlow(t, "sk-one")
@@ -629,7 +481,7 @@ func TestAPIEdges(t *testing.T) {
 // that each is refused with a message naming the problem.
 func TestConfigErrors(t *testing.T) {
 	tester := newTester(t)
-	tester.InitServer(globalOptions+"\nhttp://localhost:9080 {\n\trespond ok\n}\n", "caddyfile")
+	tester.InitServer(globalOptions+"\n"+siteAddr+" {\n\trespond ok\n}\n", "caddyfile")
 	tests := []struct{ name, block, want string }{
 		{"no api_keys", `credential_pool {
 			iflow {
@@ -686,7 +538,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body := loadCaddyfile(t, globalOptions+"\nhttp://localhost:9080 {\n\tproxycast {\n"+tt.block+"\n\t}\n}\n")
+			status, body := loadCaddyfile(t, globalOptions+"\n"+siteAddr+" {\n\tproxycast {\n"+tt.block+"\n\t}\n}\n")
 			var out struct{ Error string }
 			if err := json.Unmarshal([]byte(body), &out); err != nil {
 				t.Fatal(err)
@@ -730,7 +582,7 @@ func TestEnvPlaceholders(t *testing.T) {
 	if resp, _ := chat(t, qwenBody, "Authorization", "Bearer {env.PROXYCAST_TEST_CLIENT_KEY}"); resp.StatusCode != 401 {
 		t.Errorf("the unreplaced placeholder was accepted as a key: %d", resp.StatusCode)
 	}
-	cfg, err := http.Get("http://localhost:2999/config/")
+	cfg, err := http.Get(adminURL + "/config/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -748,7 +600,7 @@ func TestEnvPlaceholders(t *testing.T) {
 func TestAccessLogFilterHidesXAPIKey(t *testing.T) {
 	srv := fakeIFlow(t, "sk-one")
 	logFile := filepath.Join(t.TempDir(), "access.log")
-	newTester(t).InitServer(globalOptions+"\nhttp://localhost:9080 {\n\tlog {\n\t\toutput file "+logFile+
+	newTester(t).InitServer(globalOptions+"\n"+siteAddr+" {\n\tlog {\n\t\toutput file "+logFile+
 		"\n\t\tformat filter {\n\t\t\trequest>headers>X-Api-Key replace REDACTED\n\t\t}\n\t}\n\tproxycast {\n"+
 		poolConfig(srv, "", "sk-one")+"\n\t}\n\thandle /health {\n\t\trespond ok\n\t}\n}\n", "caddyfile")
 	settle(t)

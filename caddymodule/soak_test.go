@@ -49,7 +49,7 @@ func TestSoak(t *testing.T) {
 	site := oauthSiteAt(tr.URL, "iflow/oauth.json", creds)
 	site = strings.Replace(site, "token_file iflow/oauth.json", "token_file iflow/oauth.json\n\t\t\t\t\trefresh_before 4s", 1)
 	site = strings.Replace(site, "\t\tcredential_pool {", "\t\tcooldowns {\n\t\t\ttransient 2s\n\t\t\trate_limit_max 2s\n\t\t}\n\t\tcredential_pool {", 1)
-	config := storageOptions(root) + "\nhttp://localhost:9080 {\n" + site + "\n\thandle /health {\n\t\trespond ok\n\t}\n}\n"
+	config := storageOptions(root) + "\n" + siteAddr + " {\n" + site + "\n\thandle /health {\n\t\trespond ok\n\t}\n}\n"
 	newTester(t).InitServer(config, "caddyfile")
 	settle(t)
 	before := baseline()
