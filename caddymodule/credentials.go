@@ -275,8 +275,14 @@ func resolveField(repl *caddy.Replacer, value string) (string, error) {
 // renewals carry no secrets: the providers keep tokens out of them.
 func renewalLogger(logger *zap.Logger, prov, where string) func(credpool.Event) {
 	return func(e credpool.Event) {
-		metricRefreshes.WithLabelValues(prov, e.Credential, e.What).Inc()
 		fields := []zap.Field{zap.String("provider", prov), zap.String("credential", e.Credential), zap.String("state", where)}
+		if e.What == "short_lifetime" {
+			// Not a renewal: a note about the keys the renewals bring.
+			logger.Warn("credential's keys live less than twice refresh_before; they are renewed halfway through their life instead",
+				append(fields, zap.Duration("lifetime", e.Lifetime))...)
+			return
+		}
+		metricRefreshes.WithLabelValues(prov, e.Credential, e.What).Inc()
 		switch e.What {
 		case "renewed":
 			logger.Info("credential key renewed", append(fields, zap.Time("expires_at", e.ExpiresAt))...)

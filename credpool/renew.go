@@ -53,9 +53,11 @@ type Status struct {
 // Event reports what a renewing credential did, for logs.
 type Event struct {
 	Credential string
-	What       string // "renewed", "adopted", "renew_failed", "needs_login", "store_failed", "store_abandoned"
+	What       string // "renewed", "adopted", "renew_failed", "needs_login", "store_failed", "store_abandoned", "short_lifetime"
 	Err        error
 	ExpiresAt  time.Time
+	// Lifetime is, for "short_lifetime", how long the renewed key lives.
+	Lifetime time.Duration
 }
 
 // RenewingConfig describes one renewable credential.
@@ -85,6 +87,10 @@ const (
 	maxRetry = 30 * time.Minute
 	// renewTimeout bounds one renewal, network and storage included.
 	renewTimeout = 2 * time.Minute
+	// minRenewSpacing is the least time between a renewal and the next
+	// one in the background, however short-lived the keys the upstream
+	// hands out (one that expires sooner is renewed when it expires).
+	minRenewSpacing = time.Minute
 )
 
 // Renewing is a credential whose key must be renewed from time to time:
@@ -102,6 +108,15 @@ type Renewing struct {
 	lastRefresh time.Time
 	retry       time.Duration
 	nextRenewal time.Time
+	// lead is how long before expiry the key is renewed: RenewBefore, or
+	// half the life of the keys the upstream hands out when they live
+	// less than twice RenewBefore, so that renewals never follow each
+	// other without pause. renewAfter is the earliest background renewal
+	// after the last one (minRenewSpacing later); shortWarned says the
+	// short life was reported.
+	lead        time.Duration
+	renewAfter  time.Time
+	shortWarned bool
 	flight      *flight
 	// rejected is a key the upstream refused, to be renewed away from;
 	// afterRefusal marks a key obtained because of a refusal, whose own
@@ -133,6 +148,7 @@ func NewRenewing(cfg RenewingConfig) *Renewing {
 	}
 	return &Renewing{
 		cfg:   cfg,
+		lead:  cfg.RenewBefore,
 		state: StateUnavailable,
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
@@ -381,7 +397,42 @@ func LockName(key string) string { return "proxycast-renew-" + key }
 
 // due reports whether k must be renewed now.
 func (r *Renewing) due(k provider.Key, rejected string) bool {
-	return k.APIKey == "" || k.APIKey == rejected || !r.cfg.Now().Before(k.ExpiresAt.Add(-r.cfg.RenewBefore))
+	now := r.cfg.Now()
+	if k.APIKey == "" || k.APIKey == rejected || !now.Before(k.ExpiresAt) {
+		return true
+	}
+	r.mu.Lock()
+	at := r.renewAtLocked(k)
+	r.mu.Unlock()
+	return !now.Before(at)
+}
+
+// renewAtLocked is when k is renewed in the background: lead ahead of its
+// expiry, and not before renewAfter.
+func (r *Renewing) renewAtLocked(k provider.Key) time.Time {
+	at := k.ExpiresAt.Add(-r.lead)
+	if at.Before(r.renewAfter) {
+		at = r.renewAfter
+	}
+	return at
+}
+
+// renewedLocked spaces the renewals after one that obtained k at now: a
+// key that lives less than twice RenewBefore (a 1h access token with the
+// 24h default, a cookie key issued for less than 96h) would otherwise be
+// due the moment it arrives, and renewed without pause. It reports the
+// key's life when that is first found to be short.
+func (r *Renewing) renewedLocked(k provider.Key, now time.Time) (short time.Duration) {
+	life := k.ExpiresAt.Sub(now)
+	r.lead = r.cfg.RenewBefore
+	if r.cfg.RenewBefore > life/2 {
+		r.lead = life / 2
+		if !r.shortWarned {
+			r.shortWarned, short = true, life
+		}
+	}
+	r.renewAfter = now.Add(min(life, minRenewSpacing))
+	return short
 }
 
 // renewLocked renews under the store's lock: it re-reads the stored
@@ -427,6 +478,23 @@ func (r *Renewing) renewLocked(ctx context.Context, force bool) error {
 	k, err := r.cfg.Renewer.Key(next)
 	if err != nil {
 		return r.fail(fmt.Errorf("the renewed state is unreadable: %w", err))
+	}
+	now := r.cfg.Now()
+	if !now.Before(k.ExpiresAt) {
+		// Stored all the same (it may hold a rotated refresh token), but
+		// not used: renewing again at once would only get another such
+		// key. The failure is retried with backoff.
+		if serr := r.cfg.Store.Store(ctx, r.cfg.StateKey, next); serr != nil {
+			r.emit(Event{What: "store_failed", Err: fmt.Errorf("storing the renewed state: %w", serr)})
+		}
+		return r.fail(fmt.Errorf("the renewed key expired already (at %s, %s ago); is this machine's clock right?",
+			k.ExpiresAt.UTC().Format(time.RFC3339), now.Sub(k.ExpiresAt).Round(time.Second)))
+	}
+	r.mu.Lock()
+	short := r.renewedLocked(k, now)
+	r.mu.Unlock()
+	if short > 0 {
+		r.emit(Event{What: "short_lifetime", ExpiresAt: k.ExpiresAt, Lifetime: short})
 	}
 	if err := r.cfg.Store.Store(ctx, r.cfg.StateKey, next); err != nil {
 		// The new state (perhaps a rotated refresh token) exists only in
@@ -597,7 +665,7 @@ func (r *Renewing) nextWait() time.Duration {
 	case r.key.APIKey == "":
 		wait = minRetry
 	default:
-		wait = r.key.ExpiresAt.Add(-r.cfg.RenewBefore).Sub(r.cfg.Now())
+		wait = r.renewAtLocked(r.key).Sub(r.cfg.Now())
 	}
 	wait = max(wait, 0)
 	r.nextRenewal = r.cfg.Now().Add(wait)

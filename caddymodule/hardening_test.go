@@ -1,0 +1,73 @@
+package caddymodule_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// credentialJSON reads one credential from the admin API as a map.
+func credentialJSON(t *testing.T, prov, id string) map[string]any {
+	t.Helper()
+	status, body := admin(t, "GET", "/proxycast/credentials/"+prov+"/"+id, "")
+	if status != 200 {
+		t.Fatalf("GET %s/%s: %d %s", prov, id, status, body)
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// nextRenewalIn is how far in the future a credential's next_renewal is
+// (negative when unset or past).
+func nextRenewalIn(t *testing.T, prov, id string) time.Duration {
+	t.Helper()
+	s, _ := credentialJSON(t, prov, id)["next_renewal"].(string)
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return -1
+	}
+	return time.Until(at)
+}
+
+// TestShortLivedKeysRenewedSpaced: an upstream that hands out keys living
+// less than the renewal lead (1h access tokens with the 24h default, cookie
+// keys valid for 24h with the 48h default) gets one renewal, and the next
+// halfway through the key's life, as the admin API's next_renewal shows.
+func TestShortLivedKeysRenewedSpaced(t *testing.T) {
+	srv := fakeIFlow(t)
+	acct := srv.AddAccount("short@example.com", "")
+	srv.SetAccessTokenTTL(time.Hour)
+	srv.SetCookieKeyLifetime(24 * time.Hour)
+	srv.AddCookieAccount("bx-short")
+	root := t.TempDir()
+	writeToken(t, root, "iflow/oauth.json", srv, acct, -time.Hour, true)
+	startWithStorage(t, root, oauthSite(srv, "iflow/oauth.json", `				credential cookie-1 {
+					auth_type cookie
+					cookies "BXAuth=bx-short"
+				}`))
+
+	waitFor(t, "both renewals to be scheduled", func() bool {
+		return nextRenewalIn(t, "iflow", "oauth-1") > 10*time.Minute && nextRenewalIn(t, "iflow", "cookie-1") > 10*time.Minute
+	})
+	if got := nextRenewalIn(t, "iflow", "oauth-1"); got < 25*time.Minute || got > 31*time.Minute {
+		t.Errorf("oauth-1 renews in %v, want about 30m (half of its 1h token)", got)
+	}
+	// The platform gives expiry times to the minute.
+	if got := nextRenewalIn(t, "iflow", "cookie-1"); got < 11*time.Hour || got > 12*time.Hour+time.Minute {
+		t.Errorf("cookie-1 renews in %v, want about 12h (half of its 24h key)", got)
+	}
+	if n := srv.RefreshCount(); n != 1 {
+		t.Errorf("%d token refreshes, want 1", n)
+	}
+	if n := srv.KeyRegenerations(); n != 1 {
+		t.Errorf("%d cookie key regenerations, want 1", n)
+	}
+	for _, id := range []string{"oauth-1", "cookie-1"} {
+		if resp, body := chat(t, qwenBody, "X-Test", id); resp.StatusCode != 200 {
+			t.Fatalf("chat: %d %s", resp.StatusCode, body)
+		}
+	}
+}
