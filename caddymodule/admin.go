@@ -598,14 +598,14 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 	p := h.providers[prov].provider
 	// Placeholders are checked as they resolve now: a change that cannot
 	// be put in force must not be stored.
-	rc, err := c.resolve(caddy.NewReplacer())
+	rc, err := c.resolve()
 	if err != nil {
 		return checkError(err)
 	}
 	c, proxyURL := rc.Credential, rc.proxy
 	auth, err := p.NewAuth(rc.spec)
 	if err != nil {
-		return errorf(http.StatusBadRequest, secretField(c.AuthType), "%v", err)
+		return checkError(rc.authError(err))
 	}
 	if auth.Renewer == nil {
 		if len(token) > 0 {
@@ -613,9 +613,9 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 		}
 		return nil
 	}
-	loc, err := locateState(h.storage, auth.StateKey, prov, c.ID)
+	loc, err := rc.locate(h.storage, auth, prov)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "token_file", "%v", err)
+		return checkError(err)
 	}
 	client := h.clients.client(proxyURL)
 	switch {

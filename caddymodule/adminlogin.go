@@ -91,10 +91,6 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 	if err := cred.Check(); err != nil {
 		return checkError(err)
 	}
-	loc, err := locateState(h.storage, caddy.NewReplacer().ReplaceAll(cred.TokenFile, ""), prov, cred.ID)
-	if err != nil {
-		return errorf(http.StatusBadRequest, "token_file", "%v", err)
-	}
 	port := body.Port
 	if port == 0 {
 		port = 11451
@@ -104,11 +100,19 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 		timeout = defaultLoginTimeout
 	}
 	// The exchange goes through the credential's proxy, as it resolves.
-	rc, err := cred.resolve(caddy.NewReplacer())
+	rc, err := cred.resolve()
 	if err != nil {
 		return checkError(err)
 	}
 	proxyURL := rc.proxy
+	auth, err := h.providers[prov].provider.NewAuth(rc.spec)
+	if err != nil {
+		return checkError(rc.authError(err))
+	}
+	loc, err := rc.locate(h.storage, auth, prov)
+	if err != nil {
+		return checkError(err)
+	}
 
 	// One login at a time per credential: two would race to store their
 	// tokens, and only one account could win.

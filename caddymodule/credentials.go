@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
@@ -80,18 +80,17 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 		// holds on states now would keep them alive for good.
 		return nil
 	}
-	repl := caddy.NewReplacer()
 	b := &poolBuild{}
 	var entries []*credpool.Entry[*account]
 	var activate []func(context.Context)
 	seen := map[string]bool{}
 	for i, c := range creds {
-		e, key, act, err := h.newEntry(ps.name, c.Credential, ps.provider, repl)
+		e, key, act, err := h.newEntry(ps.name, c.Credential, ps.provider)
 		if err != nil && c.asConfigured != nil {
 			h.logger.Error("runtime change to a credential of the config left out; the credential runs as configured",
 				zap.String("provider", ps.name), zap.String("credential", c.ID), zap.Error(err))
 			c = effectiveCredential{Credential: *c.asConfigured, source: sourceConfig}
-			e, key, act, err = h.newEntry(ps.name, c.Credential, ps.provider, repl)
+			e, key, act, err = h.newEntry(ps.name, c.Credential, ps.provider)
 		}
 		if err == nil && seen[c.ID] {
 			releaseStates([]string{key})
@@ -152,19 +151,19 @@ func releaseStates(keys []string) {
 // caller must release.
 // The returned activate starts the credential's renewal if this config
 // uses it; the caller runs it once the config is in force.
-func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl *caddy.Replacer) (*credpool.Entry[*account], string, func(context.Context), error) {
-	rc, err := c.resolve(repl)
+func (h *Handler) newEntry(prov string, c Credential, p provider.Provider) (*credpool.Entry[*account], string, func(context.Context), error) {
+	rc, err := c.resolve()
 	if err != nil {
 		return nil, "", nil, err
 	}
 	c, proxyURL := rc.Credential, rc.proxy
 	auth, err := p.NewAuth(rc.spec)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, rc.authError(err)
 	}
 	var loc stateLocation
 	if auth.Renewer != nil {
-		if loc, err = locateState(h.storage, auth.StateKey, prov, c.ID); err != nil {
+		if loc, err = rc.locate(h.storage, auth, prov); err != nil {
 			return nil, "", nil, err
 		}
 	}
@@ -213,63 +212,68 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, repl 
 }
 
 // resolved is a credential with its placeholders replaced and checked: the
-// spec a provider takes and the parsed proxy go with it.
+// spec a provider takes and the parsed proxy go with it, and the
+// credential as written, which is what errors quote.
 type resolved struct {
 	Credential
-	spec  provider.CredentialSpec
-	proxy *url.URL // nil: the environment's proxy settings
+	written Credential
+	spec    provider.CredentialSpec
+	proxy   *url.URL // nil: the environment's proxy settings
 }
 
-// resolve replaces the placeholders ({env.X}) in the credential's secret
-// fields and checks the result.
-func (c Credential) resolve(repl *caddy.Replacer) (resolved, error) {
+// resolve replaces the placeholders ({env.NAME}, {file.PATH}) in the
+// credential's fields and checks the result. Its errors quote fields as
+// written, never what their placeholders hold.
+func (c Credential) resolve() (resolved, error) {
+	r := resolved{written: c}
 	for _, f := range []struct {
 		name  string
 		value *string
-	}{{"token_file", &c.TokenFile}, {"cookies", &c.Cookies}, {"api_key", &c.APIKey}, {"proxy_url", &c.ProxyURL}} {
-		v, err := resolveField(repl, *f.value)
+		take  placeholders
+	}{
+		{"token_file", &c.TokenFile, envOnly},
+		{"cookies", &c.Cookies, envAndFile},
+		{"api_key", &c.APIKey, envAndFile},
+		{"proxy_url", &c.ProxyURL, envAndFile},
+	} {
+		v, err := resolvePlaceholders(*f.value, f.take)
 		if err != nil {
-			return resolved{Credential: c}, fieldErr(f.name, "%s: %v", f.name, err)
+			return resolved{Credential: c, written: r.written}, fieldErr(f.name, "%s: %v", f.name, err)
 		}
 		*f.value = v
 	}
-	r := resolved{Credential: c, spec: provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}}
-	if err := c.Check(); err != nil {
-		return r, err
-	}
-	var err error
-	r.proxy, err = parseProxyURL(c.ProxyURL)
-	return r, err
-}
-
-var envPlaceholder = regexp.MustCompile(`\{env\.([^{}]+)\}`)
-
-// placeholderProblem is what went wrong with a field's placeholders,
-// without quoting the field (Caddy's message would).
-func placeholderProblem(err error) string {
-	if strings.Contains(err.Error(), "unclosed") {
-		return "too many unclosed braces"
-	}
-	return "one is empty"
-}
-
-// resolveField replaces the placeholders of a secret field strictly: one
-// whose value is empty (an unset {env.X}) is an error that names the
-// variable, never the value; replacing it with nothing would shorten a
-// key, or drop a proxy, without a word. Braces that name no placeholder
-// stay as they are: a pasted Cookie header may hold raw JSON.
-func resolveField(repl *caddy.Replacer, value string) (string, error) {
-	out, err := repl.ReplaceOrErr(value, true, false)
+	r.Credential = c
+	r.spec = provider.CredentialSpec{ID: c.ID, AuthType: c.AuthType, TokenFile: c.TokenFile, Cookies: c.Cookies, APIKey: c.APIKey}
+	err := c.check(false)
 	if err == nil {
-		return out, nil
+		r.proxy, err = parseProxyURL(c.ProxyURL, r.written.ProxyURL)
 	}
-	for _, m := range envPlaceholder.FindAllStringSubmatch(value, -1) {
-		if os.Getenv(m[1]) == "" {
-			return "", fmt.Errorf("environment variable %s is unset or empty", m[1])
-		}
-	}
-	return "", fmt.Errorf("its placeholders cannot be read: %v", placeholderProblem(err))
+	return r, r.hide(err)
 }
+
+// authError is a provider's refusal of the credential's settings, as an
+// error about the field that holds its secret.
+func (r resolved) authError(err error) error {
+	err = r.hide(err)
+	if _, ok := errors.AsType[*FieldError](err); ok {
+		return err
+	}
+	return &FieldError{Field: secretField(r.AuthType), Msg: err.Error()}
+}
+
+// hide puts the fields as written in place of their resolved values in
+// err, for errors that come from elsewhere (a provider's check).
+func (r resolved) hide(err error) error {
+	return hideResolved(err,
+		[2]string{r.written.TokenFile, r.TokenFile},
+		[2]string{r.written.Cookies, r.Cookies},
+		[2]string{r.written.APIKey, r.APIKey},
+		[2]string{r.written.ProxyURL, r.ProxyURL})
+}
+
+// tokenFileShown is the token file as errors and logs may name it: as
+// written, when placeholders made it.
+func (r resolved) tokenFileShown() string { return strconv.Quote(r.written.TokenFile) }
 
 // renewalLogger logs and counts what renewing credentials do. Errors from
 // renewals carry no secrets: the providers keep tokens out of them.
@@ -302,9 +306,18 @@ func renewalLogger(logger *zap.Logger, prov, where string) func(credpool.Event) 
 // holds for every provider: the auth type and the field it needs, fields
 // that belong to another auth type, and the proxy URL. Fields still holding
 // a {placeholder} are only checked for presence.
-func (c Credential) Check() error {
-	if strings.TrimSpace(c.ID) == "" {
+func (c Credential) Check() error { return c.check(true) }
+
+// check is Check; the proxy URL is left to the caller when proxy is false
+// (resolve parses it knowing what was written).
+func (c Credential) check(proxy bool) error {
+	switch strings.TrimSpace(c.ID) {
+	case "":
 		return fieldErr("id", "id is required")
+	case ".", "..":
+		// It names a path segment in the admin API, and a file for a
+		// cookie credential's state.
+		return fieldErr("id", "id %q is not a name; choose another", c.ID)
 	}
 	switch c.AuthType {
 	case "":
@@ -334,8 +347,15 @@ func (c Credential) Check() error {
 	if c.RefreshBefore > 0 && c.AuthType == provider.AuthAPIKey {
 		return fieldErr("refresh_before", "refresh_before is only for oauth and cookie credentials")
 	}
-	if !strings.Contains(c.ProxyURL, "{") {
-		if _, err := parseProxyURL(c.ProxyURL); err != nil {
+	// The key and the cookie go into request headers as they are: a line
+	// break would fail every request, or split it.
+	for _, f := range []struct{ name, value string }{{"api_key", c.APIKey}, {"cookies", c.Cookies}} {
+		if !httpguts.ValidHeaderFieldValue(f.value) {
+			return fieldErr(f.name, "%s holds a character that cannot go into an HTTP header (a line break or another control character)", f.name)
+		}
+	}
+	if proxy && !strings.Contains(c.ProxyURL, "{") {
+		if _, err := parseProxyURL(c.ProxyURL, c.ProxyURL); err != nil {
 			return err
 		}
 	}
@@ -355,24 +375,32 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// parseProxyURL checks a proxy_url. Its errors never repeat the URL, which
-// may hold a password.
-func parseProxyURL(raw string) (*url.URL, error) {
+// parseProxyURL checks a proxy_url, which is the resolved value of
+// written. Its errors never repeat the URL, which may hold a password, nor
+// any part of what placeholders put in it.
+func parseProxyURL(raw, written string) (*url.URL, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return nil, nil
 	}
+	what, fromPlaceholders := "proxy_url", raw != strings.TrimSpace(written)
+	if fromPlaceholders {
+		what = fmt.Sprintf("proxy_url %q", written)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fieldErr("proxy_url", "proxy_url is not a valid URL")
+		return nil, fieldErr("proxy_url", "%s is not a valid URL", what)
 	}
 	switch u.Scheme {
 	case "http", "https", "socks5", "socks5h":
 	default:
+		if fromPlaceholders {
+			return nil, fieldErr("proxy_url", "%s does not have a supported scheme (want http, https, socks5 or socks5h)", what)
+		}
 		return nil, fieldErr("proxy_url", "proxy_url scheme %q is not supported (want http, https, socks5 or socks5h)", u.Scheme)
 	}
 	if u.Host == "" {
-		return nil, fieldErr("proxy_url", "proxy_url has no host")
+		return nil, fieldErr("proxy_url", "%s has no host", what)
 	}
 	return u, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
@@ -212,16 +213,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("selection %q is not round_robin or fill_first", h.Selection)
 	}
-	repl := caddy.NewReplacer()
-
 	h.keys = nil
 	for i, k := range h.APIKeys {
-		k, err := resolveField(repl, k)
+		k, err := resolvePlaceholders(k, envAndFile)
 		if err != nil {
 			return fmt.Errorf("api_keys: key %d: %v", i+1, err)
 		}
 		if k = strings.TrimSpace(k); k == "" {
 			return fmt.Errorf("api_keys: key %d is empty", i+1)
+		}
+		if !httpguts.ValidHeaderFieldValue(k) {
+			// No client could send it.
+			return fmt.Errorf("api_keys: key %d holds a character that cannot go into an HTTP header (a line break or another control character)", i+1)
 		}
 		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
 	}

@@ -2,6 +2,7 @@ package caddymodule_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -69,5 +70,45 @@ func TestShortLivedKeysRenewedSpaced(t *testing.T) {
 		if resp, body := chat(t, qwenBody, "X-Test", id); resp.StatusCode != 200 {
 			t.Fatalf("chat: %d %s", resp.StatusCode, body)
 		}
+	}
+}
+
+// TestNoSecretInErrors: config-load and admin API errors quote fields as
+// written, never what their placeholders resolve to, and values that
+// cannot work are refused naming the field.
+func TestNoSecretInErrors(t *testing.T) {
+	const secret = "hunter2-Secret-Value"
+	t.Setenv("PROXYCAST_TEST_SECRET", secret)
+	srv := fakeIFlow(t, "sk-a")
+	root := t.TempDir()
+	startWithStorage(t, root, adminSite(srv))
+
+	bad := strings.Replace(adminSite(srv), "api_key sk-a", "api_key sk-a\n\t\t\t\t\tproxy_url \"{env.PROXYCAST_TEST_SECRET}:\"", 1)
+	status, body := loadCaddyfile(t, storageOptions(root)+site(bad))
+	if status == 200 || strings.Contains(body, secret) || !strings.Contains(body, "{env.PROXYCAST_TEST_SECRET}") {
+		t.Errorf("config load: %d %s", status, body)
+	}
+	settle(t)
+	for _, tt := range []struct{ body, field string }{
+		{`{"id":"x","auth_type":"oauth","token_file":"../{env.PROXYCAST_TEST_SECRET}","token":{"refresh_token":"rt"}}`, "token_file"},
+		{`{"id":"x","auth_type":"oauth","token_file":"state/{env.PROXYCAST_TEST_SECRET}","token":{"refresh_token":"rt"}}`, "token_file"},
+		{`{"id":"x","auth_type":"api_key","api_key":"k","proxy_url":"{env.PROXYCAST_TEST_SECRET}:"}`, "proxy_url"},
+		{`{"id":"x","auth_type":"cookie","cookies":"{env.PROXYCAST_TEST_SECRET}"}`, "cookies"},
+		{`{"id":"x","auth_type":"api_key","api_key":"sk-x\r\nX-Evil: 1"}`, "api_key"},
+		{`{"id":"..","auth_type":"api_key","api_key":"k"}`, "id"},
+		{`{"id":".","auth_type":"api_key","api_key":"k"}`, "id"},
+	} {
+		status, body := admin(t, "POST", "/proxycast/credentials/iflow", tt.body)
+		if status != 400 || strings.Contains(body, secret) || strings.Contains(body, "X-Evil") {
+			t.Errorf("POST %s: %d %s", tt.body, status, body)
+			continue
+		}
+		var e struct{ Field string }
+		if json.Unmarshal([]byte(body), &e) != nil || e.Field != tt.field {
+			t.Errorf("POST %s: %s, want the field %s named", tt.body, body, tt.field)
+		}
+	}
+	if _, ok := list(t)["x"]; ok {
+		t.Error("a refused credential was added")
 	}
 }

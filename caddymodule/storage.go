@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/proxycast/caddy-proxycast/credpool"
+	"github.com/proxycast/caddy-proxycast/provider"
 )
 
 // storagePrefix holds everything the plugin keeps in Caddy's storage.
@@ -28,7 +29,8 @@ type stateLocation struct {
 // storage, a file in Caddy's data directory; with a shared storage module,
 // the same for every instance of a cluster); an absolute path is a plain
 // local file; empty means the credential's default key
-// proxycast/state/<provider>/<id>.json.
+// proxycast/state/<provider>/<id>.json. Its errors do not quote stateKey,
+// which may come from placeholders: the caller names it as written.
 func locateState(storage certmagic.Storage, stateKey, prov, id string) (stateLocation, error) {
 	if stateKey == "" {
 		// An id with a slash would nest the file, or with "..", leave
@@ -52,7 +54,7 @@ func locateState(storage certmagic.Storage, stateKey, prov, id string) (stateLoc
 	}
 	clean := path.Clean(filepath.ToSlash(stateKey))
 	if clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
-		return stateLocation{}, fmt.Errorf("token_file %q leaves the storage area; use a path inside it or an absolute path", stateKey)
+		return stateLocation{}, errors.New("it leaves the storage area; use a path inside it or an absolute path")
 	}
 	if storage == nil {
 		return stateLocation{}, errors.New("no storage configured")
@@ -62,7 +64,23 @@ func locateState(storage certmagic.Storage, stateKey, prov, id string) (stateLoc
 	// overwritten by, or overwrite, the runtime changes or another
 	// credential's state.
 	if key == runtimeKey || strings.HasPrefix(key, path.Join(storagePrefix, "state")+"/") {
-		return stateLocation{}, fmt.Errorf("token_file %q names a key the plugin keeps for itself (%s, %s/state/); choose another name", stateKey, runtimeKey, storagePrefix)
+		return stateLocation{}, fmt.Errorf("it names a key the plugin keeps for itself (%s, %s/state/); choose another name", runtimeKey, storagePrefix)
 	}
 	return stateLocation{store: storage, key: key, where: "storage key " + key}, nil
+}
+
+// locate is where a renewable credential keeps its state. Errors and logs
+// name a token_file made by placeholders as written.
+func (r resolved) locate(storage certmagic.Storage, auth provider.Auth, prov string) (stateLocation, error) {
+	loc, err := locateState(storage, auth.StateKey, prov, r.ID)
+	if err != nil {
+		if auth.StateKey == "" {
+			return loc, err
+		}
+		return loc, fieldErr("token_file", "token_file %s: %v", r.tokenFileShown(), r.hide(err))
+	}
+	if r.written.TokenFile != r.TokenFile && auth.StateKey != "" {
+		loc.where = "token_file " + r.tokenFileShown()
+	}
+	return loc, nil
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 
 	"github.com/proxycast/caddy-proxycast/iflow"
@@ -272,17 +271,16 @@ func TestIdentityOfStorageWithoutString(t *testing.T) {
 // a pasted Cookie header) are kept as they are.
 func TestResolvePlaceholders(t *testing.T) {
 	t.Setenv("PROXYCAST_TEST_KEY", "sk-from-env")
-	repl := caddy.NewReplacer()
 	cookies := `sensorsdata={"distinct_id":"1"}; BXAuth=abc; x={y}`
-	c, err := Credential{ID: "c", AuthType: "cookie", Cookies: cookies}.resolve(repl)
+	c, err := Credential{ID: "c", AuthType: "cookie", Cookies: cookies}.resolve()
 	if err != nil || c.Cookies != cookies {
 		t.Errorf("cookies with braces: %q, %v", c.Cookies, err)
 	}
-	c, err = Credential{ID: "k", AuthType: "api_key", APIKey: "{env.PROXYCAST_TEST_KEY}"}.resolve(repl)
+	c, err = Credential{ID: "k", AuthType: "api_key", APIKey: "{env.PROXYCAST_TEST_KEY}"}.resolve()
 	if err != nil || c.APIKey != "sk-from-env" {
 		t.Errorf("api_key from env: %q, %v", c.APIKey, err)
 	}
-	_, err = Credential{ID: "k", AuthType: "api_key", APIKey: "pk-{env.PROXYCAST_TEST_UNSET}"}.resolve(repl)
+	_, err = Credential{ID: "k", AuthType: "api_key", APIKey: "pk-{env.PROXYCAST_TEST_UNSET}"}.resolve()
 	if err == nil || !strings.Contains(err.Error(), "PROXYCAST_TEST_UNSET is unset or empty") || strings.Contains(err.Error(), "pk-") {
 		t.Errorf("api_key with an unset variable inside: %v", err)
 	}

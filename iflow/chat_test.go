@@ -420,7 +420,7 @@ func TestChatRedirectNotFollowed(t *testing.T) {
 					elsewhere.Add(1)
 					return
 				}
-				http.Redirect(w, r, "/moved/v1/chat/completions?token=sk-in-query", status)
+				http.Redirect(w, r, "/moved/"+strings.ToUpper(chatKey)+"/v1/chat/completions?token=sk-in-query", status)
 			}))
 			defer srv.Close()
 			p := &iflow.Provider{APIBase: srv.URL + "/v1"}
@@ -429,8 +429,8 @@ func TestChatRedirectNotFollowed(t *testing.T) {
 			if !errors.As(err, &pe) || pe.Status != http.StatusBadGateway || pe.Code != "upstream_redirect" || pe.Kind != provider.KindClient {
 				t.Fatalf("Chat error = %#v, want 502 upstream_redirect", err)
 			}
-			if !strings.Contains(pe.Message, "/moved/v1/chat/completions") || strings.Contains(pe.Message, "sk-in-query") {
-				t.Errorf("message %q: want the target without its query", pe.Message)
+			if !strings.Contains(pe.Message, "/moved/[redacted]/v1/chat/completions") || strings.Contains(pe.Message, "sk-in-query") {
+				t.Errorf("message %q: want the target without its query, and without the key in its path", pe.Message)
 			}
 			if n := elsewhere.Load(); n != 0 {
 				t.Errorf("the redirect was followed %d times", n)

@@ -131,7 +131,7 @@ func (p *Provider) platformCall(ctx context.Context, client *http.Client, method
 		return nil, &TemporaryError{Err: fmt.Errorf("platform %s answered with something that is not JSON", method)}
 	}
 	if !reply.Success || reply.Data == nil {
-		msg := scrub(reply.Message, strings.TrimPrefix(bxauth, "BXAuth="))
+		msg := provider.Scrub(reply.Message, strings.TrimPrefix(bxauth, "BXAuth="))
 		if msg == "" {
 			msg = "no data"
 		}

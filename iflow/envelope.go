@@ -38,9 +38,9 @@ func replyError(body []byte, apiKey string) *provider.Error {
 			Message: "iflow answered with a body that is not JSON", Kind: provider.KindTransient,
 		}
 	}
-	msg := scrub(firstNonEmpty(env.Msg, env.Message, errorText(env.Error)), apiKey)
+	msg := provider.Scrub(firstNonEmpty(env.Msg, env.Message, errorText(env.Error)), apiKey)
 	// The status goes into the message too: it is upstream text like msg.
-	code := scrub(strings.Trim(string(env.Status), `"`), apiKey)
+	code := provider.Scrub(strings.Trim(string(env.Status), `"`), apiKey)
 	switch {
 	case (len(env.ErrorCode) > 0 && string(env.ErrorCode) != "null") || strings.Contains(strings.ToLower(msg), "model not support"):
 		return &provider.Error{
@@ -86,7 +86,7 @@ func replyError(body []byte, apiKey string) *provider.Error {
 func statusError(status int, header http.Header, body []byte, apiKey string) *provider.Error {
 	var env envelope
 	_ = json.Unmarshal(body, &env)
-	msg := scrub(firstNonEmpty(errorText(env.Error), env.Msg, env.Message), apiKey)
+	msg := provider.Scrub(firstNonEmpty(errorText(env.Error), env.Msg, env.Message), apiKey)
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
@@ -98,7 +98,7 @@ func statusError(status int, header http.Header, body []byte, apiKey string) *pr
 		// (http:// where the service wants https://).
 		e.Status, e.Type, e.Code, e.Kind = http.StatusBadGateway, "api_error", "upstream_redirect", provider.KindClient
 		e.Message = fmt.Sprintf("iflow answered with a redirect (HTTP %d) to %q, which is not followed; check the provider's api_base",
-			status, redirectTarget(header.Get("Location")))
+			status, redirectTarget(header.Get("Location"), apiKey))
 	case status == http.StatusNotAcceptable:
 		e.Code, e.Kind = "upstream_not_acceptable", provider.KindModel
 		e.Message = "iflow refused the request (HTTP 406); the model may be closed to API use: " + msg
@@ -135,7 +135,7 @@ func streamChunkError(data []byte, first bool, apiKey string) *provider.Error {
 		if raw, ok := provider.Field(data, "error"); ok && string(raw) != "null" {
 			return &provider.Error{
 				Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_stream_error",
-				Message: "iflow sent an error in the stream: " + scrub(errorText(raw), apiKey),
+				Message: "iflow sent an error in the stream: " + provider.Scrub(errorText(raw), apiKey),
 				Kind:    provider.KindTransient,
 			}
 		}
@@ -187,18 +187,6 @@ func errorText(raw json.RawMessage) string {
 	return ""
 }
 
-// scrub keeps upstream text short and free of the key it was sent with.
-func scrub(msg, apiKey string) string {
-	if apiKey != "" {
-		msg = strings.ReplaceAll(msg, apiKey, "[redacted]")
-	}
-	const max = 300
-	if len(msg) > max {
-		msg = strings.ToValidUTF8(msg[:max], "") + "…"
-	}
-	return msg
-}
-
 func firstNonEmpty(s ...string) string {
 	for _, v := range s {
 		if v != "" {
@@ -225,11 +213,12 @@ func retryAfter(h http.Header) time.Duration {
 }
 
 // redirectTarget is a redirect's Location without the parts that may
-// carry a secret: credentials, query and fragment.
-func redirectTarget(loc string) string {
+// carry a secret: credentials, query and fragment, and the key the call
+// was signed with wherever it appears.
+func redirectTarget(loc, apiKey string) string {
 	u, err := url.Parse(loc)
 	if err != nil || loc == "" {
 		return "(no valid Location)"
 	}
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	return provider.Scrub((&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(), apiKey)
 }

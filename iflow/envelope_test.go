@@ -104,6 +104,8 @@ func TestReplyError(t *testing.T) {
 			&wantErr{401, "authentication_error", "upstream_key_invalid", provider.KindAuth, 0, "Invalid apiKey [redacted]"}},
 		{"key scrubbed in other error", `{"error":{"message":"bad ` + testKey + ` here"}}`,
 			&wantErr{502, "api_error", "upstream_error", provider.KindTransient, 0, "bad [redacted] here"}},
+		{"upper-cased key scrubbed", `{"status":"434","msg":"Invalid apiKey ` + strings.ToUpper(testKey) + `"}`,
+			&wantErr{401, "authentication_error", "upstream_key_invalid", provider.KindAuth, 0, "Invalid apiKey [redacted]"}},
 
 		// Completions are not errors.
 		{"completion", `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`, nil},

@@ -195,7 +195,7 @@ func (p *Provider) UserInfo(ctx context.Context, client *http.Client, accessToke
 		return "", "", &TemporaryError{Err: fmt.Errorf("getUserInfo answered HTTP %d", resp.StatusCode)}
 	}
 	if !reply.Success || reply.Data == nil || reply.Data.APIKey == "" {
-		return "", "", &TemporaryError{Err: fmt.Errorf("getUserInfo gave no API key: %s", scrub(reply.Message, accessToken))}
+		return "", "", &TemporaryError{Err: fmt.Errorf("getUserInfo gave no API key: %s", provider.Scrub(reply.Message, accessToken))}
 	}
 	account = reply.Data.Email
 	if account == "" {
@@ -233,13 +233,14 @@ func classifyTokenError(what string, err error, secret string) error {
 				Message string `json:"message"`
 			}
 			_ = json.Unmarshal(re.Body, &msg)
-			return &TemporaryError{Err: fmt.Errorf("%s: iflow is overloaded: %s", what, scrub(msg.Message, secret))}
+			return &TemporaryError{Err: fmt.Errorf("%s: iflow is overloaded: %s", what, provider.Scrub(msg.Message, secret))}
 		case re.Response != nil:
-			detail := re.ErrorCode
+			// error and error_description are the endpoint's text too.
+			detail := strings.TrimSpace(re.ErrorCode + " " + re.ErrorDescription)
 			if detail == "" {
-				detail = scrub(strings.TrimSpace(string(re.Body)), secret)
+				detail = strings.TrimSpace(string(re.Body))
 			}
-			return &TemporaryError{Err: fmt.Errorf("%s: iflow answered HTTP %d: %s", what, re.Response.StatusCode, detail)}
+			return &TemporaryError{Err: fmt.Errorf("%s: iflow answered HTTP %d: %s", what, re.Response.StatusCode, provider.Scrub(detail, secret))}
 		}
 	}
 	return &TemporaryError{Err: fmt.Errorf("%s: %w", what, unwrapURLError(err))}

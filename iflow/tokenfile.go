@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Token is an OAuth account as proxycast keeps it: the tokens, the API key
@@ -77,6 +79,11 @@ func ParseToken(data []byte) (Token, error) {
 	}
 	if t.RefreshToken == "" {
 		return Token{}, errors.New("token file has no refresh_token")
+	}
+	// The key signs chat requests in a header; the tokens go into forms
+	// and URLs, escaped.
+	if !httpguts.ValidHeaderFieldValue(t.APIKey) {
+		return Token{}, errors.New("token file: api_key holds a character that cannot go into an HTTP header")
 	}
 	var err error
 	var field string // where the expiry came from

@@ -112,6 +112,7 @@ func TestParseTokenErrors(t *testing.T) {
 		{"access_token of the wrong JSON type", `{"access_token":["SECRET-at"],"refresh_token":"SECRET-rt"}`, "access_token"},
 		{"api_key of the wrong JSON type", `{"refresh_token":"SECRET-rt","api_key":{"k":"SECRET"}}`, "api_key"},
 		{"expires_at of the wrong JSON type", `{"refresh_token":"SECRET-rt","expires_at":1795860000}`, "expires_at"},
+		{"api_key with a line break", `{"refresh_token":"SECRET-rt","api_key":"sk-SECRET\r\nX-Evil: 1"}`, "api_key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
