@@ -51,6 +51,7 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			rate_limit_max <duration>  # default 30m
 //			transient <duration>       # default 1m
 //			model <duration>           # default 12h
+//			proxy <duration>           # default 1m
 //		}
 //		credential_pool {
 //			<provider> {
@@ -452,8 +453,10 @@ func parseCooldowns(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 			target = &c.Transient
 		case "model":
 			target = &c.Model
+		case "proxy":
+			target = &c.Proxy
 		default:
-			return d.Errf("unrecognized cooldown %q (want auth, blocked, rate_limit_max, transient or model)", d.Val())
+			return d.Errf("unrecognized cooldown %q (want auth, blocked, rate_limit_max, transient, model or proxy)", d.Val())
 		}
 		dur, err := durationArg(d, "cooldowns "+d.Val())
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -241,7 +240,10 @@ func (h *Handler) callFailed(cr *chatRequest, entry *credpool.Entry[*account], a
 		cr.log(entry.ID).Debug("client went away", zap.Error(err))
 		return nil
 	}
-	pe := asProviderError(err)
+	// Whatever made the error (the provider, the transport), it holds
+	// neither the key nor the proxy's password.
+	pe := provider.TransportError(err)
+	pe.Message = provider.Scrub(pe.Message, apiKey, entry.Value.proxySecret)
 	entry.Value.metrics.observe(pe.Status, start, time.Time{})
 	cr.log(entry.ID).Warn("upstream attempt failed", zap.Int("status", pe.Status), zap.String("code", pe.Code),
 		zap.Stringer("kind", pe.Kind), zap.String("message", pe.Message))
@@ -270,20 +272,6 @@ func (h *Handler) failed(cr *chatRequest, entry *credpool.Entry[*account], apiKe
 	if d > 0 {
 		metricCooldowns.WithLabelValues(cr.ps.name, entry.ID, pe.Kind.String()).Inc()
 	}
-}
-
-// asProviderError turns a transport failure into the error the client
-// gets. Transport errors name hosts and addresses, never keys.
-func asProviderError(err error) *provider.Error {
-	if pe, ok := errors.AsType[*provider.Error](err); ok {
-		return pe
-	}
-	pe := &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_unreachable",
-		Message: "the upstream request failed: " + err.Error(), Kind: provider.KindTransient}
-	if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) {
-		pe.Status, pe.Code = http.StatusGatewayTimeout, "upstream_timeout"
-	}
-	return pe
 }
 
 // watchdog cancels an upstream call that stays silent too long: first
@@ -399,7 +387,7 @@ func relayStream(w http.ResponseWriter, events provider.EventReader, first []byt
 		data, err = events.Next()
 	}
 	if !errors.Is(err, io.EOF) {
-		pe := asProviderError(err)
+		pe := provider.TransportError(err)
 		writeEvent(w, errorEvent(pe))
 		_ = rc.Flush()
 		return pe

@@ -64,6 +64,8 @@ type account struct {
 	// renewing is state.renewing, for credentials whose key is renewed.
 	renewing *credpool.Renewing
 	metrics  *credentialMetrics
+	// proxySecret is the password in proxy_url, to keep out of errors.
+	proxySecret string
 }
 
 // rebuild makes a new generation of a provider's pool from creds and puts
@@ -169,6 +171,9 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider) (*cre
 	}
 
 	acc := &account{client: h.clients.client(proxyURL), metrics: newCredentialMetrics(prov, c.ID)}
+	if proxyURL != nil {
+		acc.proxySecret, _ = proxyURL.User.Password()
+	}
 	key := identity(prov, h.providerConfigs[prov], h.storage, c)
 	val, _, err := credentialStates.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st := &credentialState{provider: prov, id: c.ID, authType: c.AuthType, health: credpool.NewHealth()}

@@ -2,6 +2,9 @@ package caddymodule_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +113,74 @@ func TestNoSecretInErrors(t *testing.T) {
 	}
 	if _, ok := list(t)["x"]; ok {
 		t.Error("a refused credential was added")
+	}
+}
+
+// TestProxyFailuresFailOver: a credential whose proxy refuses it (407) or
+// cannot be reached is rested with a reason that names the proxy, and the
+// request goes to another credential; when none is left, the client gets
+// a 502 that names the proxy problem, never the proxy's password.
+func TestProxyFailuresFailOver(t *testing.T) {
+	srv := fakeIFlow(t, "sk-direct", "sk-proxied")
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Proxy-Authenticate", `Basic realm="proxy"`)
+		w.WriteHeader(http.StatusProxyAuthRequired)
+	}))
+	defer refusing.Close()
+	closed := freePort(t)
+
+	for _, tt := range []struct{ name, proxy, says string }{
+		{"407", "http://user:pr0xy-Pass@" + strings.TrimPrefix(refusing.URL, "http://"), "407"},
+		{"unreachable", fmt.Sprintf("http://user:pr0xy-Pass@127.0.0.1:%d", closed), "proxyconnect"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := fmt.Sprintf(`		api_keys %s
+		credential_pool {
+			iflow {
+				credential proxied {
+					auth_type api_key
+					api_key sk-proxied
+					priority 1
+					proxy_url %s
+				}
+				credential direct {
+					auth_type api_key
+					api_key sk-direct
+					priority 2
+				}
+			}
+		}
+		provider iflow {
+			api_base %s
+		}`, clientKey, tt.proxy, srv.APIBase())
+			startCaddy(t, cfg)
+			resp, body := chat(t, qwenBody)
+			if resp.StatusCode != 200 || resp.Header.Get("X-Proxycast-Credential") != "direct" {
+				t.Fatalf("%d from %q: %s", resp.StatusCode, resp.Header.Get("X-Proxycast-Credential"), body)
+			}
+			v := credentialJSON(t, "iflow", "proxied")
+			if v["state"] != "cooling" || !strings.Contains(fmt.Sprint(v["cooling_reason"]), "proxy") {
+				t.Errorf("proxied: state %v, reason %v", v["state"], v["cooling_reason"])
+			}
+			if strings.Contains(fmt.Sprint(v), "pr0xy-Pass") {
+				t.Errorf("the admin API shows the proxy's password: %v", v)
+			}
+			if n := sumMetric(t, "caddy_proxycast_failovers_total", `reason="proxy"`); n < 1 {
+				t.Errorf("failovers for the proxy: %v", n)
+			}
+
+			// Alone (and fresh: a rest survives reloads), the client learns
+			// what is wrong.
+			alone := strings.Replace(cfg, "sk-direct", "sk-direct\n\t\t\t\t\tdisabled", 1)
+			startCaddy(t, strings.Replace(alone, "credential proxied", "credential proxied-alone", 1))
+			resp, body = chat(t, qwenBody)
+			e := decodeError(t, body)
+			if resp.StatusCode != 502 || e.Error.Code != "upstream_proxy_failed" || !strings.Contains(e.Error.Message, tt.says) {
+				t.Errorf("%d %s", resp.StatusCode, body)
+			}
+			if strings.Contains(body, "pr0xy-Pass") {
+				t.Errorf("the answer names the proxy's password: %s", body)
+			}
+		})
 	}
 }

@@ -190,6 +190,10 @@ type Cooldowns struct {
 	// Model rests one model on a credential that cannot serve it.
 	// Default: 12h.
 	Model caddy.Duration `json:"model,omitempty"`
+	// Proxy follows a failure of the credential's proxy_url (unreachable,
+	// a refused tunnel, refused proxy credentials), also for the last
+	// usable credential. Default: 1m.
+	Proxy caddy.Duration `json:"proxy,omitempty"`
 }
 
 func (c *Cooldowns) pool() credpool.Cooldowns {
@@ -202,5 +206,6 @@ func (c *Cooldowns) pool() credpool.Cooldowns {
 		RateLimitMax: time.Duration(c.RateLimitMax),
 		Transient:    time.Duration(c.Transient),
 		Model:        time.Duration(c.Model),
+		Proxy:        time.Duration(c.Proxy),
 	}
 }

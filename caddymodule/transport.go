@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/proxycast/caddy-proxycast/provider"
 )
 
 // clientCache hands out one HTTP client per distinct proxy, so that
@@ -74,5 +76,7 @@ func newTransport(proxy func(*http.Request) (*url.URL, error), responseTimeout t
 		// known length are read past the read buffer.
 		WriteBufferSize: 1 << 10,
 		ReadBufferSize:  1 << 10,
+		// A refused tunnel is the proxy's failure, not the upstream's.
+		OnProxyConnectResponse: provider.RefuseTunnel,
 	}
 }

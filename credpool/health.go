@@ -29,6 +29,10 @@ type Cooldowns struct {
 	// Model rests one model on a credential that said it cannot serve it.
 	// Default: 12h.
 	Model time.Duration `json:"model,omitempty"`
+	// Proxy follows a failure of the credential's proxy (unreachable, a
+	// refused tunnel, refused proxy credentials); it rests the last usable
+	// credential too, which would fail the same way. Default: 1m.
+	Proxy time.Duration `json:"proxy,omitempty"`
 }
 
 // Default rest durations.
@@ -38,6 +42,7 @@ const (
 	DefaultRateLimitMax      = 30 * time.Minute
 	DefaultTransientCooldown = time.Minute
 	DefaultModelCooldown     = 12 * time.Hour
+	DefaultProxyCooldown     = time.Minute
 	rateLimitBase            = time.Second
 )
 
@@ -52,6 +57,7 @@ func (c Cooldowns) withDefaults() Cooldowns {
 	def(&c.RateLimitMax, DefaultRateLimitMax)
 	def(&c.Transient, DefaultTransientCooldown)
 	def(&c.Model, DefaultModelCooldown)
+	def(&c.Proxy, DefaultProxyCooldown)
 	return c
 }
 
@@ -186,6 +192,8 @@ func (h *Health) failed(now time.Time, model string, f Failure, c Cooldowns, spa
 			return 0
 		}
 		d = c.Transient
+	case provider.KindProxy:
+		d = c.Proxy
 	}
 	if until := now.Add(d); until.After(h.until) {
 		h.until, h.reason, h.kind = until, f.Message, f.Kind

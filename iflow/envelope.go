@@ -99,6 +99,9 @@ func statusError(status int, header http.Header, body []byte, apiKey string) *pr
 		e.Status, e.Type, e.Code, e.Kind = http.StatusBadGateway, "api_error", "upstream_redirect", provider.KindClient
 		e.Message = fmt.Sprintf("iflow answered with a redirect (HTTP %d) to %q, which is not followed; check the provider's api_base",
 			status, redirectTarget(header.Get("Location"), apiKey))
+	case status == http.StatusProxyAuthRequired:
+		// Only a forward proxy sends it: the credential's proxy_url.
+		return provider.ProxyStatusError(fmt.Sprintf("%d %s", status, http.StatusText(status)))
 	case status == http.StatusNotAcceptable:
 		e.Code, e.Kind = "upstream_not_acceptable", provider.KindModel
 		e.Message = "iflow refused the request (HTTP 406); the model may be closed to API use: " + msg

@@ -168,6 +168,8 @@ func TestStatusError(t *testing.T) {
 			&wantErr{502, "api_error", "upstream_error", provider.KindTransient, 0, "HTTP 503): Service Unavailable"}},
 		{"400", 400, nil, `{"error":{"message":"messages required"}}`,
 			&wantErr{400, "invalid_request_error", "upstream_rejected", provider.KindClient, 0, "messages required"}},
+		{"407 from the credential's proxy", 407, map[string]string{"Proxy-Authenticate": "Basic"}, ``,
+			&wantErr{502, "api_error", "upstream_proxy_failed", provider.KindProxy, 0, "proxy refused the request (HTTP 407 Proxy Authentication Required)"}},
 		{"413 empty body", 413, nil, ``,
 			&wantErr{413, "invalid_request_error", "upstream_rejected", provider.KindClient, 0, "Request Entity Too Large"}},
 	}

@@ -25,9 +25,13 @@ const (
 	// KindTransient is an upstream failure that may pass: 5xx, broken
 	// streams, garbage replies.
 	KindTransient
+	// KindProxy is a failure of the credential's own proxy: unreachable,
+	// a refused tunnel, refused proxy credentials (407). Another
+	// credential may serve, and this one rests even if it is the last.
+	KindProxy
 )
 
-var kindNames = [...]string{"client", "auth", "blocked", "rate_limit", "model", "transient"}
+var kindNames = [...]string{"client", "auth", "blocked", "rate_limit", "model", "transient", "proxy"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
