@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,17 @@ func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 	// The body stays in memory until the answer ends; with its length
 	// known, one allocation of that size instead of doubling growth. Only
 	// up to 64 KiB is trusted before the bytes arrive.
+	if r.ContentLength > h.MaxBodySize {
+		// Said up front: none of it is read, nor waited for. Go's HTTP/1
+		// server would read what it could of the body before answering,
+		// to keep the connection; it is closed instead.
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large",
+			fmt.Sprintf("request body is larger than %d bytes", h.MaxBodySize))
+		return nil
+	}
 	if n := r.ContentLength; n > 0 && n <= h.MaxBodySize {
 		buf.Grow(int(min(n, 64<<10)) + bytes.MinRead)
 	}
@@ -112,6 +124,13 @@ func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 	if !json.Valid(body) || bytes.TrimSpace(body)[0] != '{' {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json",
 			"the request body must be a JSON object")
+		return nil
+	}
+	// The upstream must read the model and the stream switch routed on,
+	// and an upstream that matches member names without regard to case
+	// (or takes the last of two) would read another.
+	if key, names := provider.AmbiguousMember(body, "model", "stream"); key != "" {
+		writeParamError(w, key, fmt.Sprintf("the body has %d members that read as %q (%s); send one %q", len(names), key, quoteAll(names), key))
 		return nil
 	}
 	model, ok := provider.StringField(body, "model")
@@ -421,4 +440,13 @@ func writeEvent(w io.Writer, data []byte) bool {
 		eventBuffers.Put(bp)
 	}
 	return err == nil
+}
+
+// quoteAll lists names quoted and comma-separated.
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }

@@ -1,8 +1,10 @@
 package caddymodule_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -182,5 +184,47 @@ func TestProxyFailuresFailOver(t *testing.T) {
 				t.Errorf("the answer names the proxy's password: %s", body)
 			}
 		})
+	}
+}
+
+// TestRequestsRefusedUpFront: a body announced larger than max_body_size
+// is answered 413 before any of it is read, and a body whose model (or
+// stream switch) could be read two ways is refused before routing.
+func TestRequestsRefusedUpFront(t *testing.T) {
+	srv := fakeIFlow(t, "sk-one")
+	startCaddy(t, poolConfig(srv, "\t\tmax_body_size 1KiB", "sk-one"))
+
+	// Headers only: the body never comes, so only an answer that does not
+	// wait for it arrives before the deadline.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(baseURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 1025\r\n\r\n", clientKey)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer before the body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("status %d, want 413", resp.StatusCode)
+	}
+
+	for _, body := range []string{
+		`{"model":"qwen3-max","MODEL":"glm-4.6","messages":[{"role":"user","content":"x"}]}`,
+		`{"Model":"qwen3-max","messages":[{"role":"user","content":"x"}]}`,
+		`{"model":"qwen3-max","model":"glm-4.6","messages":[{"role":"user","content":"x"}]}`,
+		`{"model":"qwen3-max","stream":false,"STREAM":true,"messages":[{"role":"user","content":"x"}]}`,
+	} {
+		resp, out := chat(t, body)
+		e := decodeError(t, out)
+		if resp.StatusCode != 400 || !strings.HasPrefix(e.Error.Code, "invalid_") {
+			t.Errorf("%s: %d %s", body, resp.StatusCode, out)
+		}
+	}
+	if n := srv.ChatCount(); n != 0 {
+		t.Errorf("%d requests reached the upstream", n)
 	}
 }

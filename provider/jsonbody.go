@@ -3,6 +3,7 @@ package provider
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 )
 
 // The functions below read and change the top-level members of a JSON
@@ -228,4 +229,78 @@ func skipValue(b []byte, i int) int {
 		}
 		return j
 	}
+}
+
+// AmbiguousMember reports the first of keys (at most eight) that body
+// cannot be read as one value for: a top-level member of that name appears
+// twice, or a member spells it in other letter case (encoding/json, and so
+// many an upstream, matches member names without regard to case, while
+// Field does not). The gateway and the upstream would then read different
+// values of it. It returns the key and the member names as written.
+func AmbiguousMember(body []byte, keys ...string) (key string, names []string) {
+	keys = keys[:min(len(keys), 8)]
+	var count [8]int
+	var odd [8]bool
+	eachMember(body, func(_ int, k []byte, _, _ int) {
+		for i, want := range keys {
+			if exact, ok := nameFolds(k, want); ok {
+				count[i]++
+				odd[i] = odd[i] || !exact
+			}
+		}
+	})
+	for i, want := range keys {
+		if count[i] < 2 && !odd[i] {
+			continue
+		}
+		eachMember(body, func(_ int, k []byte, _, _ int) {
+			if _, ok := nameFolds(k, want); ok {
+				names = append(names, memberName(k))
+			}
+		})
+		return want, names
+	}
+	return "", nil
+}
+
+// nameFolds reports whether the raw member name k reads as want without
+// regard to case, and whether it is want exactly. Names of plain ASCII
+// compare without allocating; others fold as Unicode does (ſ is s, K is k).
+func nameFolds(k []byte, want string) (exact, ok bool) {
+	for _, c := range k {
+		if c == '\\' || c >= 0x80 {
+			name := memberName(k)
+			return name == want, strings.EqualFold(name, want)
+		}
+	}
+	if len(k) != len(want) {
+		return false, false
+	}
+	exact = true
+	for i := range k {
+		a, b := k[i], want[i]
+		exact = exact && a == b
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false, false
+		}
+	}
+	return exact, true
+}
+
+// memberName is a raw member name, unescaped.
+func memberName(k []byte) string {
+	if bytes.IndexByte(k, '\\') < 0 {
+		return string(k)
+	}
+	var s string
+	if json.Unmarshal(append(append([]byte{'"'}, k...), '"'), &s) != nil {
+		return string(k)
+	}
+	return s
 }
