@@ -182,6 +182,9 @@ type credentialView struct {
 	CoolingReason  string               `json:"cooling_reason,omitempty"`
 	ModelCooldowns map[string]time.Time `json:"model_cooldowns,omitempty"`
 	LastError      string               `json:"last_error,omitempty"`
+	// RuntimeChange says why a runtime change to a credential of the
+	// config is not in force (it runs as configured).
+	RuntimeChange string `json:"runtime_change,omitempty"`
 	Requests       uint64               `json:"requests"`
 	Failures       uint64               `json:"failures"`
 	LastUsed       *time.Time           `json:"last_used,omitempty"`
@@ -195,7 +198,13 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
+// viewOf shows a credential in force, or (e nil) one left out.
 func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], now time.Time) credentialView {
+	if e == nil {
+		return credentialView{Provider: prov, ID: ec.ID, AuthType: ec.AuthType, Source: ec.source, Disabled: ec.Disabled,
+			Priority: ec.Priority, State: stateInvalid, TokenFile: ec.TokenFile, ProxyURL: maskedProxy(ec.ProxyURL),
+			LastError: "set aside: " + ec.leftOut}
+	}
 	st := e.Value.state
 	hs := st.health.Status(now)
 	v := credentialView{
@@ -205,13 +214,10 @@ func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], no
 		LastUsed: timePtr(hs.LastUsed), CoolingUntil: timePtr(hs.CoolingUntil), CoolingReason: hs.CoolingReason,
 		ModelCooldowns: hs.ModelCooldowns, LastError: hs.LastError,
 	}
-	if ec.ProxyURL != "" {
-		if u, err := url.Parse(ec.ProxyURL); err == nil {
-			v.ProxyURL = u.Redacted()
-		} else {
-			v.ProxyURL = "(unparsable)"
-		}
+	if ec.changeSetAside != "" {
+		v.RuntimeChange = "set aside: " + ec.changeSetAside
 	}
+	v.ProxyURL = maskedProxy(ec.ProxyURL)
 	if st.renewing != nil {
 		rs := st.renewing.Status()
 		v.Account, v.ExpiresAt, v.LastRefresh = rs.Account, timePtr(rs.ExpiresAt), timePtr(rs.LastRefresh)
@@ -225,6 +231,8 @@ func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], no
 
 // inForce calls f for every credential of every running handler, once
 // per provider and id (the newest config's where several configs run).
+// The runtime credentials that could not be put in force come with a nil
+// entry.
 func inForce(f func(prov string, c effectiveCredential, e *credpool.Entry[*account])) {
 	seen := map[[2]string]bool{}
 	for _, h := range live.newestFirst() {
@@ -240,11 +248,19 @@ func inForce(f func(prov string, c effectiveCredential, e *credpool.Entry[*accou
 					f(name, b.creds[i], e)
 				}
 			}
+			for _, c := range b.leftOut {
+				k := [2]string{name, c.ID}
+				if !seen[k] {
+					seen[k] = true
+					f(name, c, nil)
+				}
+			}
 		}
 	}
 }
 
-// listCredentials shows every credential in force.
+// listCredentials shows every credential in force, and the runtime ones
+// that could not be.
 func listCredentials() []credentialView {
 	now := time.Now()
 	out := []credentialView{}
@@ -284,10 +300,29 @@ func locate(prov, id string) (*located, error) {
 
 func findView(prov, id string) (credentialView, error) {
 	l, err := locate(prov, id)
-	if err != nil {
-		return credentialView{}, err
+	if err == nil {
+		return viewOf(prov, l.cred, l.entry, time.Now()), nil
 	}
-	return viewOf(prov, l.cred, l.entry, time.Now()), nil
+	for _, h := range handlersFor(prov) {
+		for _, c := range h.providers[prov].build.Load().leftOut {
+			if c.ID == id {
+				return viewOf(prov, c, nil, time.Now()), nil
+			}
+		}
+	}
+	return credentialView{}, err
+}
+
+// maskedProxy is a proxy_url as written, with its password masked.
+func maskedProxy(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
 }
 
 // handlersFor lists the running handlers that serve prov, newest first.

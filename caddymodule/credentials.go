@@ -91,7 +91,7 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 		if err != nil && c.asConfigured != nil {
 			h.logger.Error("runtime change to a credential of the config left out; the credential runs as configured",
 				zap.String("provider", ps.name), zap.String("credential", c.ID), zap.Error(err))
-			c = effectiveCredential{Credential: *c.asConfigured, source: sourceConfig}
+			c = effectiveCredential{Credential: *c.asConfigured, source: sourceConfig, changeSetAside: err.Error()}
 			e, key, act, err = h.newEntry(ps.name, c.Credential, ps.provider)
 		}
 		if err == nil && seen[c.ID] {
@@ -102,6 +102,8 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 		if err != nil {
 			if c.source == sourceRuntime {
 				h.logger.Error("runtime credential left out", zap.String("provider", ps.name), zap.String("credential", c.ID), zap.Error(err))
+				c.leftOut = err.Error()
+				b.leftOut = append(b.leftOut, c)
 				continue
 			}
 			releaseStates(b.keys)

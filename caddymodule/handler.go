@@ -153,6 +153,10 @@ type poolBuild struct {
 	pool  *credpool.Pool[*account]
 	creds []effectiveCredential // as in force, in pool order
 	keys  []string              // held in credentialStates
+	// leftOut are the runtime credentials that could not be put in force
+	// (an {env.X} they use has gone, say), with why: the admin API shows
+	// them, to be fixed or deleted.
+	leftOut []effectiveCredential
 }
 
 func (ps *providerState) pool() *credpool.Pool[*account] { return ps.build.Load().pool }

@@ -228,3 +228,63 @@ func TestRequestsRefusedUpFront(t *testing.T) {
 		t.Errorf("%d requests reached the upstream", n)
 	}
 }
+
+// TestSetAsideShown: a runtime credential that can no longer be put in
+// force (its {env.X} is gone) shows in the admin API, with its state and
+// why, and can be fixed or deleted there; a config credential whose
+// runtime change is set aside says so.
+func TestSetAsideShown(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a", "sk-b")
+	root := t.TempDir()
+	site := adminSite(srv)
+	startWithStorage(t, root, site)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer proxy.Close()
+	t.Setenv("PROXYCAST_TEST_KEY_B", "sk-b")
+	t.Setenv("PROXYCAST_TEST_PROXY_A", strings.TrimPrefix(proxy.URL, "http://"))
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"b","auth_type":"api_key","api_key":"{env.PROXYCAST_TEST_KEY_B}"}`); status != 201 {
+		t.Fatalf("add: %d %s", status, body)
+	}
+	if status, body := admin(t, "PATCH", "/proxycast/credentials/iflow/a", `{"proxy_url":"http://{env.PROXYCAST_TEST_PROXY_A}"}`); status != 200 {
+		t.Fatalf("patch: %d %s", status, body)
+	}
+
+	t.Setenv("PROXYCAST_TEST_KEY_B", "")
+	t.Setenv("PROXYCAST_TEST_PROXY_A", "")
+	if status, body := reload(t, root, site); status != 200 {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	b := credentialJSON(t, "iflow", "b")
+	if b["state"] != "invalid" || b["source"] != "runtime" || !strings.Contains(fmt.Sprint(b["last_error"]), "PROXYCAST_TEST_KEY_B is unset or empty") {
+		t.Errorf("b: %v", b)
+	}
+	if _, ok := list(t)["b"]; !ok {
+		t.Error("the list leaves b out")
+	}
+	a := credentialJSON(t, "iflow", "a")
+	if a["state"] != "active" || !strings.Contains(fmt.Sprint(a["runtime_change"]), "PROXYCAST_TEST_PROXY_A is unset or empty") {
+		t.Errorf("a: %v", a)
+	}
+	if v := scrapeMetric(t, "caddy_proxycast_credential_state", `credential="b"`, `state="invalid"`); v != 1 {
+		t.Errorf("b's state gauge: %v", v)
+	}
+
+	// Fixed through the admin API, it serves again.
+	t.Setenv("PROXYCAST_TEST_KEY_B", "sk-b")
+	if status, body := admin(t, "PATCH", "/proxycast/credentials/iflow/b", `{"priority":1}`); status != 200 {
+		t.Fatalf("patch b: %d %s", status, body)
+	}
+	if got := credentialJSON(t, "iflow", "b")["state"]; got != "active" {
+		t.Errorf("b after the fix: %v", got)
+	}
+	t.Setenv("PROXYCAST_TEST_KEY_B", "")
+	if status, body := reload(t, root, site); status != 200 {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	if status, body := admin(t, "DELETE", "/proxycast/credentials/iflow/b", ""); status != 204 {
+		t.Fatalf("delete b: %d %s", status, body)
+	}
+	if status, _ := admin(t, "GET", "/proxycast/credentials/iflow/b", ""); status != 404 {
+		t.Errorf("b after delete: %d", status)
+	}
+}

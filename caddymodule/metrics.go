@@ -41,7 +41,7 @@ var (
 		Help: "Rests imposed on credentials, by the failure's kind.",
 	}, []string{"provider", "credential", "reason"})
 	metricStates = stateCollector{desc: prometheus.NewDesc("caddy_proxycast_credential_state",
-		"1 for the state each credential is in (active, cooling, refreshing, needs_login, cookie_expired, unavailable, disabled), 0 for the others.",
+		"1 for the state each credential is in (active, cooling, refreshing, needs_login, cookie_expired, unavailable, disabled, invalid), 0 for the others.",
 		[]string{"provider", "credential", "state"}, nil)}
 )
 
@@ -110,7 +110,10 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	inForce(func(prov string, cred effectiveCredential, e *credpool.Entry[*account]) {
-		current := e.Value.state.state(now, cred.Disabled)
+		current := stateInvalid
+		if e != nil {
+			current = e.Value.state.state(now, cred.Disabled)
+		}
 		for _, st := range allStates {
 			val := 0.0
 			if st == current {

@@ -108,6 +108,10 @@ type effectiveCredential struct {
 	// that a runtime change altered, to fall back on if the change
 	// cannot be applied (an {env.X} it uses has gone, say).
 	asConfigured *Credential
+	// changeSetAside says why the runtime change to this config
+	// credential is not in force, when it could not be applied; leftOut
+	// why this runtime credential is not.
+	changeSetAside, leftOut string
 }
 
 // configHash fingerprints a credential of the config as written.

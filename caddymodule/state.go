@@ -138,9 +138,12 @@ const (
 	stateCookieExpired = "cookie_expired"
 	stateUnavail       = "unavailable"
 	stateDisabled      = "disabled"
+	// stateInvalid is a runtime credential that could not be put in force
+	// (see poolBuild.leftOut).
+	stateInvalid = "invalid"
 )
 
-var allStates = []string{stateActive, stateCooling, stateRefreshing, stateNeedsLogin, stateCookieExpired, stateUnavail, stateDisabled}
+var allStates = []string{stateActive, stateCooling, stateRefreshing, stateNeedsLogin, stateCookieExpired, stateUnavail, stateDisabled, stateInvalid}
 
 // state sums up where a credential stands at now; disabled is as the
 // config in force has it (the state is shared by every config that has
