@@ -4,6 +4,7 @@ package caddyfile
 
 import (
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -45,6 +46,7 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		response_timeout <duration>     # wait for an answer to begin; default 5m
 //		stream_idle_timeout <duration>  # silence within a stream; default 2m
 //		runtime_sync <duration>|off     # apply other instances' admin changes; default 30s
+//		admin_token_dirs <dir...>  # where the admin API may write absolute token files; default none
 //		cooldowns {
 //			auth <duration>            # default 30m
 //			blocked <duration>         # default 30m
@@ -163,6 +165,17 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 				return err
 			}
 			h.StreamIdleTimeout = dur
+		case "admin_token_dirs":
+			dirs := d.RemainingArgs()
+			if len(dirs) == 0 {
+				return d.Err("admin_token_dirs needs at least one directory")
+			}
+			for _, dir := range dirs {
+				if !filepath.IsAbs(dir) {
+					return d.Errf("admin_token_dirs: %q is not an absolute path", dir)
+				}
+			}
+			h.AdminTokenDirs = dirs
 		case "runtime_sync":
 			args := d.RemainingArgs()
 			if len(args) != 1 {

@@ -184,10 +184,10 @@ type credentialView struct {
 	LastError      string               `json:"last_error,omitempty"`
 	// RuntimeChange says why a runtime change to a credential of the
 	// config is not in force (it runs as configured).
-	RuntimeChange string `json:"runtime_change,omitempty"`
-	Requests       uint64               `json:"requests"`
-	Failures       uint64               `json:"failures"`
-	LastUsed       *time.Time           `json:"last_used,omitempty"`
+	RuntimeChange string     `json:"runtime_change,omitempty"`
+	Requests      uint64     `json:"requests"`
+	Failures      uint64     `json:"failures"`
+	LastUsed      *time.Time `json:"last_used,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -456,6 +456,14 @@ func addCredential(w http.ResponseWriter, r *http.Request, prov string) error {
 	if c.AuthType == provider.AuthOAuth && c.TokenFile == "" {
 		c.TokenFile = path.Join(prov, c.ID+".json")
 	}
+	if hs := handlersFor(prov); len(hs) > 0 {
+		// (Errors of resolving come from prepareCredential.)
+		if rc, err := c.resolve(); err == nil {
+			if err := hs[0].adminTokenFile(rc); err != nil {
+				return checkError(err)
+			}
+		}
+	}
 	adminMu.Lock()
 	defer adminMu.Unlock()
 	var view credentialView
@@ -652,6 +660,9 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 	if err != nil {
 		return checkError(err)
 	}
+	if err := credentialClaims(prov, c.ID, auth, loc).free(h.done, "", nil); err != nil {
+		return conflictError(err)
+	}
 	client := h.clients.client(proxyURL)
 	switch {
 	case len(token) > 0:
@@ -663,7 +674,7 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 		if err != nil {
 			return errorf(http.StatusBadRequest, "token", "%v", err)
 		}
-		return storeLocked(ctx, loc, state)
+		return storeError(storeState(ctx, loc, state, tokenOf(auth)))
 	case c.AuthType == provider.AuthOAuth:
 		if _, err := loc.store.Load(ctx, loc.key); errors.Is(err, fs.ErrNotExist) {
 			return errorf(http.StatusBadRequest, "token", "there is no token at %s: pass token, or log in with POST /proxycast/oauth/%s", loc.where, prov)
@@ -676,9 +687,26 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 		if err != nil {
 			return errorf(http.StatusBadGateway, "cookies", "the cookie could not be checked: %v", err)
 		}
-		return storeLocked(ctx, loc, state)
+		return storeState(ctx, loc, state, nil)
 	}
 	return nil
+}
+
+// conflictError is a FieldError as a 409 about its field.
+func conflictError(err error) error {
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		return errorf(http.StatusConflict, fe.Field, "%s", fe.Msg)
+	}
+	return errorf(http.StatusConflict, "", "%v", err)
+}
+
+// storeError is storeState's failure as an admin API error: a place that
+// holds something else is a conflict about the token file.
+func storeError(err error) error {
+	if errors.Is(err, errOccupied) {
+		return errorf(http.StatusConflict, "token_file", "%v", err)
+	}
+	return err
 }
 
 // checkError turns a failed Credential.Check into a 400 that names the

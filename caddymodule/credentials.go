@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -86,13 +87,14 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 	var entries []*credpool.Entry[*account]
 	var activate []func(context.Context)
 	seen := map[string]bool{}
+	taken := claimsOf{}
 	for i, c := range creds {
-		e, key, act, err := h.newEntry(ps.name, c.Credential, ps.provider)
+		e, key, act, err := h.newEntry(ps.name, c.Credential, ps.provider, taken)
 		if err != nil && c.asConfigured != nil {
 			h.logger.Error("runtime change to a credential of the config left out; the credential runs as configured",
 				zap.String("provider", ps.name), zap.String("credential", c.ID), zap.Error(err))
 			c = effectiveCredential{Credential: *c.asConfigured, source: sourceConfig, changeSetAside: err.Error()}
-			e, key, act, err = h.newEntry(ps.name, c.Credential, ps.provider)
+			e, key, act, err = h.newEntry(ps.name, c.Credential, ps.provider, taken)
 		}
 		if err == nil && seen[c.ID] {
 			releaseStates([]string{key})
@@ -117,6 +119,7 @@ func (h *Handler) rebuild(ctx context.Context, ps *providerState, creds []effect
 		b.creds = append(b.creds, c)
 		b.keys = append(b.keys, key)
 	}
+	claims.set(h.done, ps.name, taken)
 	b.pool = credpool.New(entries, credpool.Options{
 		Strategy:  credpool.Strategy(h.Selection),
 		Cooldowns: h.Cooldowns.pool(),
@@ -155,7 +158,10 @@ func releaseStates(keys []string) {
 // caller must release.
 // The returned activate starts the credential's renewal if this config
 // uses it; the caller runs it once the config is in force.
-func (h *Handler) newEntry(prov string, c Credential, p provider.Provider) (*credpool.Entry[*account], string, func(context.Context), error) {
+// What the credential claims (its state's place, its account) goes into
+// taken, unless a credential before it there, or one of another provider
+// of this config, claims it already.
+func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, taken claimsOf) (*credpool.Entry[*account], string, func(context.Context), error) {
 	rc, err := c.resolve()
 	if err != nil {
 		return nil, "", nil, err
@@ -170,6 +176,10 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider) (*cre
 		if loc, err = rc.locate(h.storage, auth, prov); err != nil {
 			return nil, "", nil, err
 		}
+	}
+	cl := credentialClaims(prov, c.ID, auth, loc)
+	if err := cl.free(h.done, prov, taken); err != nil {
+		return nil, "", nil, err
 	}
 
 	acc := &account{client: h.clients.client(proxyURL), metrics: newCredentialMetrics(prov, c.ID)}
@@ -208,6 +218,7 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider) (*cre
 		}
 	}
 
+	maps.Copy(taken, cl)
 	entry := &credpool.Entry[*account]{ID: c.ID, Priority: c.Priority, Disabled: c.Disabled, Health: st.health, Value: acc}
 	if st.renewing == nil {
 		acc.keys = provider.StaticKey(auth.APIKey)

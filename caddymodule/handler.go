@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -106,6 +107,13 @@ type Handler struct {
 	// StreamIdleTimeout bounds the silence between two events of a
 	// stream; a stream silent for longer is ended as failed. Default: 2m.
 	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
+
+	// AdminTokenDirs are the directories in which a token_file given
+	// through the admin API (for a new credential, or a browser login) may
+	// be an absolute path. Without them the admin API takes token files in
+	// Caddy's storage only: whoever may call it could otherwise have Caddy
+	// write any file it can write. Default: none.
+	AdminTokenDirs []string `json:"admin_token_dirs,omitempty"`
 
 	// RuntimeSync is how often to apply the admin API changes that other
 	// instances sharing the storage (a cluster) have stored; an
@@ -208,6 +216,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.RuntimeSync > 0 && time.Duration(h.RuntimeSync) < minRuntimeSync {
 		return fmt.Errorf("runtime_sync %s is too short: each sync reads the storage; use %s or more, or off",
 			time.Duration(h.RuntimeSync), minRuntimeSync)
+	}
+	for _, d := range h.AdminTokenDirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("admin_token_dirs: %q is not an absolute path", d)
+		}
 	}
 	if h.StickyHeader != "" && h.StickyTTL == 0 {
 		h.StickyTTL = caddy.Duration(time.Hour)
@@ -366,6 +379,7 @@ func (h *Handler) Cleanup() error {
 		<-h.runtime.done
 	}
 	live.remove(h)
+	claims.forget(h.done)
 	for _, ps := range h.providers {
 		ps.close()
 	}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,15 @@ func credentialJSON(t *testing.T, prov, id string) map[string]any {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// errorText is the "error" of a JSON error body, or the body.
+func errorText(body string) string {
+	var e struct{ Error string }
+	if json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		return body
+	}
+	return e.Error
 }
 
 // nextRenewalIn is how far in the future a credential's next_renewal is
@@ -286,5 +297,93 @@ func TestSetAsideShown(t *testing.T) {
 	}
 	if status, _ := admin(t, "GET", "/proxycast/credentials/iflow/b", ""); status != 404 {
 		t.Errorf("b after delete: %d", status)
+	}
+}
+
+// TestOneAccountOneCredential: two credentials that would renew one
+// account (one token file, also named once by its storage key and once by
+// its path; one cookie) are refused, naming the first, in the config and
+// through the admin API.
+func TestOneAccountOneCredential(t *testing.T) {
+	srv := fakeIFlow(t)
+	acct := srv.AddAccount("twice@example.com", "")
+	srv.AddCookieAccount("bx-twice")
+	root := t.TempDir()
+	writeToken(t, root, "iflow/a.json", srv, acct, 48*time.Hour, true)
+	oauth := func(id, tokenFile string) string {
+		return fmt.Sprintf("\t\t\t\tcredential %s {\n\t\t\t\t\tauth_type oauth\n\t\t\t\t\ttoken_file %q\n\t\t\t\t}\n", id, tokenFile)
+	}
+	cookie := func(id string) string {
+		return fmt.Sprintf("\t\t\t\tcredential %s {\n\t\t\t\t\tauth_type cookie\n\t\t\t\t\tcookies \"x=1; BXAuth=bx-twice\"\n\t\t\t\t}\n", id)
+	}
+	startWithStorage(t, root, oauthSite(srv, "iflow/a.json", ""))
+	for _, tt := range []struct{ name, more, says string }{
+		{"one key twice", oauth("oauth-2", "iflow/a.json"), `token file of credential "oauth-1" of iflow`},
+		{"a key and its path", oauth("oauth-2", filepath.Join(root, "proxycast", "iflow", "a.json")), `token file of credential "oauth-1" of iflow`},
+		{"one cookie twice", cookie("cookie-1") + cookie("cookie-2"), `same account as credential "cookie-1" of iflow`},
+	} {
+		status, body := loadCaddyfile(t, storageOptions(root)+site(oauthSite(srv, "iflow/a.json", tt.more)))
+		if status == 200 || !strings.Contains(errorText(body), tt.says) {
+			t.Errorf("%s: %d %s", tt.name, status, body)
+		}
+	}
+	settle(t)
+
+	// Through the admin API: a second credential on the token file, or
+	// on the account of a cookie credential, is a conflict.
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"oauth-2","auth_type":"oauth","token_file":"iflow/a.json"}`); status != 409 || !strings.Contains(errorText(body), `"oauth-1"`) {
+		t.Errorf("a second oauth credential on the token file: %d %s", status, body)
+	}
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"cookie-1","auth_type":"cookie","cookies":"BXAuth=bx-twice"}`); status != 201 {
+		t.Fatalf("cookie-1: %d %s", status, body)
+	}
+	if status, body := admin(t, "POST", "/proxycast/credentials/iflow", `{"id":"cookie-2","auth_type":"cookie","cookies":"BXAuth=bx-twice"}`); status != 409 || !strings.Contains(errorText(body), `"cookie-1"`) {
+		t.Errorf("a second cookie credential of the account: %d %s", status, body)
+	}
+	if n := srv.KeyRegenerations(); n != 1 {
+		t.Errorf("the account's key was issued %d times, want once", n)
+	}
+}
+
+// TestAdminTokenFilesOutsideStorage: the admin API writes absolute token
+// files only inside admin_token_dirs, and never over a file that is not a
+// token file.
+func TestAdminTokenFilesOutsideStorage(t *testing.T) {
+	srv := fakeIFlow(t)
+	acct := srv.AddAccount("abs@example.com", "")
+	access, refresh := srv.IssueTokens(acct, 48*time.Hour)
+	token := fmt.Sprintf(`{"access_token":%q,"refresh_token":%q,"expires_at":%q,"api_key":%q}`,
+		access, refresh, time.Now().Add(48*time.Hour).UTC().Format(time.RFC3339), acct.APIKey())
+	dir := t.TempDir()
+	precious := filepath.Join(dir, "precious.conf")
+	if err := os.WriteFile(precious, []byte("not a token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	base := adminSite(srv)
+	startWithStorage(t, root, base)
+	add := func(id, tokenFile string) (int, string) {
+		return admin(t, "POST", "/proxycast/credentials/iflow", fmt.Sprintf(`{"id":%q,"auth_type":"oauth","token_file":%q,"token":%s}`, id, tokenFile, token))
+	}
+	if status, body := add("abs-1", filepath.Join(dir, "abs-1.json")); status != 400 || !strings.Contains(body, "admin_token_dirs") {
+		t.Errorf("an absolute token file without admin_token_dirs: %d %s", status, body)
+	}
+
+	startWithStorage(t, root, strings.Replace(base, "api_keys", "admin_token_dirs "+dir+"\n\t\tapi_keys", 1))
+	if status, body := add("abs-1", precious); status != 409 || !strings.Contains(body, "not a token file") {
+		t.Errorf("a token over a file that is not a token file: %d %s", status, body)
+	}
+	if raw, _ := os.ReadFile(precious); string(raw) != "not a token\n" {
+		t.Errorf("the file was overwritten: %q", raw)
+	}
+	if status, body := add("abs-2", filepath.Join(t.TempDir(), "elsewhere.json")); status != 400 || !strings.Contains(body, "not inside") {
+		t.Errorf("an absolute token file outside admin_token_dirs: %d %s", status, body)
+	}
+	if status, body := add("abs-3", filepath.Join(dir, "abs-3.json")); status != 201 {
+		t.Fatalf("a token file inside admin_token_dirs: %d %s", status, body)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "abs-3.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the token file: %v %v", err, fi)
 	}
 }

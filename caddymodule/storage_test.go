@@ -42,6 +42,13 @@ func TestLocateState(t *testing.T) {
 		{"absolute", abs, "x", "a.json", filepath.Dir(abs), ""},
 		{"absolute, cleaned", filepath.Dir(abs) + "/../tokens/./a.json", "x", "a.json", filepath.Dir(abs), ""},
 		{"id with a slash", "", "../../escape", "", "", "slash"},
+		{"the state directory", "state", "x", "", "", "collides with proxycast/state"},
+		{"inside the state directory", "state/iflow/x.json", "x", "", "", "collides with proxycast/state"},
+		{"the runtime changes", "runtime.json", "x", "", "", "collides with proxycast/runtime.json"},
+		{"below the runtime changes", "runtime.json/x", "x", "", "", "collides with proxycast/runtime.json"},
+		{"a name that only starts alike", "statefile.json", "x", "proxycast/statefile.json", "", ""},
+		{"the state directory by its path", filepath.Join(storage.Path, "proxycast", "state", "iflow", "x.json"), "x", "", "", "keeps for itself"},
+		{"the runtime changes by their path", filepath.Join(storage.Path, "proxycast", "runtime.json"), "x", "", "", "keeps for itself"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,6 +49,7 @@ func (p *Provider) NewAuth(spec provider.CredentialSpec) (provider.Auth, error) 
 		return provider.Auth{
 			Renewer:     cookieRenewer{p: p, bxauth: bx, fingerprint: hex.EncodeToString(sum[:])},
 			RenewBefore: CookieRenewBefore,
+			Account:     "cookie " + hex.EncodeToString(sum[:8]),
 		}, nil
 	case "":
 		return provider.Auth{}, errors.New("auth_type is required (oauth, cookie or api_key)")

@@ -98,6 +98,12 @@ type Auth struct {
 	// RenewBefore is how long before expiry the key is renewed, unless
 	// the user chose otherwise.
 	RenewBefore time.Duration
+	// Account names the account a renewable credential logs in as, where
+	// its settings tell (a hash of its cookie, never a secret): two
+	// credentials of one account would each renew the key away from the
+	// other, so the second is refused. Empty: the settings do not tell
+	// (a token file's place tells instead).
+	Account string
 }
 
 // Login is implemented by providers whose accounts log in in a browser
