@@ -166,6 +166,25 @@ func (s *Server) SetStreamDelay(d time.Duration) {
 	s.mu.Unlock()
 }
 
+// SetStreamGate holds the streams of requests made with key between
+// events: every event after the first (the stop chunk and [DONE]
+// included) is sent only once the fake has received a value from gate, so
+// a test decides when the next event leaves and can check what its client
+// has seen meanwhile. Close gate to let the rest of every stream run. A
+// client that goes away while its stream waits at the gate is noticed at
+// once (CanceledStreams). The gate applies to streams that start after the
+// call, whatever their Behavior, on top of any stream delay; nil removes
+// it.
+func (s *Server) SetStreamGate(key string, gate <-chan struct{}) {
+	s.mu.Lock()
+	if gate == nil {
+		delete(s.gates, key)
+	} else {
+		s.gates[key] = gate
+	}
+	s.mu.Unlock()
+}
+
 // SetChatLog calls fn with each chat request once it has been answered
 // (after the stream has ended). fn must not call back into s for long.
 func (s *Server) SetChatLog(fn func(ChatRequest)) {
@@ -195,8 +214,8 @@ func (s *Server) ChatCount() int {
 
 // CanceledStreams is the number of streams whose client went away before
 // the stream ended. The fake notices a departure only while it is waiting
-// between chunks, so use a SlowStream or a stream delay to test it, and
-// WaitCanceledStreams to wait for the count.
+// between chunks, so use a SlowStream, a stream delay or a stream gate to
+// test it, and WaitCanceledStreams to wait for the count.
 func (s *Server) CanceledStreams() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -613,7 +632,23 @@ func (c *chatCall) stream(b Behavior, text string) {
 		c.s.chats[c.idx].Canceled = true
 		c.s.mu.Unlock()
 	}
+	c.s.mu.Lock()
+	pause := c.s.streamDelay
+	gate := c.s.gates[c.key]
+	c.s.mu.Unlock()
+
+	sent := 0
 	send := func(v any) bool {
+		if gate != nil && sent > 0 {
+			select {
+			case <-gate:
+			case <-c.s.done:
+				return false
+			case <-ctx.Done():
+				gone()
+				return false
+			}
+		}
 		if ctx.Err() != nil {
 			gone()
 			return false
@@ -633,6 +668,7 @@ func (c *chatCall) stream(b Behavior, text string) {
 			gone()
 			return false
 		}
+		sent++
 		return true
 	}
 	wait := func(d time.Duration) bool {
@@ -665,10 +701,6 @@ func (c *chatCall) stream(b Behavior, text string) {
 		}
 		return d
 	}
-
-	c.s.mu.Lock()
-	pause := c.s.streamDelay
-	c.s.mu.Unlock()
 
 	switch b {
 	case StreamNetworkError:

@@ -84,6 +84,7 @@ type Server struct {
 	chats       []ChatRequest
 	canceled    int
 	streamDelay time.Duration
+	gates       map[string]<-chan struct{}
 	chatLog     func(ChatRequest)
 	nextID      int
 
@@ -120,6 +121,7 @@ func New() *Server {
 		now:            time.Now,
 		keys:           make(map[string]keyInfo),
 		behaviors:      make(map[string]Behavior),
+		gates:          make(map[string]<-chan struct{}),
 		codes:          make(map[string]*authCode),
 		accessTokens:   make(map[string]*accessToken),
 		refreshTokens:  make(map[string]*refreshToken),

@@ -581,6 +581,110 @@ func TestCloseEndsSlowStream(t *testing.T) {
 	}
 }
 
+// readEvent reads one SSE event ("data: …" and its blank line) and
+// returns its payload.
+func readEvent(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	line, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading an event: %v", err)
+	}
+	if blank, err := br.ReadString('\n'); err != nil || blank != "\n" {
+		t.Fatalf("event %q not followed by a blank line: %q, %v", line, blank, err)
+	}
+	data, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "data: ")
+	if !ok {
+		t.Fatalf("stream line without data prefix: %q", line)
+	}
+	return data
+}
+
+// TestStreamGate: a gated stream sends its first event at once and each
+// further one only for a value received from the gate, so the fake must be
+// found waiting at the gate once per event; closing the gate lets the rest
+// run.
+func TestStreamGate(t *testing.T) {
+	s := newServer(t)
+	gate := make(chan struct{})
+	s.SetStreamGate(testKey, gate)
+	resp, err := http.DefaultClient.Do(chatReq(t, s, testKey, chatBody(true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	events := []string{readEvent(t, br)}
+	for range 2 {
+		// The gate is unbuffered: the send goes through only while the
+		// stream waits for it, between two events.
+		select {
+		case gate <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the stream does not wait at the gate after %d events", len(events))
+		}
+		events = append(events, readEvent(t, br))
+	}
+	close(gate)
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events = append(events, readSSE(t, rest)...)
+	if events[len(events)-1] != "[DONE]" {
+		t.Fatalf("events %q", events)
+	}
+	if text, _, _ := joinDeltas(t, events, "content"); text != "echo: hello there, how are you today?" {
+		t.Fatalf("joined text %q", text)
+	}
+
+	// Without the gate, streams run on their own again.
+	s.SetStreamGate(testKey, nil)
+	if ev := readSSE(t, do(t, chatReq(t, s, testKey, chatBody(true))).body); ev[len(ev)-1] != "[DONE]" {
+		t.Fatalf("ungated stream: %q", ev)
+	}
+}
+
+// TestStreamGateCancel: a client that goes away while its stream waits at
+// the gate is counted at once, and a stream held there by Close is not.
+func TestStreamGateCancel(t *testing.T) {
+	s := NewServer()
+	t.Cleanup(s.Close)
+	s.AddAPIKey(testKey)
+	s.SetStreamGate(testKey, make(chan struct{}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, err := http.DefaultClient.Do(chatReq(t, s, testKey, chatBody(true)).WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readEvent(t, bufio.NewReader(resp.Body))
+	cancel()
+	resp.Body.Close()
+	if !s.WaitCanceledStreams(1, 5*time.Second) {
+		t.Fatal("the fake did not notice the client going away at the gate")
+	}
+	if !s.ChatRequests()[0].Canceled {
+		t.Fatal("record not marked canceled")
+	}
+
+	held, err := http.DefaultClient.Do(chatReq(t, s, testKey, chatBody(true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Body.Close()
+	readEvent(t, bufio.NewReader(held.Body))
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for the gated stream")
+	}
+	if n := s.CanceledStreams(); n != 1 {
+		t.Fatalf("CanceledStreams = %d after Close, want 1 (the client that left)", n)
+	}
+}
+
 func TestUnknownPath(t *testing.T) {
 	s := newServer(t)
 	req, _ := http.NewRequest(http.MethodGet, s.APIBase()+"/models", nil)
