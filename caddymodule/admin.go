@@ -43,6 +43,7 @@ const maxAdminBody = 64 << 10
 //	POST   /proxycast/credentials/{provider}/{id}/refresh  renew its key now
 //	POST   /proxycast/oauth/{provider}                  start a browser login
 //	GET    /proxycast/oauth/{provider}/{state}          how that login went
+//	DELETE /proxycast/oauth/{provider}/{state}          cancel that login while it waits for the browser
 //
 // Caddy provisions admin modules apart from the apps, so the handlers are
 // looked up when a request comes.
@@ -153,6 +154,8 @@ func (a AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return startOAuth(w, r, segs[1])
+	case len(segs) == 3 && segs[0] == "oauth" && r.Method == http.MethodDelete:
+		return cancelOAuth(w, segs[1], segs[2])
 	case len(segs) == 3 && segs[0] == "oauth":
 		if err := method(http.MethodGet); err != nil {
 			return err

@@ -2,6 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"path"
 	"sync"
@@ -24,6 +27,8 @@ type adminLogin struct {
 	provider string
 	id       string
 	started  time.Time
+	port     int // of its callback
+	ls       *loginServer
 
 	mu      sync.Mutex
 	status  string // pending, done, failed
@@ -35,6 +40,22 @@ func (al *adminLogin) pending() bool {
 	al.mu.Lock()
 	defer al.mu.Unlock()
 	return al.status == "pending"
+}
+
+// end ends the login if it still waits for the browser, and frees its
+// port in any case. Its status is failed with err at once, so that
+// whoever ended it reads the outcome right away. It reports whether it
+// ended the login: false when the browser came back first.
+func (al *adminLogin) end(err error) bool {
+	if !al.ls.End(err) {
+		return false
+	}
+	al.mu.Lock()
+	if al.status == "pending" {
+		al.status, al.err = "failed", err.Error()
+	}
+	al.mu.Unlock()
+	return true
 }
 
 // How long a login waits for the browser, and how long its outcome is
@@ -113,24 +134,48 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 	if err != nil {
 		return checkError(err)
 	}
-
-	// One login at a time per credential: two would race to store their
-	// tokens, and only one account could win.
-	al := &adminLogin{provider: prov, id: body.ID, started: time.Now(), status: "pending"}
-	loginsMu.Lock()
-	for s, old := range logins {
-		if time.Since(old.started) > loginMemory {
-			delete(logins, s)
-		} else if old.provider == prov && old.id == body.ID && old.pending() {
-			loginsMu.Unlock()
-			return errorf(http.StatusConflict, "id", "a login for credential %q is under way; finish it, or wait for it to time out", body.ID)
+	if !existing {
+		if err := h.adminTokenFile(rc); err != nil {
+			return checkError(err)
+		}
+		if err := credentialClaims(prov, cred.ID, auth, loc).free(h.done, "", nil); err != nil {
+			return conflictError(err)
 		}
 	}
-	ls, err := startLoginServer(login, port, h.clients.client(proxyURL))
+
+	// One login at a time per credential: two would race to store their
+	// tokens, and only one account could win. A new login on the port of
+	// a pending one takes the port over (the pending one fails): a login
+	// whose client went away would otherwise hold it until its timeout.
+	al := &adminLogin{provider: prov, id: body.ID, started: time.Now(), status: "pending"}
+	loginsMu.Lock()
+	var taken []*adminLogin
+	for s, old := range logins {
+		switch {
+		case !old.pending():
+			if time.Since(old.started) > loginMemory {
+				delete(logins, s)
+			}
+		case old.port == port:
+			taken = append(taken, old)
+		case old.provider == prov && old.id == body.ID:
+			loginsMu.Unlock()
+			return errorf(http.StatusConflict, "id", "a login for credential %q is under way on port %d; finish it, cancel it (DELETE /proxycast/oauth/%s/{state}), or start this one on its port, which takes it over", body.ID, old.port, prov)
+		}
+	}
+	for _, old := range taken {
+		if old.end(fmt.Errorf("another login (for credential %q) took over its callback port %d; start the login again if you still want it", body.ID, port)) {
+			caddy.Log().Named("admin.api.proxycast").Info("browser login taken over",
+				zap.String("provider", old.provider), zap.String("credential", old.id), zap.Int("port", port))
+		}
+	}
+	holder := loginHolder{By: "admin", Provider: prov, Credential: body.ID, Admin: adminAddress(r), ExpiresAt: time.Now().Add(timeout)}
+	ls, err := startLoginServer(login, port, h.clients.client(proxyURL), holder)
 	if err != nil {
 		loginsMu.Unlock()
 		return errorf(http.StatusConflict, "port", "%v", err)
 	}
+	al.port, al.ls = ls.Port, ls
 	logins[ls.State] = al
 	loginsMu.Unlock()
 
@@ -140,7 +185,7 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 		defer cancel()
 		err := res.err
 		if err == nil {
-			err = storeLocked(ctx, loc, res.state)
+			err = storeState(ctx, loc, res.state, tokenOf(auth))
 		}
 		if err == nil && !existing {
 			adminMu.Lock()
@@ -210,4 +255,36 @@ func oauthStatus(w http.ResponseWriter, prov, state string) error {
 	}
 	writeAdminJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// cancelOAuth ends a pending login and frees its callback port.
+func cancelOAuth(w http.ResponseWriter, prov, state string) error {
+	loginsMu.Lock()
+	al := logins[state]
+	loginsMu.Unlock()
+	if al == nil || al.provider != prov {
+		return errorf(http.StatusNotFound, "", "no login with state %q for provider %q", state, prov)
+	}
+	if !al.end(errors.New("canceled through the admin API")) {
+		al.mu.Lock()
+		status := al.status
+		al.mu.Unlock()
+		if status == "pending" {
+			return errorf(http.StatusConflict, "", "the login for credential %q is no longer pending: the browser came back and it is completing", al.id)
+		}
+		return errorf(http.StatusConflict, "", "the login for credential %q is no longer pending: it is %s", al.id, status)
+	}
+	caddy.Log().Named("admin.api.proxycast").Info("browser login canceled",
+		zap.String("provider", prov), zap.String("credential", al.id), zap.Int("port", al.port))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// adminAddress is the admin address a request came through, as the CLI's
+// --admin takes it, for messages that tell where to go back to.
+func adminAddress(r *http.Request) string {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a.Network() == "unix" {
+		return "unix/" + a.String()
+	}
+	return r.Host
 }

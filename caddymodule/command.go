@@ -10,9 +10,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -20,7 +24,6 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/spf13/cobra"
 
-	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/iflow"
 	"github.com/proxycast/caddy-proxycast/provider"
 )
@@ -60,7 +63,7 @@ Opens iFlow's login page (or prints its URL with --no-browser), waits for the
 browser to come back to a local callback on localhost, exchanges the code for
 tokens, fetches the account's API key and writes the token file that a
 credential with "auth_type oauth" and the same token_file uses.`,
-		Args: cobra.ExactArgs(1),
+		Args: loginArgs,
 	}
 	cmd.Flags().String("token-file", "iflow/oauth.json", "where to store the token: relative = key in Caddy's storage under proxycast/, absolute = file")
 	cmd.Flags().Int("port", iflow.DefaultRedirectPort, "port of the local callback on localhost (127.0.0.1 and ::1)")
@@ -71,10 +74,13 @@ credential with "auth_type oauth" and the same token_file uses.`,
 	cmd.Flags().String("id", "iflow-oauth", "with --admin: the credential to log in (added if it does not exist)")
 	addStorageFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if args[0] != "iflow" {
-			return fmt.Errorf("unknown provider %q: only iflow has a browser login", args[0])
-		}
 		fl := caddycmd.Flags{FlagSet: cmd.Flags()}
+		if port := fl.Int("port"); port < 0 || port > 65535 {
+			return fmt.Errorf("--port %d is not a port; give one from 1 to 65535, such as %d", port, iflow.DefaultRedirectPort)
+		}
+		if fl.Duration("timeout") <= 0 {
+			return fmt.Errorf("--timeout must be positive, such as 5m")
+		}
 		if addr := fl.String("admin"); addr != "" {
 			var browser func(string) error
 			if !fl.Bool("no-browser") {
@@ -84,7 +90,11 @@ credential with "auth_type oauth" and the same token_file uses.`,
 			if cmd.Flags().Changed("token-file") {
 				tokenFile = fl.String("token-file")
 			}
-			return loginViaAdmin(cmd.Context(), addr, args[0], fl.String("id"), tokenFile, fl.Int("port"), fl.Duration("timeout"), browser, cmd.OutOrStdout())
+			// Ctrl-C cancels the login in Caddy too, which frees the
+			// callback port at once instead of at the login's timeout.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return loginViaAdmin(ctx, addr, args[0], fl.String("id"), tokenFile, fl.Int("port"), fl.Duration("timeout"), browser, cmd.OutOrStdout())
 		}
 		storage, err := commandStorage(fl.String("config"), fl.String("adapter"))
 		if err != nil {
@@ -105,6 +115,24 @@ credential with "auth_type oauth" and the same token_file uses.`,
 		return err
 	}
 	return cmd
+}
+
+// browserLogins are the providers `caddy proxycast login` can log in to.
+var browserLogins = []string{"iflow"}
+
+// loginArgs checks that the command names one provider it can log in to,
+// and names them when it does not.
+func loginArgs(_ *cobra.Command, args []string) error {
+	names := strings.Join(browserLogins, ", ")
+	switch {
+	case len(args) == 0:
+		return fmt.Errorf("name the provider to log in to: caddy proxycast login %s (providers with a browser login: %s)", browserLogins[0], names)
+	case len(args) > 1:
+		return fmt.Errorf("name one provider to log in to, not %d (%s): caddy proxycast login %s", len(args), strings.Join(args, " "), browserLogins[0])
+	case !slices.Contains(browserLogins, args[0]):
+		return fmt.Errorf("unknown provider %q: the providers with a browser login are %s", args[0], names)
+	}
+	return nil
 }
 
 type loginOptions struct {
@@ -128,9 +156,10 @@ func runLogin(ctx context.Context, o loginOptions) (iflow.Token, error) {
 	}
 	loc, err := locateState(o.storage, o.tokenFile, "iflow", "")
 	if err != nil {
-		return iflow.Token{}, err
+		return iflow.Token{}, fmt.Errorf("--token-file %q: %w", o.tokenFile, err)
 	}
-	ls, err := startLoginServer(o.provider, o.port, nil)
+	holder := loginHolder{By: "cli", Provider: "iflow", ExpiresAt: time.Now().Add(o.timeout)}
+	ls, err := startLoginServer(o.provider, o.port, nil, holder)
 	if err != nil {
 		return iflow.Token{}, err
 	}
@@ -149,26 +178,12 @@ func runLogin(ctx context.Context, o loginOptions) (iflow.Token, error) {
 	if err != nil {
 		return iflow.Token{}, err
 	}
-	if err := storeLocked(ctx, loc, res.state); err != nil {
+	if err := storeState(ctx, loc, res.state, isTokenFile(func(old []byte) error { _, err := iflow.ParseToken(old); return err })); err != nil {
 		return iflow.Token{}, err
 	}
 	fmt.Fprintf(o.out, "\nLogged in as %s. Token stored in %s.\nUse it with:\n\n  credential iflow-oauth {\n    auth_type oauth\n    token_file %s\n  }\n",
 		res.account, describeLocation(loc, o.storage), o.tokenFile)
 	return tok, nil
-}
-
-// storeLocked writes a credential's state under the same lock renewals
-// take, so it never interleaves with a running server's refresh.
-func storeLocked(ctx context.Context, loc stateLocation, state []byte) error {
-	lock := credpool.LockName(loc.key)
-	if err := loc.store.Lock(ctx, lock); err != nil {
-		return fmt.Errorf("taking the storage lock: %w", err)
-	}
-	defer func() { _ = loc.store.Unlock(context.Background(), lock) }()
-	if err := loc.store.Store(ctx, loc.key, state); err != nil {
-		return fmt.Errorf("storing in %s: %w", loc.where, err)
-	}
-	return nil
 }
 
 func describeLocation(loc stateLocation, storage certmagic.Storage) string {
@@ -197,24 +212,51 @@ keeps it out of your shell history.`,
 	addStorageFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		fl := caddycmd.Flags{FlagSet: cmd.Flags()}
-		cookies := fl.String("cookie")
-		if cookies == "" {
+		id := fl.String("id")
+		// Every flag is checked before the cookie is asked for: a person
+		// should not paste it only to learn that the command was wrong.
+		if strings.TrimSpace(id) == "" {
+			return errors.New("--id is required: the id of the cookie credential, such as --id iflow-cookie-1")
+		}
+		readCookie := func() (string, error) {
+			if c := fl.String("cookie"); c != "" {
+				return c, nil
+			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "Paste the Cookie header of platform.iflow.cn and press Enter:")
 			line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 			if err != nil && line == "" {
-				return errors.New("no cookie on standard input")
+				return "", errors.New("no cookie on standard input: paste it, or pass --cookie")
 			}
-			cookies = strings.TrimSpace(line)
+			return strings.TrimSpace(line), nil
 		}
 		if addr := fl.String("admin"); addr != "" {
-			return importCookieViaAdmin(addr, "iflow", fl.String("id"), cookies, cmd.OutOrStdout())
+			exists, err := checkCookieTarget(addr, "iflow", id)
+			if err != nil {
+				return err
+			}
+			cookies, err := readCookie()
+			if err != nil {
+				return err
+			}
+			return importCookieViaAdmin(addr, "iflow", id, cookies, exists, cmd.OutOrStdout())
+		}
+		base := fl.String("platform-base")
+		if err := checkBaseURL(base); err != nil {
+			return fmt.Errorf("--platform-base: %w", err)
 		}
 		storage, err := commandStorage(fl.String("config"), fl.String("adapter"))
 		if err != nil {
 			return err
 		}
-		p := &iflow.Provider{PlatformBase: strings.TrimRight(fl.String("platform-base"), "/")}
-		return importCookie(cmd.Context(), p, storage, fl.String("id"), cookies, cmd.OutOrStdout())
+		if _, err := locateState(storage, "", "iflow", id); err != nil {
+			return err
+		}
+		cookies, err := readCookie()
+		if err != nil {
+			return err
+		}
+		p := &iflow.Provider{PlatformBase: strings.TrimRight(base, "/")}
+		return importCookie(cmd.Context(), p, storage, id, cookies, cmd.OutOrStdout())
 	}
 	return cmd
 }
@@ -246,7 +288,7 @@ func importCookie(ctx context.Context, p provider.Provider, storage certmagic.St
 	if err != nil {
 		return err
 	}
-	if err := storeLocked(ctx, loc, state); err != nil {
+	if err := storeState(ctx, loc, state, nil); err != nil {
 		return fmt.Errorf("the platform issued a new key (the previous one no longer works), but storing it failed: %w; run the command again once the storage works", err)
 	}
 	fmt.Fprintf(out, "The cookie is good: the account's API key (named %q) was issued anew, valid until %s, and stored in %s.\n"+
@@ -291,7 +333,7 @@ func loginViaAdmin(ctx context.Context, addr, prov, id, tokenFile string, port i
 	if err := json.Unmarshal(raw, &start); err != nil || start.URL == "" {
 		return fmt.Errorf("unexpected answer from the admin API: %s", raw)
 	}
-	fmt.Fprintf(out, "Log in to iFlow at:\n\n  %s\n\nThe running Caddy waits for the browser at %s …\n", start.URL, start.Redirect)
+	fmt.Fprintf(out, "Log in to iFlow at:\n\n  %s\n\nThe running Caddy waits for the browser at %s (Ctrl-C cancels) …\n", start.URL, start.Redirect)
 	if browser != nil {
 		if err := browser(start.URL); err != nil {
 			fmt.Fprintf(out, "(could not open a browser: %v; open the URL yourself)\n", err)
@@ -301,7 +343,12 @@ func loginViaAdmin(ctx context.Context, addr, prov, id, tokenFile string, port i
 	for time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			// Left pending, the login would hold the callback port
+			// until its timeout.
+			if _, err := adminCall(addr, http.MethodDelete, "/proxycast/oauth/"+prov+"/"+start.State, nil); err != nil {
+				return fmt.Errorf("login interrupted (%v), and canceling it in Caddy failed: %w", ctx.Err(), err)
+			}
+			return errors.New("login canceled: the running Caddy no longer waits for the browser")
 		case <-time.After(500 * time.Millisecond):
 		}
 		raw, err := adminCall(addr, http.MethodGet, "/proxycast/oauth/"+prov+"/"+start.State, nil)
@@ -323,18 +370,39 @@ func loginViaAdmin(ctx context.Context, addr, prov, id, tokenFile string, port i
 	return fmt.Errorf("no login within %s", timeout)
 }
 
-// importCookieViaAdmin adds a cookie credential to a running Caddy, or
-// gives an existing one the new cookie; Caddy checks it with the platform.
-func importCookieViaAdmin(addr, prov, id, cookies string, out io.Writer) error {
-	if strings.TrimSpace(id) == "" {
-		return errors.New("--id is required: the id of the cookie credential")
-	}
-	uri := "/proxycast/credentials/" + prov + "/" + url.PathEscape(id)
-	_, err := adminCall(addr, http.MethodGet, uri, nil)
+// checkCookieTarget asks a running Caddy whether credential id exists,
+// and refuses one that is not a cookie credential, or an id the admin API
+// would not add.
+func checkCookieTarget(addr, prov, id string) (exists bool, err error) {
+	raw, err := adminCall(addr, http.MethodGet, "/proxycast/credentials/"+prov+"/"+url.PathEscape(id), nil)
 	switch {
 	case err == nil:
-		_, err = adminCall(addr, http.MethodPatch, uri, map[string]any{"cookies": cookies})
+		var v struct {
+			AuthType string `json:"auth_type"`
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return false, fmt.Errorf("unexpected answer from the admin API: %s", raw)
+		}
+		if v.AuthType != provider.AuthCookie {
+			return false, fmt.Errorf("credential %q has auth_type %s, not cookie; choose another --id", id, v.AuthType)
+		}
+		return true, nil
 	case strings.Contains(err.Error(), "HTTP 404"):
+		if err := checkID(id); err != nil {
+			return false, fmt.Errorf("--id: %w", err)
+		}
+		return false, nil
+	}
+	return false, err
+}
+
+// importCookieViaAdmin adds a cookie credential to a running Caddy, or
+// gives an existing one the new cookie; Caddy checks it with the platform.
+func importCookieViaAdmin(addr, prov, id, cookies string, exists bool, out io.Writer) error {
+	var err error
+	if exists {
+		_, err = adminCall(addr, http.MethodPatch, "/proxycast/credentials/"+prov+"/"+url.PathEscape(id), map[string]any{"cookies": cookies})
+	} else {
 		_, err = adminCall(addr, http.MethodPost, "/proxycast/credentials/"+prov,
 			map[string]any{"id": id, "auth_type": provider.AuthCookie, "cookies": cookies})
 	}

@@ -3,6 +3,9 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -215,7 +218,7 @@ func TestLoginListensOnBothLoopbacks(t *testing.T) {
 	}
 	p := &iflow.Provider{OAuthBase: "http://127.0.0.1:1"}
 	held := other.Addr().(*net.TCPAddr).Port
-	if ls, err := startLoginServer(p, held, nil); err == nil {
+	if ls, err := startLoginServer(p, held, nil, loginHolder{}); err == nil {
 		ls.Close()
 		t.Errorf("listened on port %d although another program holds [::1]:%d", held, held)
 	} else if !strings.Contains(err.Error(), "another program holds it") {
@@ -223,7 +226,7 @@ func TestLoginListensOnBothLoopbacks(t *testing.T) {
 	}
 	other.Close()
 
-	ls, err := startLoginServer(p, 0, nil)
+	ls, err := startLoginServer(p, 0, nil, loginHolder{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,4 +243,225 @@ func TestLoginListensOnBothLoopbacks(t *testing.T) {
 			t.Errorf("%s: %d, want the login server's 400", host, resp.StatusCode)
 		}
 	}
+}
+
+func TestLoginArgs(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "name the provider to log in to: caddy proxycast login iflow (providers with a browser login: iflow)"},
+		{[]string{"iflow", "extra"}, "name one provider to log in to, not 2"},
+		{[]string{"openai"}, `unknown provider "openai": the providers with a browser login are iflow`},
+		{[]string{"iflow", "--port", "70000"}, "--port 70000 is not a port"},
+		{[]string{"iflow", "--timeout", "0s"}, "--timeout must be positive"},
+	}
+	for _, tc := range tests {
+		cmd := loginCommand()
+		cmd.SetArgs(append([]string{}, tc.args...)) // nil would mean os.Args
+		cmd.SetOut(new(bytes.Buffer))
+		cmd.SetErr(new(bytes.Buffer))
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// unreadable fails the test that reads it: flags are checked before the
+// cookie is asked for.
+type unreadable struct{ t *testing.T }
+
+func (u unreadable) Read([]byte) (int, error) {
+	u.t.Error("the command read standard input before its flags were checked")
+	return 0, io.EOF
+}
+
+func TestImportCookieChecksFlagsFirst(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such.Caddyfile")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no id", nil, "--id is required"},
+		{"blank id", []string{"--id", " "}, "--id is required"},
+		{"id that names no state file", []string{"--id", "team/one"}, "slash"},
+		{"bad platform base", []string{"--id", "c", "--platform-base", "ftp://platform"}, "--platform-base"},
+		{"config that does not load", []string{"--id", "c", "--config", missing}, "no-such.Caddyfile"},
+		{"admin that does not answer", []string{"--id", "c", "--admin", "127.0.0.1:1"}, "127.0.0.1:1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := importCookieCommand()
+			var stderr bytes.Buffer
+			cmd.SetArgs(append([]string{}, tc.args...)) // nil would mean os.Args
+			cmd.SetIn(unreadable{t})
+			cmd.SetOut(new(bytes.Buffer))
+			cmd.SetErr(&stderr)
+			err := cmd.Execute()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+			if strings.Contains(stderr.String(), "Paste") {
+				t.Errorf("asked for the cookie before refusing the flags:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// blockingLogin is a provider login whose code exchange waits for
+// release, to catch a login between its callback and its outcome.
+type blockingLogin struct {
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (b blockingLogin) AuthorizeURL(redirectURL, state string) string {
+	return "http://127.0.0.1:1/oauth?state=" + state
+}
+
+func (b blockingLogin) CompleteLogin(ctx context.Context, _ *http.Client, code, _ string) ([]byte, string, error) {
+	close(b.arrived)
+	select {
+	case <-b.release:
+		return []byte(`{}`), "someone@example.com", nil
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+}
+
+// canListen reports whether port is free on 127.0.0.1 now.
+func canListen(port int) bool {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// TestLoginServerEnd: End ends a login that waits for the browser and
+// frees its port before it returns; a login whose browser came back is
+// not ended, but its port is freed all the same.
+func TestLoginServerEnd(t *testing.T) {
+	p := &iflow.Provider{OAuthBase: "http://127.0.0.1:1"}
+	t.Run("waiting", func(t *testing.T) {
+		ls, err := startLoginServer(p, 0, nil, loginHolder{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ls.Close()
+		if !ls.End(errors.New("ended by the test")) {
+			t.Fatal("End did not end a waiting login")
+		}
+		if !canListen(ls.Port) {
+			t.Errorf("port %d still taken after End", ls.Port)
+		}
+		if ls.End(errors.New("again")) {
+			t.Error("a login was ended twice")
+		}
+		if res := ls.Wait(context.Background(), 5*time.Second); res.err == nil || res.err.Error() != "ended by the test" {
+			t.Errorf("result %v", res.err)
+		}
+	})
+	t.Run("browser came back", func(t *testing.T) {
+		bl := blockingLogin{arrived: make(chan struct{}), release: make(chan struct{})}
+		ls, err := startLoginServer(bl, 0, nil, loginHolder{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ls.Close()
+		page := make(chan int, 1)
+		go func() {
+			resp, err := http.Get(ls.Redirect + "?code=c&state=" + ls.State)
+			if err != nil {
+				page <- 0
+				return
+			}
+			resp.Body.Close()
+			page <- resp.StatusCode
+		}()
+		select {
+		case <-bl.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the callback never reached the code exchange")
+		}
+		if ls.End(errors.New("too late")) {
+			t.Error("End ended a login whose browser had come back")
+		}
+		if !canListen(ls.Port) {
+			t.Errorf("port %d still taken after End", ls.Port)
+		}
+		close(bl.release)
+		if res := ls.Wait(context.Background(), 5*time.Second); res.err != nil || res.account != "someone@example.com" {
+			t.Errorf("result %+v", res)
+		}
+		select {
+		case status := <-page:
+			if status != http.StatusOK {
+				t.Errorf("callback page %d", status)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the callback page never came")
+		}
+	})
+}
+
+// TestLoginPortHolder: a login that finds its port taken by another login
+// says whose it is and how to free it; the answer is for local names
+// only.
+func TestLoginPortHolder(t *testing.T) {
+	p := &iflow.Provider{OAuthBase: "http://127.0.0.1:1"}
+	first, err := startLoginServer(p, 0, nil, loginHolder{By: "admin", Provider: "iflow", Credential: "web-1", Admin: "localhost:2019", ExpiresAt: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = startLoginServer(p, first.Port, nil, loginHolder{By: "cli", Provider: "iflow"})
+	for _, want := range []string{fmt.Sprintf("port %d", first.Port), "admin API", "localhost:2019", `"web-1"`, "DELETE /proxycast/oauth/iflow/{state}", "--admin localhost:2019"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q in it", err, want)
+		}
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", first.Port, holderPath), nil)
+	req.Host = "attacker.example"
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("holder answered %d to another host name", resp.StatusCode)
+		}
+	}
+	first.Close()
+
+	cli, err := startLoginServer(p, 0, nil, loginHolder{By: "cli", Provider: "iflow", ExpiresAt: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := startLoginServer(p, cli.Port, nil, loginHolder{}); err == nil || !strings.Contains(err.Error(), "another `caddy proxycast login iflow`") {
+		t.Errorf("error %v", err)
+	}
+}
+
+// TestLoginServerEndFreesPort: the port is free when End returns, also
+// while the login's Wait closes the server at the same moment.
+func TestLoginServerEndFreesPort(t *testing.T) {
+	p := &iflow.Provider{OAuthBase: "http://127.0.0.1:1"}
+	ls, err := startLoginServer(p, 0, nil, loginHolder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ls.Port
+	for i := range 1000 {
+		go ls.Wait(context.Background(), time.Minute)
+		ls.End(errors.New("taken over"))
+		next, err := startLoginServer(p, port, nil, loginHolder{})
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		ls = next
+	}
+	ls.Close()
 }

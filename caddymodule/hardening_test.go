@@ -343,6 +343,9 @@ func TestOneAccountOneCredential(t *testing.T) {
 	if n := srv.KeyRegenerations(); n != 1 {
 		t.Errorf("the account's key was issued %d times, want once", n)
 	}
+	if status, body := admin(t, "POST", "/proxycast/oauth/iflow", fmt.Sprintf(`{"id":"oauth-3","token_file":"iflow/a.json","port":%d}`, freePort(t))); status != 409 || !strings.Contains(errorText(body), `"oauth-1"`) {
+		t.Errorf("a login into the token file of another credential: %d %s", status, body)
+	}
 }
 
 // TestAdminTokenFilesOutsideStorage: the admin API writes absolute token

@@ -2,12 +2,16 @@
 # Builds Caddy with proxycast (xcaddy), starts the project's stand-in for
 # iFlow on 127.0.0.1:9777, serves examples/quickstart/Caddyfile on
 # 127.0.0.1:8999 (admin API on localhost:2019) and sends a plain and a
-# streamed chat request through it. Offline: no iFlow account and no
-# network besides the Go module proxy for the first build. Caddy keeps its
-# config and data in a temporary directory, not in yours.
+# streamed chat request through it. The stand-in has a demo account for
+# each way of adding one: a browser login (its login page logs
+# demo@example.com in at once; the callback is localhost:11451) and a
+# cookie (BXAuth=demo-cookie). Offline: no iFlow account and no network
+# besides the Go module proxy for the first build. Caddy keeps its config
+# and data in a temporary directory, not in yours.
 #
 #   examples/quickstart/run.sh          # then keeps serving until Ctrl-C
-#   examples/quickstart/run.sh --check  # exits after the demo requests
+#   examples/quickstart/run.sh --check  # also logs in and imports the cookie
+#                                       # itself, then exits
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,6 +21,11 @@ check=false
 
 caddy_version=v2.11.9
 xcaddy_version=v0.4.5
+client_key=demo-key
+fake=127.0.0.1:9777
+admin=localhost:2019
+login_port=11451
+demo_cookie="BXAuth=demo-cookie"
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -25,6 +34,36 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+
+# Every curl here talks to loopback: a proxy from the environment must
+# not get these requests.
+lcurl() { curl --noproxy '*' "$@"; }
+
+# listening reports whether something accepts connections on host:port.
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# The ports, and who needs them. A taken port would otherwise show up
+# later as a confusing failure (or, for 9777, as Caddy talking to another
+# program).
+taken=()
+listening 127.0.0.1 8999 && taken+=("8999 on 127.0.0.1 (Caddy serves the API there)")
+listening 127.0.0.1 9777 && taken+=("9777 on 127.0.0.1 (the stand-in for iFlow)")
+listening 127.0.0.1 2019 && taken+=("2019 on 127.0.0.1 (Caddy's admin API; is another Caddy running?)")
+login_taken=""
+for host in 127.0.0.1 ::1; do
+	if [ -z "$login_taken" ] && listening "$host" "$login_port"; then
+		login_taken="$login_port on $host (the callback of the browser login)"
+	fi
+done
+if $check && [ -n "$login_taken" ]; then
+	taken+=("$login_taken")
+fi
+if ((${#taken[@]})); then
+	echo "error: the quickstart needs these ports, and something holds them:" >&2
+	for t in "${taken[@]}"; do echo "  port $t" >&2; done
+	echo "Stop what holds them (ss -ltnp or lsof -i :<port> shows it) and run this again." >&2
+	exit 1
+fi
 
 if [ ! -x ./caddy ] || [ -n "$(find . -name '*.go' -newer ./caddy -print -quit)" ] || [ go.mod -nt ./caddy ]; then
 	echo "==> building Caddy $caddy_version with proxycast (xcaddy; about 90 s the first time)"
@@ -37,21 +76,39 @@ if ! grep -qx 'http.handlers.proxycast' <<<"$modules"; then
 	exit 1
 fi
 
-echo "==> starting the stand-in for iFlow on 127.0.0.1:9777"
+echo "==> starting the stand-in for iFlow on $fake"
 go build -o "$work/fakeiflow" ./iflow/iflowtest/cmd/fakeiflow
-"$work/fakeiflow" -listen 127.0.0.1:9777 -api-key sk-demo-account &
-pids+=($!)
+"$work/fakeiflow" -listen "$fake" -api-key sk-demo-account \
+	-oauth-email demo@example.com -cookie "${demo_cookie#BXAuth=}" 2>"$work/fakeiflow.log" &
+fake_pid=$!
+pids+=("$fake_pid")
+up=false
+for _ in $(seq 1 100); do
+	# Any answer will do: the stand-in answers 404 at /.
+	if lcurl -s -o /dev/null "http://$fake/"; then
+		up=true
+		break
+	fi
+	kill -0 "$fake_pid" 2>/dev/null || break
+	sleep 0.1
+done
+if ! $up; then
+	echo "error: the stand-in for iFlow did not come up on $fake (port 9777 must be free); its log:" >&2
+	cat "$work/fakeiflow.log" >&2
+	exit 1
+fi
 
-echo "==> starting Caddy on 127.0.0.1:8999"
-export PROXYCAST_API_KEY=demo-key IFLOW_KEY=sk-demo-account
-XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data \
-	./caddy run --config examples/quickstart/Caddyfile --adapter caddyfile >"$work/caddy.log" 2>&1 &
+echo "==> starting Caddy on 127.0.0.1:8999 (admin API on $admin)"
+export PROXYCAST_API_KEY=$client_key IFLOW_KEY=sk-demo-account
+# The CLI commands below use the same data directory as Caddy.
+export XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data
+./caddy run --config examples/quickstart/Caddyfile --adapter caddyfile >"$work/caddy.log" 2>&1 &
 caddy_pid=$!
 pids+=("$caddy_pid")
 
 up=false
 for _ in $(seq 1 100); do
-	if curl -fsS -o /dev/null http://127.0.0.1:8999/v1/models -H "Authorization: Bearer $PROXYCAST_API_KEY" 2>/dev/null; then
+	if lcurl -fsS -o /dev/null http://127.0.0.1:8999/v1/models -H "Authorization: Bearer $client_key" 2>/dev/null; then
 		up=true
 		break
 	fi
@@ -59,36 +116,162 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 if ! $up; then
-	echo "error: Caddy did not come up on 127.0.0.1:8999 (ports 8999, 2019 and 9777 must be free); its log:" >&2
+	echo "error: Caddy did not come up on 127.0.0.1:8999 (ports 8999 and 2019 must be free); its log:" >&2
 	cat "$work/caddy.log" >&2
 	exit 1
 fi
 
 set -x
 curl -sS http://127.0.0.1:8999/v1/chat/completions \
-	-H "Authorization: Bearer $PROXYCAST_API_KEY" \
+	-H "Authorization: Bearer $client_key" \
 	-H "Content-Type: application/json" \
 	-d '{"model": "iflow-qwen3-max", "messages": [{"role": "user", "content": "Hello!"}]}' | tee "$work/plain.json"
 echo
 curl -sSN http://127.0.0.1:8999/v1/chat/completions \
-	-H "Authorization: Bearer $PROXYCAST_API_KEY" \
+	-H "Authorization: Bearer $client_key" \
 	-H "Content-Type: application/json" \
 	-d '{"model": "glm-4.6", "stream": true, "messages": [{"role": "user", "content": "Stream me"}]}' | tee "$work/stream.txt"
 set +x
 
-if ! grep -q '"echo: Hello!"' "$work/plain.json" || ! grep -q '^data: \[DONE\]' "$work/stream.txt"; then
-	echo "error: the demo requests did not get the expected answers; Caddy's log:" >&2
+fail() {
+	echo "error: $*; Caddy's log:" >&2
 	cat "$work/caddy.log" >&2
 	exit 1
+}
+
+if ! grep -q '"echo: Hello!"' "$work/plain.json" || ! grep -q '^data: \[DONE\]' "$work/stream.txt"; then
+	fail "the demo requests did not get the expected answers"
 fi
 echo "==> quickstart works"
-if $check; then
-	exit 0
-fi
-cat <<MSG
 
-Caddy with proxycast is serving http://127.0.0.1:8999 (client key: demo-key).
-Try:  curl http://127.0.0.1:8999/v1/models -H 'Authorization: Bearer demo-key'
+token_file=iflow/demo-file.json
+if ! $check; then
+	login_hint=""
+	if [ -n "$login_taken" ]; then
+		login_hint="
+  Port $login_taken is taken: add --port <a free port> to the login."
+	fi
+	cat <<MSG
+
+Caddy with proxycast is serving http://127.0.0.1:8999 (client key: $client_key).
+Try:  curl http://127.0.0.1:8999/v1/models -H 'Authorization: Bearer $client_key'
+
+Add the stand-in's demo accounts as you would add real ones, from
+$root in another terminal:
+
+  Log in with the browser (the stand-in logs demo@example.com in at once):
+    ./caddy proxycast login iflow --admin $admin --id demo-oauth
+  (with --no-browser it prints the URL: open it in a browser, or curl -L it)$login_hint
+
+  Import a cookie: paste $demo_cookie when asked:
+    ./caddy proxycast import-cookie --admin $admin --id demo-cookie
+
+  Or log in without the admin API, writing a token file into Caddy's
+  storage, and hand that file to Caddy:
+    XDG_DATA_HOME=$XDG_DATA_HOME ./caddy proxycast login iflow --oauth-base http://$fake --token-file $token_file
+    curl -X POST $admin/proxycast/credentials/iflow -H 'Content-Type: application/json' \\
+      -d '{"id": "demo-file", "auth_type": "oauth", "token_file": "$token_file"}'
+
+Each answer names the account that served it in its X-Proxycast-Credential
+header (curl -i shows it); requests take the accounts in turn.
 Caddy's log is in $work/caddy.log. Ctrl-C stops everything.
 MSG
-wait
+	wait
+	exit 0
+fi
+
+# --check: the flows as a newcomer goes through them, without a person:
+# logins with --no-browser, their URL opened with curl; the cookie pasted
+# on standard input. Every wait is bounded.
+
+# bounded runs a command for at most $1 seconds.
+bounded() {
+	local secs=$1
+	shift
+	if command -v timeout >/dev/null; then
+		timeout "$secs" "$@"
+	else
+		"$@"
+	fi
+}
+
+# browser_login runs a login command given with --no-browser, plays the
+# browser on the URL it prints and waits for the command to finish.
+logins=0
+browser_login() {
+	logins=$((logins + 1))
+	local out=$work/login-$logins.out pid url=""
+	echo "==> browser login: $*"
+	"$@" >"$out" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	for _ in $(seq 1 200); do
+		url=$(grep -o 'http://[^[:space:]]*/oauth?[^[:space:]]*' "$out" || true)
+		[ -n "$url" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -z "$url" ]; then
+		cat "$out" >&2
+		fail "the login printed no URL"
+	fi
+	# The stand-in's login page sends the browser straight back to the
+	# callback on localhost:11451, which answers the "Logged in" page.
+	if ! lcurl -fsS -L --max-time 30 -o "$work/callback.html" "$url" || ! grep -q 'Logged in' "$work/callback.html"; then
+		cat "$out" "$work/callback.html" >&2 2>/dev/null || true
+		fail "the login's callback did not answer \"Logged in\""
+	fi
+	for _ in $(seq 1 200); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null || ! wait "$pid"; then
+		cat "$out" >&2
+		fail "the login command did not finish well"
+	fi
+	grep -m1 '^Logged in' "$out"
+}
+
+browser_login ./caddy proxycast login iflow --admin "$admin" --id demo-oauth --no-browser --timeout 60s
+
+echo "==> cookie import: ./caddy proxycast import-cookie --admin $admin --id demo-cookie (cookie on standard input)"
+if ! printf '%s\n' "$demo_cookie" | bounded 60 ./caddy proxycast import-cookie --admin "$admin" --id demo-cookie >"$work/cookie.out" 2>&1; then
+	cat "$work/cookie.out" >&2
+	fail "the cookie import failed"
+fi
+tail -1 "$work/cookie.out"
+
+browser_login ./caddy proxycast login iflow --oauth-base "http://$fake" --token-file "$token_file" --no-browser --timeout 60s
+echo "==> handing $token_file to Caddy as demo-file"
+if ! lcurl -fsS --max-time 30 -o "$work/add.json" -X POST "http://$admin/proxycast/credentials/iflow" \
+	-H 'Content-Type: application/json' \
+	-d "{\"id\": \"demo-file\", \"auth_type\": \"oauth\", \"token_file\": \"$token_file\"}"; then
+	fail "the admin API did not add demo-file"
+fi
+
+# Requests take the credentials in turn: a few requests reach each one.
+want="demo-oauth demo-cookie demo-file"
+seen=" "
+for _ in $(seq 1 16); do
+	status=$(lcurl -sS --max-time 30 -o "$work/chat.json" -D "$work/chat.headers" -w '%{http_code}' \
+		http://127.0.0.1:8999/v1/chat/completions \
+		-H "Authorization: Bearer $client_key" \
+		-H "Content-Type: application/json" \
+		-d '{"model": "iflow-qwen3-max", "messages": [{"role": "user", "content": "Hello, new account!"}]}')
+	cred=$(tr -d '\r' <"$work/chat.headers" | awk -F': ' 'tolower($1) == "x-proxycast-credential" { print $2 }')
+	if [ "$status" != 200 ] || ! grep -q '"echo: Hello, new account!"' "$work/chat.json"; then
+		cat "$work/chat.json" >&2
+		fail "a chat request got HTTP $status (credential ${cred:-none})"
+	fi
+	case "$seen" in *" $cred "*) ;; *) seen="$seen$cred " ;; esac
+	missing=""
+	for c in $want; do
+		case "$seen" in *" $c "*) ;; *) missing="$missing $c" ;; esac
+	done
+	[ -z "$missing" ] && break
+done
+if [ -n "$missing" ]; then
+	fail "no chat request was served by$missing (served by:$seen)"
+fi
+for c in $want; do echo "==> $c served a chat request"; done
+echo "==> quickstart check passed"

@@ -166,7 +166,10 @@ func (s *Server) ReusedRefreshTokens() int {
 }
 
 // handleAuthorize plays the browser page: it checks the parameters, then
-// logs the chosen account in at once by redirecting to the client.
+// logs the chosen account in at once by redirecting to the client. A
+// person who opens it in a browser (the quickstart's login) lands on the
+// client's callback page straight away, as after a real login; curl -L
+// does the same.
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		reject(w, http.StatusMethodNotAllowed, "the authorize page needs GET, got "+r.Method)
@@ -204,7 +207,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	if failure == "" && a == nil {
-		reject(w, http.StatusBadRequest, "no account to log in; call AddAccount first")
+		reject(w, http.StatusBadRequest, "no account to log in: call AddAccount first (fakeiflow: start it with -oauth-email <email>)")
 		return
 	}
 	params := target.Query()

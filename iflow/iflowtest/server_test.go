@@ -1217,3 +1217,15 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("count %d", s.ChatCount())
 	}
 }
+
+// TestOAuthAuthorizeWithoutAccount: a login on a fake with no account says
+// how to give it one, also to a quickstart user who started fakeiflow
+// without -oauth-email.
+func TestOAuthAuthorizeWithoutAccount(t *testing.T) {
+	s := newServer(t)
+	req, _ := http.NewRequest(http.MethodGet, authorizeURL(s, "st"), nil)
+	r := do(t, req)
+	if r.status != 400 || !strings.Contains(string(r.body), "AddAccount") || !strings.Contains(string(r.body), "-oauth-email") {
+		t.Fatalf("got %d %s", r.status, r.body)
+	}
+}

@@ -1,11 +1,15 @@
 // Command fakeiflow serves the strict iFlow fake of package iflowtest on a
 // fixed address, for the offline quickstart:
 //
-//	go run ./iflow/iflowtest/cmd/fakeiflow -listen 127.0.0.1:9777 -api-key sk-demo
+//	go run ./iflow/iflowtest/cmd/fakeiflow -listen 127.0.0.1:9777 -api-key sk-demo \
+//		-oauth-email demo@example.com -cookie demo-cookie
 //
 // Point the chat API base at http://<listen>/v1 and the OAuth and platform
-// bases at http://<listen>. It logs one line per chat request to stderr
-// (never a key) and exits on SIGINT or SIGTERM.
+// bases at http://<listen>. With -oauth-email, its login page logs that
+// account in at once (the browser goes straight back to the callback);
+// with -cookie demo-cookie, the platform takes the cookie BXAuth=demo-cookie.
+// It logs one line per chat request to stderr (never a key) and exits on
+// SIGINT or SIGTERM.
 package main
 
 import (
@@ -83,6 +87,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	}
 	if len(apiKeys)+len(cookies)+len(accounts) == 0 {
 		logger.Print("no -api-key, -cookie or -oauth-email given: every chat request will get 434 Invalid apiKey")
+	}
+	if len(accounts) > 0 {
+		logger.Printf("the login page logs in %s", accounts[len(accounts)-1])
+	} else {
+		logger.Print("no -oauth-email given: the login page has no account to log in")
+	}
+	if len(cookies) > 0 {
+		// The cookies themselves are secrets of a kind: counted, not shown.
+		logger.Printf("the platform takes %d BXAuth cookie(s)", len(cookies))
 	}
 	s.SetChatLog(func(c iflowtest.ChatRequest) {
 		logger.Printf("chat key=%s model=%q stream=%t status=%d %s", fingerprint(c.APIKey), c.Model, c.Stream, c.Status, c.Outcome)
