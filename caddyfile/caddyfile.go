@@ -54,6 +54,7 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			transient <duration>       # default 1m
 //			model <duration>           # default 12h
 //			proxy <duration>           # default 1m
+//			quota <duration>           # default 6h
 //		}
 //		credential_pool {
 //			<provider> {
@@ -468,8 +469,10 @@ func parseCooldowns(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 			target = &c.Model
 		case "proxy":
 			target = &c.Proxy
+		case "quota":
+			target = &c.Quota
 		default:
-			return d.Errf("unrecognized cooldown %q (want auth, blocked, rate_limit_max, transient, model or proxy)", d.Val())
+			return d.Errf("unrecognized cooldown %q (want auth, blocked, rate_limit_max, transient, model, proxy or quota)", d.Val())
 		}
 		dur, err := durationArg(d, "cooldowns "+d.Val())
 		if err != nil {

@@ -183,6 +183,7 @@ type credentialView struct {
 	NextRenewal    *time.Time           `json:"next_renewal,omitempty"`
 	CoolingUntil   *time.Time           `json:"cooling_until,omitempty"`
 	CoolingReason  string               `json:"cooling_reason,omitempty"`
+	CoolingKind    string               `json:"cooling_kind,omitempty"`
 	ModelCooldowns map[string]time.Time `json:"model_cooldowns,omitempty"`
 	LastError      string               `json:"last_error,omitempty"`
 	// RuntimeChange says why a runtime change to a credential of the
@@ -215,6 +216,7 @@ func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], no
 		Disabled: ec.Disabled, Priority: ec.Priority, State: st.state(now, ec.Disabled),
 		TokenFile: ec.TokenFile, Requests: hs.Requests, Failures: hs.Failures,
 		LastUsed: timePtr(hs.LastUsed), CoolingUntil: timePtr(hs.CoolingUntil), CoolingReason: hs.CoolingReason,
+		CoolingKind:    coolingKind(hs),
 		ModelCooldowns: hs.ModelCooldowns, LastError: hs.LastError,
 	}
 	if ec.changeSetAside != "" {
@@ -314,6 +316,14 @@ func findView(prov, id string) (credentialView, error) {
 		}
 	}
 	return credentialView{}, err
+}
+
+// coolingKind names the failure a credential rests for.
+func coolingKind(hs credpool.HealthStatus) string {
+	if hs.CoolingUntil.IsZero() {
+		return ""
+	}
+	return hs.CoolingKind.String()
 }
 
 // maskedProxy is a proxy_url as written, with its password masked.

@@ -129,8 +129,11 @@ func identity(prov string, providerConfig []byte, storage certmagic.Storage, c C
 
 // Credential states as the admin API and metrics show them.
 const (
-	stateActive     = "active"
-	stateCooling    = "cooling"
+	stateActive  = "active"
+	stateCooling = "cooling"
+	// stateQuota is cooling for a used-up balance or quota: it comes
+	// back in hours, or when someone pays.
+	stateQuota      = "quota_exhausted"
 	stateRefreshing = "refreshing"
 	stateNeedsLogin = "needs_login"
 	// stateCookieExpired is needs_login for a cookie credential: the fix
@@ -143,7 +146,7 @@ const (
 	stateInvalid = "invalid"
 )
 
-var allStates = []string{stateActive, stateCooling, stateRefreshing, stateNeedsLogin, stateCookieExpired, stateUnavail, stateDisabled, stateInvalid}
+var allStates = []string{stateActive, stateCooling, stateQuota, stateRefreshing, stateNeedsLogin, stateCookieExpired, stateUnavail, stateDisabled, stateInvalid}
 
 // state sums up where a credential stands at now; disabled is as the
 // config in force has it (the state is shared by every config that has
@@ -165,7 +168,10 @@ func (s *credentialState) state(now time.Time, disabled bool) string {
 			return stateUnavail
 		}
 	}
-	if !s.health.Status(now).CoolingUntil.IsZero() {
+	if hs := s.health.Status(now); !hs.CoolingUntil.IsZero() {
+		if hs.CoolingKind == provider.KindQuota {
+			return stateQuota
+		}
 		return stateCooling
 	}
 	return stateActive
@@ -197,6 +203,10 @@ type Cooldowns struct {
 	// a refused tunnel, refused proxy credentials), also for the last
 	// usable credential. Default: 1m.
 	Proxy caddy.Duration `json:"proxy,omitempty"`
+	// Quota follows an account whose balance or quota is used up (402,
+	// insufficient_quota), also for the last usable credential, and caps
+	// the upstream's own word on when it comes back. Default: 6h.
+	Quota caddy.Duration `json:"quota,omitempty"`
 }
 
 func (c *Cooldowns) pool() credpool.Cooldowns {
@@ -210,5 +220,6 @@ func (c *Cooldowns) pool() credpool.Cooldowns {
 		Transient:    time.Duration(c.Transient),
 		Model:        time.Duration(c.Model),
 		Proxy:        time.Duration(c.Proxy),
+		Quota:        time.Duration(c.Quota),
 	}
 }

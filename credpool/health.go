@@ -33,6 +33,11 @@ type Cooldowns struct {
 	// refused tunnel, refused proxy credentials); it rests the last usable
 	// credential too, which would fail the same way. Default: 1m.
 	Proxy time.Duration `json:"proxy,omitempty"`
+	// Quota follows an account whose balance or quota is used up (402,
+	// insufficient_quota), and caps the upstream's own word on when it
+	// comes back, so that a far-off reset cannot hide a key that has
+	// recovered. It rests the last usable credential too. Default: 6h.
+	Quota time.Duration `json:"quota,omitempty"`
 }
 
 // Default rest durations.
@@ -43,6 +48,7 @@ const (
 	DefaultTransientCooldown = time.Minute
 	DefaultModelCooldown     = 12 * time.Hour
 	DefaultProxyCooldown     = time.Minute
+	DefaultQuotaCooldown     = 6 * time.Hour
 	rateLimitBase            = time.Second
 )
 
@@ -58,6 +64,7 @@ func (c Cooldowns) withDefaults() Cooldowns {
 	def(&c.Transient, DefaultTransientCooldown)
 	def(&c.Model, DefaultModelCooldown)
 	def(&c.Proxy, DefaultProxyCooldown)
+	def(&c.Quota, DefaultQuotaCooldown)
 	return c
 }
 
@@ -89,10 +96,12 @@ func NewHealth() *Health { return &Health{} }
 
 // HealthStatus is a snapshot of a Health, safe to show.
 type HealthStatus struct {
-	Requests       uint64
-	Failures       uint64
-	CoolingUntil   time.Time // zero when not resting
-	CoolingReason  string
+	Requests      uint64
+	Failures      uint64
+	CoolingUntil  time.Time // zero when not resting
+	CoolingReason string
+	// CoolingKind is the kind of failure the credential rests for.
+	CoolingKind    provider.Kind
 	ModelCooldowns map[string]time.Time
 	LastError      string
 	LastUsed       time.Time
@@ -111,7 +120,7 @@ func (h *Health) Status(now time.Time) HealthStatus {
 		LastFailure: h.lastFailure,
 	}
 	if now.Before(h.until) {
-		s.CoolingUntil, s.CoolingReason = h.until, h.reason
+		s.CoolingUntil, s.CoolingReason, s.CoolingKind = h.until, h.reason, h.kind
 	}
 	for m, r := range h.models {
 		if now.Before(r.until) {
@@ -194,6 +203,11 @@ func (h *Health) failed(now time.Time, model string, f Failure, c Cooldowns, spa
 		d = c.Transient
 	case provider.KindProxy:
 		d = c.Proxy
+	case provider.KindQuota:
+		d = c.Quota
+		if f.RetryAfter > 0 {
+			d = min(f.RetryAfter, c.Quota)
+		}
 	}
 	if until := now.Add(d); until.After(h.until) {
 		h.until, h.reason, h.kind = until, f.Message, f.Kind

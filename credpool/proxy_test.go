@@ -3,6 +3,7 @@ package credpool
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
 )
@@ -29,5 +30,29 @@ func TestProxyFailureRestsLastCredential(t *testing.T) {
 	clk.advance(DefaultProxyCooldown)
 	if e, err := p.Pick("m", "", nil); err != nil || e != a {
 		t.Errorf("after the rest: %v, %v", e, err)
+	}
+}
+
+// TestQuotaRest: an account out of balance or quota rests for the quota
+// cooldown (the last usable credential too), or for as long as the
+// upstream says, but never longer than the cooldown.
+func TestQuotaRest(t *testing.T) {
+	tests := []struct {
+		retry, want time.Duration
+	}{
+		{0, DefaultQuotaCooldown},
+		{40 * time.Second, 40 * time.Second},
+		{30 * 24 * time.Hour, DefaultQuotaCooldown},
+	}
+	for _, tt := range tests {
+		clk := newClock()
+		p := New([]*Entry[int]{{ID: "a"}}, Options{Now: clk.now})
+		a := p.Entries()[0]
+		if d := p.Failed(a, "m", Failure{Kind: provider.KindQuota, RetryAfter: tt.retry, Message: "quota"}); d != tt.want {
+			t.Errorf("retry %v: rest %v, want %v", tt.retry, d, tt.want)
+		}
+		if s := a.Health.Status(clk.now()); s.CoolingKind != provider.KindQuota {
+			t.Errorf("cooling kind %v", s.CoolingKind)
+		}
 	}
 }

@@ -10,17 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
-)
-
-// Bounds on what is read of a non-streamed reply.
-const (
-	maxReplySize = 32 << 20
-	maxErrorSize = 64 << 10
 )
 
 // Chat sends one signed chat completion request.
@@ -48,10 +41,9 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorSize))
-		return nil, statusError(resp.StatusCode, resp.Header, raw, call.APIKey)
+		return nil, statusError(resp.StatusCode, resp.Header, provider.ReadErrorBody(resp.Body), call.Model, call.APIKey)
 	}
-	if call.Stream && isEventStream(resp.Header.Get("Content-Type")) {
+	if call.Stream && provider.IsEventStream(resp.Header.Get("Content-Type")) {
 		return &provider.Response{
 			ContentType: "text/event-stream",
 			Events:      &stream{sse: provider.NewSSEReader(resp.Body), body: resp.Body, apiKey: call.APIKey, first: true},
@@ -61,11 +53,11 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 	// A JSON reply: a completion, an envelope in its place, or, for a
 	// stream request, iFlow answering with one plain completion.
 	defer resp.Body.Close()
-	raw, err := readReply(resp.Body, resp.ContentLength)
+	raw, err := provider.ReadReply(resp.Body, resp.ContentLength)
 	if err != nil {
 		return nil, err
 	}
-	if len(raw) > maxReplySize {
+	if len(raw) > provider.MaxReply {
 		return nil, &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
 			Message: "iflow's reply is larger than 32 MiB", Kind: provider.KindTransient}
 	}
@@ -129,58 +121,6 @@ func signRequest(h http.Header, apiKey string, ts int64, accept string) {
 	for i, key := range [...]string{"Authorization", "User-Agent", "Content-Type", "Session-Id",
 		"X-Iflow-Timestamp", "X-Iflow-Signature", "Accept"} {
 		h[key] = shared[i : i+1 : i+1]
-	}
-}
-
-// isEventStream reports whether a Content-Type is text/event-stream, as
-// mime.ParseMediaType would read it, without the map of parameters that
-// it allocates.
-func isEventStream(contentType string) bool {
-	mt, _, _ := strings.Cut(contentType, ";")
-	return asciiLowerEqual(strings.TrimSpace(mt), "text/event-stream")
-}
-
-// asciiLowerEqual reports whether s folded to lower case is lower. Only
-// ASCII letters fold: lower has no letter that another rune lower-cases to.
-func asciiLowerEqual(s, lower string) bool {
-	if len(s) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// readReply reads a whole reply of at most maxReplySize bytes, or one
-// byte more to show that it is larger. A Content-Length up to 1 MiB sizes
-// the buffer at once, where io.ReadAll would grow it step by step from
-// 512 bytes; a larger one is not trusted before the bytes arrive.
-func readReply(r io.Reader, size int64) ([]byte, error) {
-	lr := io.LimitedReader{R: r, N: maxReplySize + 1}
-	if size < 0 || size > 1<<20 {
-		size = 512
-	}
-	// One byte more, so that the read that finds the end needs no room.
-	buf := make([]byte, 0, size+1)
-	for {
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
 	}
 }
 

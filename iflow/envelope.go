@@ -3,12 +3,8 @@ package iflow
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
 )
@@ -82,50 +78,24 @@ func replyError(body []byte, apiKey string) *provider.Error {
 	}
 }
 
-// statusError maps an iFlow reply with a non-200 status.
-func statusError(status int, header http.Header, body []byte, apiKey string) *provider.Error {
-	var env envelope
-	_ = json.Unmarshal(body, &env)
-	msg := provider.Scrub(firstNonEmpty(errorText(env.Error), env.Msg, env.Message), apiKey)
-	if msg == "" {
+// statusError maps an iFlow reply with a non-200 status as any
+// OpenAI-compatible service's, but for two answers of iFlow's own: a 406
+// for a model closed to API use (or an unsigned request), and a 404 for
+// a model it does not offer, whatever the text.
+func statusError(status int, header http.Header, body []byte, model, apiKey string) *provider.Error {
+	msg, _ := provider.ErrorText(body)
+	if msg = provider.Scrub(msg, apiKey); msg == "" {
 		msg = http.StatusText(status)
 	}
-	e := &provider.Error{Status: status, Type: provider.TypeForStatus(status), Message: msg}
-	switch {
-	case status >= 300 && status < 400:
-		// Calls are not redirected: a signed POST must not turn into a GET
-		// or go to another host. It is nearly always an api_base to fix
-		// (http:// where the service wants https://).
-		e.Status, e.Type, e.Code, e.Kind = http.StatusBadGateway, "api_error", "upstream_redirect", provider.KindClient
-		e.Message = fmt.Sprintf("iflow answered with a redirect (HTTP %d) to %q, which is not followed; check the provider's api_base",
-			status, redirectTarget(header.Get("Location"), apiKey))
-	case status == http.StatusProxyAuthRequired:
-		// Only a forward proxy sends it: the credential's proxy_url.
-		return provider.ProxyStatusError(fmt.Sprintf("%d %s", status, http.StatusText(status)))
-	case status == http.StatusNotAcceptable:
-		e.Code, e.Kind = "upstream_not_acceptable", provider.KindModel
-		e.Message = "iflow refused the request (HTTP 406); the model may be closed to API use: " + msg
-	case status == http.StatusNotFound:
-		e.Code, e.Kind = "model_not_found", provider.KindModel
-		e.Message = "iflow does not offer the model: " + msg
-	case status == http.StatusUnauthorized:
-		e.Code, e.Kind = "upstream_key_invalid", provider.KindAuth
-		e.Message = "iflow rejected the credential: " + msg
-	case status == http.StatusForbidden:
-		e.Code, e.Kind = "upstream_forbidden", provider.KindBlocked
-		e.Message = "iflow refused the credential: " + msg
-	case status == http.StatusTooManyRequests:
-		e.Code, e.Kind = "upstream_rate_limited", provider.KindRateLimit
-		e.RetryAfter = retryAfter(header)
-		e.Message = "iflow rate limit reached: " + msg
-	case status >= 500:
-		e.Status, e.Type, e.Code, e.Kind = http.StatusBadGateway, "api_error", "upstream_error", provider.KindTransient
-		e.Message = fmt.Sprintf("iflow failed (HTTP %d): %s", status, msg)
-	default:
-		e.Code, e.Kind = "upstream_rejected", provider.KindClient
-		e.Message = fmt.Sprintf("iflow rejected the request (HTTP %d): %s", status, msg)
+	switch status {
+	case http.StatusNotAcceptable:
+		return &provider.Error{Status: status, Type: provider.TypeForStatus(status), Code: "upstream_not_acceptable", Kind: provider.KindModel,
+			Message: "iflow refused the request (HTTP 406); the model may be closed to API use: " + msg}
+	case http.StatusNotFound:
+		return &provider.Error{Status: status, Type: provider.TypeForStatus(status), Code: "model_not_found", Kind: provider.KindModel,
+			Message: "iflow does not offer the model: " + msg}
 	}
-	return e
+	return provider.StatusError("iflow", status, header, body, model, apiKey)
 }
 
 // streamChunkError returns the error a stream chunk stands for: an error
@@ -177,17 +147,8 @@ func errorText(raw json.RawMessage) string {
 	if len(raw) == 0 {
 		return ""
 	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var obj struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(raw, &obj) == nil {
-		return obj.Message
-	}
-	return ""
+	msg, _ := provider.ErrorText(append(append([]byte(`{"error":`), raw...), '}'))
+	return msg
 }
 
 func firstNonEmpty(s ...string) string {
@@ -197,31 +158,4 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
-}
-
-func retryAfter(h http.Header) time.Duration {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
-// redirectTarget is a redirect's Location without the parts that may
-// carry a secret: credentials, query and fragment, and the key the call
-// was signed with wherever it appears.
-func redirectTarget(loc, apiKey string) string {
-	u, err := url.Parse(loc)
-	if err != nil || loc == "" {
-		return "(no valid Location)"
-	}
-	return provider.Scrub((&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(), apiKey)
 }

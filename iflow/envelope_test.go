@@ -179,20 +179,20 @@ func TestStatusError(t *testing.T) {
 			for k, v := range tt.header {
 				h.Set(k, v)
 			}
-			checkErr(t, statusError(tt.status, h, []byte(tt.body), testKey), tt.want)
+			checkErr(t, statusError(tt.status, h, []byte(tt.body), "qwen3-max", testKey), tt.want)
 		})
 	}
 
 	t.Run("429 retry-after date", func(t *testing.T) {
 		h := http.Header{"Retry-After": {future}}
-		e := statusError(429, h, nil, testKey)
+		e := statusError(429, h, nil, "qwen3-max", testKey)
 		if e.RetryAfter < 80*time.Second || e.RetryAfter > 91*time.Second {
 			t.Errorf("RetryAfter = %v, want about 90s", e.RetryAfter)
 		}
 	})
 	t.Run("429 retry-after date in the past", func(t *testing.T) {
 		h := http.Header{"Retry-After": {time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)}}
-		if e := statusError(429, h, nil, testKey); e.RetryAfter != 0 {
+		if e := statusError(429, h, nil, "qwen3-max", testKey); e.RetryAfter != 0 {
 			t.Errorf("RetryAfter = %v, want 0", e.RetryAfter)
 		}
 	})

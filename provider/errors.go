@@ -29,9 +29,13 @@ const (
 	// a refused tunnel, refused proxy credentials (407). Another
 	// credential may serve, and this one rests even if it is the last.
 	KindProxy
+	// KindQuota is an account whose balance or quota is used up (402,
+	// insufficient_quota): not a rate limit, since waiting seconds does
+	// not bring it back; it rests for hours unless the upstream says when.
+	KindQuota
 )
 
-var kindNames = [...]string{"client", "auth", "blocked", "rate_limit", "model", "transient", "proxy"}
+var kindNames = [...]string{"client", "auth", "blocked", "rate_limit", "model", "transient", "proxy", "quota"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"mime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -79,4 +80,39 @@ func checkStream(t *testing.T, s *SSEReader, want []string, exact bool) {
 	if exact && strings.Join(got, "\x00") != strings.Join(want, "\x00") || exact && len(got) != len(want) {
 		t.Fatalf("events %q came back as %q", want, got)
 	}
+}
+
+// FuzzIsEventStream holds IsEventStream to mime.ParseMediaType.
+func FuzzIsEventStream(f *testing.F) {
+	for _, seed := range []string{
+		"text/event-stream", "text/event-stream; charset=utf-8", " Text/Event-Stream ;",
+		"text/event-stream;;", "text/event-stream x", "application/json", "", "text/event-ſtream",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, ct string) {
+		mt, _, _ := mime.ParseMediaType(ct)
+		if got, want := IsEventStream(ct), mt == "text/event-stream"; got != want {
+			t.Fatalf("IsEventStream(%q) = %v, mime.ParseMediaType says %v", ct, got, want)
+		}
+	})
+}
+
+// FuzzReadReply holds ReadReply to io.ReadAll, whatever the
+// Content-Length claims and however the body arrives.
+func FuzzReadReply(f *testing.F) {
+	f.Add([]byte(`{"choices":[]}`), int64(14), false)
+	f.Add([]byte(`{"choices":[]}`), int64(-1), true)
+	f.Add([]byte(strings.Repeat("x", 1500)), int64(3), true)
+	f.Add([]byte{}, int64(0), false)
+	f.Fuzz(func(t *testing.T, body []byte, size int64, oneByte bool) {
+		var r io.Reader = bytes.NewReader(body)
+		if oneByte {
+			r = iotest.OneByteReader(r)
+		}
+		got, err := ReadReply(r, size)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("ReadReply(%d bytes, size %d) = %d bytes, %v", len(body), size, len(got), err)
+		}
+	})
 }
