@@ -2,6 +2,7 @@ package caddymodule_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -76,6 +77,18 @@ func adminSite(srv *iflowtest.Server) string {
 			platform_base %s
 		}
 	}`, clientKey, srv.APIBase(), srv.OAuthBase(), srv.PlatformBase())
+}
+
+// settled is list(t)[id] once no renewal of id is under way (see
+// settledCred).
+func settled(t *testing.T, id string) view {
+	t.Helper()
+	var v view
+	waitFor(t, id+" with no renewal under way", func() bool {
+		v = list(t)[id]
+		return v.State != "refreshing"
+	})
+	return v
 }
 
 // TestAdminLifecycle: add → used; disable → skipped; delete → gone; all of
@@ -258,7 +271,9 @@ func TestAdminCookieAndToken(t *testing.T) {
 		t.Fatalf("refresh: %d %s (refreshes %d -> %d)", status, body, before, srv.RefreshCount())
 	}
 	var v view
-	_ = json.Unmarshal([]byte(body), &v)
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("refresh: %v: %s", err, body)
+	}
 	if v.State != "active" || v.Account != "admin@example.com" {
 		t.Errorf("after refresh: %s", body)
 	}
@@ -306,7 +321,7 @@ func TestAdminOAuthLogin(t *testing.T) {
 		_, body := admin(t, "GET", "/proxycast/oauth/iflow/"+start.State, "")
 		return strings.Contains(body, `"done"`)
 	})
-	if v := list(t)["web"]; v.Source != "runtime" || v.AuthType != "oauth" || v.State != "active" || v.Account != "browser@example.com" {
+	if v := settled(t, "web"); v.Source != "runtime" || v.AuthType != "oauth" || v.State != "active" || v.Account != "browser@example.com" {
 		t.Fatalf("web: %+v", v)
 	}
 	resp2, body2 := chat(t, qwenBody)
@@ -427,7 +442,7 @@ func TestCLIThroughAdmin(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("login --admin: %v", err)
 	}
-	if v := list(t)["cli-oauth"]; v.State != "active" || v.Account != "cli@example.com" {
+	if v := settled(t, "cli-oauth"); v.State != "active" || v.Account != "cli@example.com" {
 		t.Errorf("cli-oauth: %+v", v)
 	}
 
@@ -435,7 +450,7 @@ func TestCLIThroughAdmin(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("import-cookie --admin: %v", err)
 	}
-	if v := list(t)["cli-cookie"]; v.AuthType != "cookie" || v.State != "active" {
+	if v := settled(t, "cli-cookie"); v.AuthType != "cookie" || v.State != "active" {
 		t.Errorf("cli-cookie: %+v", v)
 	}
 	// Again, with the same id: the cookie is replaced, not added twice.
@@ -488,14 +503,26 @@ func TestAdminDeleteInFlight(t *testing.T) {
 // (written here straight into the shared storage, as it would) are applied
 // without a reload, and this instance's own changes are not undone by it.
 func TestRuntimeSync(t *testing.T) {
-	srv := fakeIFlow(t, "sk-a", "sk-b", "sk-c")
+	srv := fakeIFlow(t, "sk-a", "sk-b", "sk-c", "sk-d")
 	root := t.TempDir()
-	site := strings.Replace(adminSite(srv), "\tproxycast {\n", "\tproxycast {\n\t\truntime_sync 100ms\n", 1)
-	startWithStorage(t, root, site)
+	body := strings.Replace(adminSite(srv), "\tproxycast {\n", "\tproxycast {\n\t\truntime_sync 100ms\n", 1)
+	// Caddy's log goes to a file, where the sync's report of unreadable
+	// changes shows that it has read them.
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	opts := strings.Replace(storageOptions(root), "persist_config off", "persist_config off\n\tlog {\n\t\toutput file "+logFile+"\n\t\tformat json\n\t}", 1)
+	newTester(t).InitServer(opts+site(body), "caddyfile")
+	settle(t)
+	logged := func(msg string) bool {
+		raw, err := os.ReadFile(logFile)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(raw), `"msg":"`+msg+`"`)
+	}
 
+	file := filepath.Join(root, "proxycast", "runtime.json")
 	other := func(overlay string) {
 		t.Helper()
-		file := filepath.Join(root, "proxycast", "runtime.json")
 		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -513,32 +540,66 @@ func TestRuntimeSync(t *testing.T) {
 	}
 
 	// A change made here, on top of the other instance's, holds through
-	// later syncs.
+	// later syncs: the other instance adds d to what is stored now, and
+	// once that sync is applied, c is still there.
 	if status, body := admin(t, "POST", "/proxycast/credentials/iflow",
 		`{"id":"c","auth_type":"api_key","api_key":"sk-c"}`); status != 201 {
 		t.Fatalf("add c: %d %s", status, body)
 	}
-	time.Sleep(350 * time.Millisecond)
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other instance keeps what it does not know of as it is.
+	var stored map[string]any
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		t.Fatalf("runtime state: %v: %s", err, raw)
+	}
+	providers, _ := stored["providers"].(map[string]any)
+	iflowChanges, _ := providers["iflow"].(map[string]any)
+	added, _ := iflowChanges["added"].([]any)
+	var ids []string
+	for _, c := range added {
+		c, _ := c.(map[string]any)
+		ids = append(ids, fmt.Sprint(c["id"]))
+	}
+	if strings.Join(ids, ",") != "b,c" {
+		t.Fatalf("stored runtime credentials %v, want b and c: %s", ids, raw)
+	}
+	iflowChanges["added"] = append(added, map[string]any{"id": "d", "auth_type": "api_key", "api_key": "sk-d"})
+	if raw, err = json.Marshal(stored); err != nil {
+		t.Fatal(err)
+	}
+	other(string(raw))
+	waitFor(t, "the other instance's d", func() bool { return list(t)["d"].Source == "runtime" })
 	if vs := list(t); vs["b"].Source != "runtime" || vs["c"].Source != "runtime" {
 		t.Fatalf("after syncs: %+v", vs)
 	}
 
-	// The other instance deletes b.
+	// The other instance deletes b and d.
 	other(`{"version":1,"providers":{"iflow":{"added":[{"id":"c","auth_type":"api_key","api_key":"sk-c"}]}}}`)
-	waitFor(t, "b gone", func() bool { _, ok := list(t)["b"]; return !ok })
+	waitFor(t, "b and d gone", func() bool { vs := list(t); _, b := vs["b"]; _, d := vs["d"]; return !b && !d })
 	if got := servedBy(t); got == "b" {
 		t.Fatal("a deleted credential still serves")
 	}
 
 	// Garbage in storage is reported, changes nothing, and is forgotten
 	// once fixed.
+	if logged("reading runtime credential changes from storage") {
+		t.Fatal("unreadable runtime changes reported before there were any")
+	}
 	other(`{"version":1,`)
-	time.Sleep(350 * time.Millisecond)
+	waitFor(t, "the sync to report the unreadable changes", func() bool {
+		return logged("reading runtime credential changes from storage")
+	})
 	if vs := list(t); vs["c"].Source != "runtime" || vs["a"].Source != "config" {
 		t.Fatalf("after unreadable changes: %+v", vs)
 	}
 	other(`{"version":1}`)
 	waitFor(t, "c gone", func() bool { _, ok := list(t)["c"]; return !ok })
+	waitFor(t, "the sync to report the changes readable again", func() bool {
+		return logged("runtime credential changes in storage are readable again")
+	})
 }
 
 // TestAdminPlaceholdersCheckedResolved: a change whose {env.X} resolves to
@@ -811,7 +872,26 @@ func TestDisabledNotRenewed(t *testing.T) {
 	if status, _ := reload(t, root, enabled+fmt.Sprintf("\n}\n\nhttp://%s {\n\trespond ok", busy.Addr())); status == 200 {
 		t.Fatal("a config with a taken port loaded")
 	}
-	time.Sleep(2 * time.Second) // the renewal loop looks again every second
+	// Nothing can renew it now: either its renewal never started (no
+	// key read, no renewal planned), or the loop has asked twice since
+	// the failed reload whether renewing is wanted (it asks every second,
+	// and each time plans anew) and was told no.
+	if v := getCred(t, "oauth-1"); v.NextRenewal != nil || v.ExpiresAt != nil {
+		since := time.Now()
+		for range 2 {
+			waitFor(t, "the renewal loop to look again", func() bool {
+				if srv.RefreshCount() != 0 {
+					return true // renewed: reported below
+				}
+				next := getCred(t, "oauth-1").NextRenewal
+				if next == nil || !next.After(since) {
+					return false
+				}
+				since = *next
+				return true
+			})
+		}
+	}
 	if n := srv.RefreshCount(); n != 0 {
 		t.Errorf("a credential disabled in the config in force was renewed %d times after a failed reload", n)
 	}

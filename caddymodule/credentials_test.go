@@ -219,7 +219,7 @@ func TestOAuthOverloadKeepsKey(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 	}
-	if v := getCred(t, "oauth-1"); v.State != "active" {
+	if v := settledCred(t, "oauth-1"); v.State != "active" {
 		t.Errorf("under overload the credential is %q, want active on its valid key", v.State)
 	}
 }

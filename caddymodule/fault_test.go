@@ -477,8 +477,7 @@ func TestClientLeavesCleanly(t *testing.T) {
 			}()
 			waitFor(t, "the upstream call", func() bool { return u.hitsOf(tt.key) == 1 })
 			if tt.key != "sk-hang-1" {
-				time.Sleep(100 * time.Millisecond)
-				cancel()
+				cancel() // the upstream has the request and says nothing
 			}
 			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 				t.Fatalf("client: %v", err)
@@ -504,6 +503,7 @@ type credView struct {
 	Account     string     `json:"account"`
 	ExpiresAt   *time.Time `json:"expires_at"`
 	LastRefresh *time.Time `json:"last_refresh"`
+	NextRenewal *time.Time `json:"next_renewal"`
 	LastError   string     `json:"last_error"`
 	Requests    uint64     `json:"requests"`
 }
@@ -515,6 +515,20 @@ func getCred(t *testing.T, id string) credView {
 	if status != 200 || json.Unmarshal([]byte(body), &v) != nil {
 		t.Fatalf("GET %s: %d %s", id, status, body)
 	}
+	return v
+}
+
+// settledCred is getCred once no renewal is under way: a renewal records
+// its outcome (last_error, the renewed key) a moment before it is over,
+// and reading the stored state again after a change (a login, a new
+// token) is a renewal too, a short one.
+func settledCred(t *testing.T, id string) credView {
+	t.Helper()
+	var v credView
+	waitFor(t, id+" with no renewal under way", func() bool {
+		v = getCred(t, id)
+		return v.State != "refreshing"
+	})
 	return v
 }
 
@@ -532,7 +546,7 @@ func TestTokenEndpointDown(t *testing.T) {
 
 	// The token is inside the refresh lead: the first refresh fails at once.
 	waitFor(t, "the failed refresh to show", func() bool { return getCred(t, "oauth-1").LastError != "" })
-	v := getCred(t, "oauth-1")
+	v := settledCred(t, "oauth-1")
 	if v.State != "active" || !strings.Contains(v.LastError, "503") {
 		t.Errorf("while the token endpoint is down: state %q, last_error %q", v.State, v.LastError)
 	}
@@ -732,7 +746,7 @@ func TestStorageWriteFailure(t *testing.T) {
 		v := getCred(t, "oauth-1")
 		return v.ExpiresAt != nil && v.ExpiresAt.Equal(tok.ExpiresAt)
 	})
-	if v := getCred(t, "oauth-1"); v.State != "active" || v.LastError != "" || v.LastRefresh == nil {
+	if v := settledCred(t, "oauth-1"); v.State != "active" || v.LastError != "" || v.LastRefresh == nil {
 		t.Errorf("after storing: %+v", v)
 	}
 	if resp, body := chat(t, qwenBody); resp.StatusCode != 200 {
@@ -759,8 +773,21 @@ func TestReloadDuringUpload(t *testing.T) {
 	before := baseline()
 
 	pr, pw := io.Pipe()
-	req, _ := http.NewRequest(http.MethodPost, baseURL+"/v1/chat/completions", pr)
+	defer pw.Close()
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/v1/chat/completions", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+clientKey)
+	// With Expect: 100-continue, the client sends the body only once the
+	// server says go on, which Go's server does when the handler first
+	// reads the body: a write into the pipe returns once the handler is
+	// reading.
+	req.Header.Set("Expect", "100-continue")
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.ExpectContinueTimeout = time.Minute
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	type result struct {
 		status int
 		body   string
@@ -768,7 +795,7 @@ func TestReloadDuringUpload(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			done <- result{err: err}
 			return
@@ -778,11 +805,26 @@ func TestReloadDuringUpload(t *testing.T) {
 		done <- result{resp.StatusCode, string(raw), err}
 	}()
 	body := chatBody(false)
-	io.WriteString(pw, body[:10])
-	time.Sleep(200 * time.Millisecond) // the handler is reading the body
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(pw, body[:10])
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case r := <-done:
+		t.Fatalf("the request ended before its body was read: %d %v %s", r.status, r.err, r.body)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler never read the body")
+	}
 
 	startCaddy(t, cfg+"\n\t\tmax_attempts 2") // a reload: the old config is cleaned up
-	io.WriteString(pw, body[10:])
+	if _, err := io.WriteString(pw, body[10:]); err != nil {
+		t.Fatalf("sending the rest of the body after the reload: %v", err)
+	}
 	pw.Close()
 	r := <-done
 	if r.err != nil || r.status != 200 || !strings.Contains(r.body, "good answer") {
@@ -816,8 +858,9 @@ func TestStorageWriteFailureKeyExpires(t *testing.T) {
 	time.Sleep(time.Until(oldTok.ExpiresAt) + 100*time.Millisecond)
 
 	// The old key has expired and the new one is not stored: the spare
-	// serves, without waiting.
-	client := &http.Client{Timeout: 3 * time.Second}
+	// serves, without waiting (a request held up would wait for a store
+	// that keeps failing, past any timeout).
+	client := &http.Client{Timeout: 10 * time.Second}
 	for i := range 3 {
 		req, _ := http.NewRequest(http.MethodPost, baseURL+"/v1/chat/completions", strings.NewReader(chatBody(i%2 == 1)))
 		req.Header.Set("Authorization", "Bearer "+clientKey)

@@ -123,10 +123,14 @@ func startCaddy(t *testing.T, body string) *caddytest.Tester {
 	return tester
 }
 
-// settle waits until the new config answers: right after a reload, a
-// connection may still land on the server being shut down.
+// settle waits until the new config alone answers. Caddy opens a new
+// socket for each config (SO_REUSEPORT) and closes the old config's in the
+// background once a load has returned; until then the kernel hands some
+// connections to the old one, which drops them unanswered or serves them
+// with the old config.
 func settle(t *testing.T) {
 	t.Helper()
+	settleListeners(t)
 	for range 250 {
 		if resp, err := http.Get(baseURL + "/health"); err == nil {
 			resp.Body.Close()
@@ -135,6 +139,20 @@ func settle(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("Caddy does not answer after loading the config")
+}
+
+// settleListeners waits until no more than one config holds the site's
+// and the admin API's listeners (see settle).
+func settleListeners(t *testing.T) {
+	t.Helper()
+	site, adm := fmt.Sprintf(":%d", httpPort), adminAddr
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		if caddy.ListenerUsage("tcp", site) <= 1 && caddy.ListenerUsage("tcp", adm) <= 1 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("the previous config's listeners are still open after 20s")
 }
 
 // newTester returns a caddytest.Tester for this binary's Caddy.
@@ -268,6 +286,9 @@ func loadCaddyfile(t *testing.T, cfg string) (int, string) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	// The load replaced the admin server (twice for a config that
+	// failed: it puts the running one back).
+	settleListeners(t)
 	return resp.StatusCode, string(raw)
 }
 

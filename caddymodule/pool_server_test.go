@@ -235,35 +235,117 @@ func TestStreamFailoverBeforeFirstEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(bufio.NewReader(resp.Body))
+	raw, err := io.ReadAll(bufio.NewReader(resp.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	evs := events(string(raw))
-	if resp.StatusCode != 200 || resp.Header.Get("X-Proxycast-Credential") != "b" || evs[len(evs)-1] != "[DONE]" || strings.Contains(string(raw), "error") {
+	if resp.StatusCode != 200 || resp.Header.Get("X-Proxycast-Credential") != "b" || len(evs) < 2 || evs[len(evs)-1] != "[DONE]" || strings.Contains(string(raw), "error") {
 		t.Fatalf("%d from %q: %s", resp.StatusCode, resp.Header.Get("X-Proxycast-Credential"), raw)
+	}
+	// a was tried first (fill_first) and failed: b's stream is a
+	// failover, not a pick that skipped a.
+	var keys []string
+	for _, r := range srv.ChatRequests() {
+		keys = append(keys, r.APIKey+": "+r.Outcome)
+	}
+	if strings.Join(keys, ", ") != "sk-a: behavior InvalidKey, sk-b: ok" {
+		t.Errorf("upstream saw %v, want a (refused) then b", keys)
 	}
 }
 
-// TestConcurrentFailover hammers a pool in which one account fails now and
-// then, under -race.
+// TestConcurrentFailover hammers a pool in which one account starts
+// failing midway, under -race: every request is served, each failure of
+// the failing account is failed over to the other (and counted as one),
+// and the failing account then rests instead of being tried again and
+// again.
 func TestConcurrentFailover(t *testing.T) {
 	srv := fakeIFlow(t, "sk-a", "sk-b")
 	startCaddy(t, twoKeys(srv, "", "", ""))
+	failovers := sumMetric(t, "caddy_proxycast_failovers_total", `reason="transient"`)
+	const n = 200
+	// The requests are sent from goroutines, which must not stop the
+	// test (chat would): failures are collected and reported here.
+	send := func() error {
+		req, err := http.NewRequest(http.MethodPost, baseURL+"/v1/chat/completions", strings.NewReader(qwenBody))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+clientKey)
+		resp, err := testClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%d from %q: %s", resp.StatusCode, resp.Header.Get("X-Proxycast-Credential"), raw)
+		}
+		if from := resp.Header.Get("X-Proxycast-Credential"); from != "a" && from != "b" {
+			return fmt.Errorf("served by %q", from)
+		}
+		return nil
+	}
 	var wg sync.WaitGroup
-	errs := make(chan string, 200)
-	for i := range 200 {
+	errs := make(chan error, n)
+	for i := range n {
 		if i == 50 {
 			srv.SetBehavior("sk-a", iflowtest.HTTP500)
 		}
 		wg.Go(func() {
-			resp, body := chat(t, qwenBody)
-			if resp.StatusCode != 200 {
-				errs <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+			if err := send(); err != nil {
+				errs <- err
 			}
 		})
 	}
 	wg.Wait()
 	close(errs)
 	for e := range errs {
-		t.Errorf("a request failed although b could serve it: %s", e)
+		t.Errorf("a request failed although b could serve it: %v", e)
+	}
+
+	// The fake's log: each request was served upstream exactly once,
+	// and the only failures are a's 500s.
+	var served, failedA int
+	for _, r := range srv.ChatRequests() {
+		switch {
+		case r.Status == 200 && r.Outcome == "ok":
+			served++
+		case r.APIKey == "sk-a" && r.Status == 500 && r.Outcome == "behavior HTTP500":
+			failedA++
+		default:
+			t.Errorf("upstream answered %s with %d (%s)", r.APIKey, r.Status, r.Outcome)
+		}
+	}
+	if served != n {
+		t.Errorf("upstream served %d requests, want each of the %d once", served, n)
+	}
+	// At least 150 requests were sent after a began to fail, and they
+	// picked a and b in turn until a rested: a failed at least once. No
+	// request tried a twice.
+	t.Logf("a failed %d times", failedA)
+	if failedA < 1 || failedA > n {
+		t.Errorf("a failed %d times, want at least once and at most once per request", failedA)
+	}
+	got := sumMetric(t, "caddy_proxycast_failovers_total", `reason="transient"`) - failovers
+	if got != float64(failedA) {
+		t.Errorf("transient failovers metric grew by %v, want %d: one per failure of a", got, failedA)
+	}
+	if v := scrapeMetric(t, "caddy_proxycast_credential_state", `credential="a"`, `state="cooling"`); v != 1 {
+		t.Errorf("a's cooling state gauge = %v after its failures, want 1", v)
+	}
+	// Resting, a is not tried again.
+	before := srv.ChatCount()
+	for range 4 {
+		if resp, body := chat(t, qwenBody); resp.StatusCode != 200 || resp.Header.Get("X-Proxycast-Credential") != "b" {
+			t.Fatalf("while a rests: %d from %q: %s", resp.StatusCode, resp.Header.Get("X-Proxycast-Credential"), body)
+		}
+	}
+	if got := srv.ChatCount() - before; got != 4 {
+		t.Errorf("4 requests while a rests reached the upstream %d times, want 4 (b only)", got)
 	}
 }
 

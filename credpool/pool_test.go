@@ -192,8 +192,8 @@ func TestStickyFullTable(t *testing.T) {
 			t.Fatalf("session moved from %s to %s while in steady use", first, got)
 		}
 	}
-	if _, ok := sh.sticky[maphash.String(sh.seed, "new")]; ok {
-		t.Fatal("test setup: table not full")
+	if _, ok := sh.sticky[maphash.String(sh.seed, "new")]; ok || len(sh.sticky) != maxSticky {
+		t.Fatalf("test setup: %d sessions in a table of %d, want it full and without the new one", len(sh.sticky), maxSticky)
 	}
 	picks(t, p, 1, "m", "new")
 	if _, ok := sh.sticky[maphash.String(sh.seed, "new")]; ok {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -246,6 +247,30 @@ func rnEventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// rnWaiting counts the goroutines parked in Renewing.renew, waiting for
+// a renewal under way, that came there through the method from
+// ("APIKey", "RenewNow").
+func rnWaiting(from string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(header, "[select") && strings.Contains(g, "credpool.(*Renewing).renew(") &&
+			strings.Contains(g, "credpool.(*Renewing)."+from+"(") {
+			n++
+		}
+	}
+	return n
+}
+
 // rnReceive waits up to five seconds for a value on ch.
 func rnReceive(t *testing.T, what string, ch <-chan struct{}) {
 	t.Helper()
@@ -350,7 +375,7 @@ func TestRenewingSingleflight(t *testing.T) {
 	}
 	started.Wait()
 	rnReceive(t, "the renewal", f.renewer.entered)
-	time.Sleep(50 * time.Millisecond) // let the callers pile up on the renewal
+	rnEventually(t, "every caller waiting on the renewal", func() bool { return rnWaiting("APIKey") == n })
 	if got := r.Status().State; got != StateRefreshing {
 		t.Errorf("State during the renewal = %s, want %s", got, StateRefreshing)
 	}
@@ -426,7 +451,9 @@ func TestRenewingAhead(t *testing.T) {
 	r := f.start(t, nil)
 
 	rnReceive(t, "the background renewal", f.renewer.entered)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	// The renewal is held until the gate closes: a caller that waited for
+	// it would run into the timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	k, err := r.APIKey(ctx)
 	if err != nil || k != "cur" {
@@ -594,10 +621,11 @@ func TestRenewingRejected(t *testing.T) {
 		k, _ := r.APIKey(context.Background())
 		got <- k
 	}()
+	rnEventually(t, "the caller waiting on the renewal", func() bool { return rnWaiting("APIKey") == 1 })
 	select {
 	case k := <-got:
 		t.Fatalf("APIKey = %q during the renewal away from the refused key", k)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	if !r.Rejected("cur") {
 		t.Error("a second refusal of the key being replaced = false")
@@ -618,7 +646,16 @@ func TestRenewingRejected(t *testing.T) {
 	if r.Rejected("key-1") {
 		t.Error("Rejected(the key obtained after a refusal) = true, want false: renewing does not help")
 	}
-	time.Sleep(20 * time.Millisecond)
+	// No renewal can follow: the loop sleeps until 1h before key-1
+	// expires (by a clock that stands still), nothing is under way and
+	// nothing has woken it.
+	rnEventually(t, "the loop asleep until the next renewal", func() bool {
+		s := r.Status()
+		return s.State == StateActive && s.NextRenewal.Equal(rnEpoch.Add(47*time.Hour))
+	})
+	if n := len(r.kick); n != 0 {
+		t.Errorf("the loop was woken %d times after the refusal of key-1", n)
+	}
 	if c := f.renewer.count(); c != 1 {
 		t.Errorf("%d renewals, want 1", c)
 	}
@@ -668,11 +705,17 @@ func TestRenewingStoreFailure(t *testing.T) {
 		got <- k
 	}()
 	rnEventually(t, "the failed store", func() bool { return f.events.count("store_failed") == 1 })
+	// The store is retried from now on (the error is recorded as the
+	// retries begin): a caller is turned away at once with the store's
+	// error, neither given the unstored key nor held until the retry.
+	rnEventually(t, "the store retried", func() bool { return strings.Contains(r.Status().LastError, "storing the renewed state") })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	k, err := r.APIKey(ctx)
 	cancel()
 	if err == nil {
 		t.Errorf("APIKey = %q before the renewed state was stored", k)
+	} else if !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("APIKey while the renewed state waits to be stored: %v, want the store's error at once", err)
 	}
 	if s := r.Status(); !strings.Contains(s.LastError, "disk full") {
 		t.Errorf("LastError = %q", s.LastError)
@@ -759,7 +802,7 @@ func TestRenewingStop(t *testing.T) {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(time.Second):
+	case <-time.After(5 * time.Second): // the renewal never ends on its own
 		t.Fatal("Stop waits for the renewal under way")
 	}
 	// The renewal goes on and stores its result.
@@ -779,7 +822,7 @@ func TestRenewingStop(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(time.Second):
+	case <-time.After(5 * time.Second):
 		t.Fatal("Stop of a credential never started hangs")
 	}
 }
@@ -937,9 +980,14 @@ func TestRenewingLoopDoesNotSpin(t *testing.T) {
 	}
 	r.Rejected("cur") // a refusal of the old key wakes the loop
 	before := reads.Load()
-	time.Sleep(100 * time.Millisecond)
+	// The loop renews (the second renewal, after the request's) and,
+	// since that fails too, plans its retry minRetry ahead by a clock
+	// that stands still: it sleeps, and cannot spin.
+	rnEventually(t, "the loop's renewal and its retry planned", func() bool {
+		return f.renewer.count() == 2 && r.Status().NextRenewal.Equal(f.clock.Now().Add(minRetry))
+	})
 	if n := reads.Load() - before; n > 1000 {
-		t.Fatalf("the loop spun: %d clock reads in 100ms", n)
+		t.Fatalf("the loop spun: %d clock reads before it went to sleep", n)
 	}
 }
 
@@ -954,7 +1002,17 @@ func TestRenewingNotWanted(t *testing.T) {
 	})
 	r.Start(context.Background())
 	defer r.Stop()
-	time.Sleep(50 * time.Millisecond)
+	// The loop plans its renewal (due: now), is told it is not wanted,
+	// and looks again unwantedCheck later; moving the clock on shows
+	// that second look. Each time it found the credential not in use.
+	rnEventually(t, "the loop's first look", func() bool { return r.Status().NextRenewal.Equal(rnEpoch) })
+	f.clock.Add(time.Minute)
+	rnEventually(t, "the loop's second look", func() bool {
+		if c := f.renewer.count(); c != 0 {
+			t.Fatalf("%d background renewals of a credential not in use", c)
+		}
+		return r.Status().NextRenewal.Equal(rnEpoch.Add(time.Minute))
+	})
 	if c := f.renewer.count(); c != 0 {
 		t.Fatalf("%d background renewals of a credential not in use", c)
 	}
@@ -980,8 +1038,10 @@ func TestRenewNowIsForced(t *testing.T) {
 	// ...and ask for a forced one meanwhile.
 	forced := make(chan error, 1)
 	go func() { forced <- r.RenewNow(ctx) }()
-	time.Sleep(20 * time.Millisecond)
-	_ = f.store.Unlock(ctx, LockName(rnKey))
+	rnEventually(t, "the forced renewal waiting on the plain one", func() bool { return rnWaiting("RenewNow") == 1 })
+	if err := f.store.Unlock(ctx, LockName(rnKey)); err != nil {
+		t.Fatal(err)
+	}
 	if err := <-plain; err != nil {
 		t.Fatal(err)
 	}

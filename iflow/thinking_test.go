@@ -89,8 +89,12 @@ func TestApplyThinking(t *testing.T) {
 				return
 			}
 			var g, w any
-			_ = json.Unmarshal(got, &g)
-			_ = json.Unmarshal([]byte(tt.want), &w)
+			if err := json.Unmarshal(got, &g); err != nil {
+				t.Fatalf("applyThinking(%q): %v: %s", tt.model, err, got)
+			}
+			if err := json.Unmarshal([]byte(tt.want), &w); err != nil {
+				t.Fatalf("test case: want is not JSON: %v: %s", err, tt.want)
+			}
 			if !reflect.DeepEqual(g, w) {
 				t.Errorf("applyThinking(%q):\n got %s\nwant %s", tt.model, got, tt.want)
 			}
