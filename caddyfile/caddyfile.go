@@ -3,6 +3,7 @@
 package caddyfile
 
 import (
+	"encoding/json"
 	"math"
 	"path/filepath"
 	"strconv"
@@ -67,6 +68,7 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //					disabled   [true|false]
 //					priority   <n>         # 1 first; default: after all with one
 //					refresh_before <duration>  # oauth, cookie
+//					models     <glob...>   # serve only these models; default all
 //				}
 //			}
 //		}
@@ -75,7 +77,8 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			default_provider <provider>
 //		}
 //		provider <name> {
-//			...                    # the provider's own options
+//			type <module>          # iflow, openai; default: the name's module
+//			...                    # the type's own options
 //		}
 //	}
 func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
@@ -84,6 +87,7 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 		return d.ArgErr()
 	}
 	set := once{}
+	var names providerNames
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		// Repeatable: api_keys adds keys, provider blocks name different
 		// providers, and credential_pool and routing blocks add to what
@@ -202,35 +206,39 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			if err := parsePool(d, h); err != nil {
+			if err := parsePool(d, h, &names); err != nil {
 				return err
 			}
 		case "routing":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			if err := parseRouting(d, &h.Routing); err != nil {
+			if err := parseRouting(d, &h.Routing, &names); err != nil {
 				return err
 			}
 		case "provider":
 			if !d.NextArg() {
-				return d.Err("provider needs a name, such as: provider iflow { … }")
+				return d.Err("provider needs a name, such as: provider deepseek { type openai … }")
 			}
 			name := d.Val()
-			if err := checkProvider(d, name); err != nil {
+			if _, dup := h.ProvidersRaw[name]; dup {
+				return d.Errf("provider %q is declared twice", name)
+			}
+			seg := d.NextSegment()
+			typ, err := providerType(caddyfile.NewDispenser(seg), name)
+			if err != nil {
 				return err
 			}
-			if _, dup := h.ProvidersRaw[name]; dup {
-				return d.Errf("provider %q is configured twice", name)
-			}
-			unm, err := caddyfile.UnmarshalModule(d, providerModule(name))
+			block := caddyfile.NewDispenser(seg)
+			block.Next() // the name, where the module's block starts
+			unm, err := caddyfile.UnmarshalModule(block, providerModule(typ))
 			if err != nil {
 				return err
 			}
 			if h.ProvidersRaw == nil {
-				h.ProvidersRaw = caddy.ModuleMap{}
+				h.ProvidersRaw = map[string]json.RawMessage{}
 			}
-			h.ProvidersRaw[name] = caddyconfig.JSON(unm, nil)
+			h.ProvidersRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
 		default:
 			return d.Errf("unrecognized proxycast option %q", d.Val())
 		}
@@ -238,15 +246,13 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 	if h.Anonymous && len(h.APIKeys) > 0 {
 		return d.Err("anonymous and api_keys exclude each other")
 	}
-	return nil
+	return names.check(h)
 }
 
-func parsePool(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
+func parsePool(d *caddyfile.Dispenser, h *caddymodule.Handler, names *providerNames) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		if err := checkProvider(d, name); err != nil {
-			return err
-		}
+		names.use(d, name)
 		if d.NextArg() {
 			return d.ArgErr()
 		}
@@ -297,6 +303,12 @@ func parseCredential(d *caddyfile.Dispenser) (caddymodule.Credential, error) {
 				return c, err
 			}
 			c.RefreshBefore = dur
+			continue
+		case "models":
+			c.Models = d.RemainingArgs()
+			if len(c.Models) == 0 {
+				return c, d.Errf("credential %q: models needs at least one model name or glob", c.ID)
+			}
 			continue
 		case "priority":
 			if !d.NextArg() {
@@ -375,7 +387,7 @@ func errAt(tok caddyfile.Token, format string, args ...any) error {
 	return d.Errf(format, args...)
 }
 
-func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
+func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing, names *providerNames) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		// Also across routing blocks, which add to each other.
 		if d.Val() == "default_provider" && r.DefaultProvider != "" {
@@ -388,9 +400,7 @@ func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
 				return d.Err("rule needs a pattern and a provider: rule <pattern> <provider> [priority <n>] [model <template>]")
 			}
 			rule := caddymodule.RoutingRule{Pattern: args[0], Provider: args[1]}
-			if err := checkProvider(d, rule.Provider); err != nil {
-				return err
-			}
+			names.use(d, rule.Provider)
 			for rest := args[2:]; len(rest) > 0; rest = rest[2:] {
 				if len(rest) < 2 {
 					return d.Errf("rule %s: %q needs a value", rule.Pattern, rest[0])
@@ -416,9 +426,7 @@ func parseRouting(d *caddyfile.Dispenser, r *caddymodule.Routing) error {
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			if err := checkProvider(d, d.Val()); err != nil {
-				return err
-			}
+			names.use(d, d.Val())
 			r.DefaultProvider = d.Val()
 			if d.NextArg() {
 				return d.ArgErr()
@@ -485,13 +493,72 @@ func parseCooldowns(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 
 func providerModule(name string) string { return "proxycast.providers." + name }
 
-func checkProvider(d *caddyfile.Dispenser, name string) error {
-	if _, err := caddy.GetModule(providerModule(name)); err != nil {
-		var known []string
-		for _, m := range caddy.GetModules("proxycast.providers") {
-			known = append(known, m.ID.Name())
+// providerType reads the type of a provider block (probe holds its
+// tokens, from its name on): the module named by its `type` line, or,
+// without one, the module of the provider's name.
+func providerType(probe *caddyfile.Dispenser, name string) (string, error) {
+	probe.Next() // the name
+	typ, line := "", -1
+	for nesting := probe.Nesting(); probe.NextBlock(nesting); {
+		if probe.Val() != "type" || probe.Nesting() != nesting+1 || probe.Line() == line {
+			line = probe.Line()
+			continue
 		}
-		return d.Errf("unknown provider %q (known: %s)", name, strings.Join(known, ", "))
+		line = probe.Line()
+		if typ != "" {
+			return "", probe.Errf("provider %q: type is set twice", name)
+		}
+		if !probe.NextArg() {
+			return "", probe.Errf("provider %q: type needs a value, such as openai", name)
+		}
+		typ = probe.Val()
+		if probe.NextArg() {
+			return "", probe.ArgErr()
+		}
+		if _, err := caddy.GetModule(providerModule(typ)); err != nil {
+			return "", probe.Errf("provider %q: unknown type %q (known types: %s)", name, typ, strings.Join(providerTypes(), ", "))
+		}
+	}
+	if typ != "" {
+		return typ, nil
+	}
+	if _, err := caddy.GetModule(providerModule(name)); err != nil {
+		probe.Reset()
+		probe.Next()
+		return "", probe.Errf("provider %q needs a type, such as: provider %s { type openai … } (known types: %s)", name, name, strings.Join(providerTypes(), ", "))
+	}
+	return name, nil
+}
+
+func providerTypes() []string {
+	var known []string
+	for _, m := range caddy.GetModules("proxycast.providers") {
+		known = append(known, m.ID.Name())
+	}
+	return known
+}
+
+// providerNames checks, once the whole block is read, that every provider
+// that credential_pool and routing name is declared or is a type's own
+// instance.
+type providerNames []caddyfile.Token
+
+func (n *providerNames) use(d *caddyfile.Dispenser, name string) {
+	tok := d.Token()
+	tok.Text = name
+	*n = append(*n, tok)
+}
+
+func (n providerNames) check(h *caddymodule.Handler) error {
+	for _, tok := range n {
+		if _, ok := h.ProvidersRaw[tok.Text]; ok {
+			continue
+		}
+		if _, err := caddy.GetModule(providerModule(tok.Text)); err == nil {
+			continue
+		}
+		return errAt(tok, "unknown provider %q: declare it with provider %s { type … } (known types: %s)",
+			tok.Text, tok.Text, strings.Join(providerTypes(), ", "))
 	}
 	return nil
 }

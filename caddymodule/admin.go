@@ -38,7 +38,7 @@ const maxAdminBody = 64 << 10
 //	GET    /proxycast/credentials                       every credential
 //	GET    /proxycast/credentials/{provider}/{id}       one
 //	POST   /proxycast/credentials/{provider}            add one
-//	PATCH  /proxycast/credentials/{provider}/{id}       change disabled, cookies, proxy_url, token, priority
+//	PATCH  /proxycast/credentials/{provider}/{id}       change disabled, cookies, proxy_url, token, priority, models
 //	DELETE /proxycast/credentials/{provider}/{id}       remove one
 //	POST   /proxycast/credentials/{provider}/{id}/refresh  renew its key now
 //	POST   /proxycast/oauth/{provider}                  start a browser login
@@ -177,6 +177,7 @@ type credentialView struct {
 	State          string               `json:"state"`
 	TokenFile      string               `json:"token_file,omitempty"`
 	ProxyURL       string               `json:"proxy_url,omitempty"`
+	Models         []string             `json:"models,omitempty"`
 	Account        string               `json:"account,omitempty"`
 	ExpiresAt      *time.Time           `json:"expires_at,omitempty"`
 	LastRefresh    *time.Time           `json:"last_refresh,omitempty"`
@@ -186,12 +187,21 @@ type credentialView struct {
 	CoolingKind    string               `json:"cooling_kind,omitempty"`
 	ModelCooldowns map[string]time.Time `json:"model_cooldowns,omitempty"`
 	LastError      string               `json:"last_error,omitempty"`
+	Tokens         *tokensView          `json:"tokens,omitempty"`
 	// RuntimeChange says why a runtime change to a credential of the
 	// config is not in force (it runs as configured).
 	RuntimeChange string     `json:"runtime_change,omitempty"`
 	Requests      uint64     `json:"requests"`
 	Failures      uint64     `json:"failures"`
 	LastUsed      *time.Time `json:"last_used,omitempty"`
+}
+
+// tokensView is what a credential's answers cost, as the upstream reported.
+type tokensView struct {
+	Prompt     int64 `json:"prompt"`
+	Completion int64 `json:"completion"`
+	Cached     int64 `json:"cached"`
+	Reasoning  int64 `json:"reasoning"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -214,13 +224,16 @@ func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], no
 	v := credentialView{
 		Provider: prov, ID: ec.ID, AuthType: ec.AuthType, Source: ec.source,
 		Disabled: ec.Disabled, Priority: ec.Priority, State: st.state(now, ec.Disabled),
-		TokenFile: ec.TokenFile, Requests: hs.Requests, Failures: hs.Failures,
+		TokenFile: ec.TokenFile, Models: ec.Models, Requests: hs.Requests, Failures: hs.Failures,
 		LastUsed: timePtr(hs.LastUsed), CoolingUntil: timePtr(hs.CoolingUntil), CoolingReason: hs.CoolingReason,
 		CoolingKind:    coolingKind(hs),
 		ModelCooldowns: hs.ModelCooldowns, LastError: hs.LastError,
 	}
 	if ec.changeSetAside != "" {
 		v.RuntimeChange = "set aside: " + ec.changeSetAside
+	}
+	if u := st.tokens.usage(); !u.IsZero() {
+		v.Tokens = &tokensView{Prompt: u.Prompt, Completion: u.Completion, Cached: u.Cached, Reasoning: u.Reasoning}
 	}
 	v.ProxyURL = maskedProxy(ec.ProxyURL)
 	if st.renewing != nil {

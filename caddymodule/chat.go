@@ -35,7 +35,11 @@ type chatRequest struct {
 	body   []byte
 	model  string // upstream model
 	stream bool
-	logger *zap.Logger
+	// wantsUsage is whether a streaming client asked for usage
+	// (stream_options.include_usage); when it did not, an upstream's
+	// usage-only chunk is counted but not passed on.
+	wantsUsage bool
+	logger     *zap.Logger
 }
 
 // log returns a logger for one attempt. It is built only when there is
@@ -164,10 +168,14 @@ func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 		body = provider.SetStringField(body, "model", upstreamModel)
 	}
 	ps := h.providers[provName]
-	return &chatRequest{
+	cr := &chatRequest{
 		w: w, r: r, ps: ps, pool: ps.pool(), body: body, model: upstreamModel, stream: stream,
 		logger: h.logger,
 	}
+	if opts, ok := provider.Field(body, "stream_options"); ok && stream {
+		cr.wantsUsage = provider.BoolField(opts, "include_usage")
+	}
+	return cr
 }
 
 // attempt tries one credential. It returns nil once the client has its
@@ -229,8 +237,17 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 		hdr.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 		cr.w.WriteHeader(http.StatusOK)
 		_, _ = cr.w.Write(resp.Body)
-	} else if mid := relayStream(cr.w, resp.Events, first, end); mid != nil && ctx.Err() == nil {
-		cr.streamFailed(entry, mid)
+		if u, ok := provider.UsageOf(resp.Body); ok {
+			acc.used(u)
+		}
+	} else {
+		mid, u := relayStream(cr.w, resp.Events, first, end, !cr.wantsUsage)
+		if !u.IsZero() {
+			acc.used(u)
+		}
+		if mid != nil && ctx.Err() == nil {
+			cr.streamFailed(entry, mid)
+		}
 	}
 	acc.metrics.observe(http.StatusOK, start, ttfb)
 	return nil
@@ -358,6 +375,11 @@ func (e watchedEvents) Next() ([]byte, error) {
 // Retry-After when all that could serve are resting, else 503.
 func writeUnavailable(w http.ResponseWriter, ps *providerState, model string, err error) {
 	var u *credpool.Unavailable
+	if errors.As(err, &u) && u.NoneServes {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
+			fmt.Sprintf("no credential of provider %q serves model %q: their models lists leave it out", ps.name, model))
+		return
+	}
 	if errors.As(err, &u) && u.ModelUnsupported {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported",
 			fmt.Sprintf("no credential of provider %q can serve model %q: each said it does not support it (asked again from %s)",
@@ -381,8 +403,9 @@ func writeUnavailable(w http.ResponseWriter, ps *providerState, model string, er
 // starting with first (or with the end of the stream when err is io.EOF).
 // A stream is always ended with [DONE], also when the upstream forgot it;
 // a failure after the stream began is sent as a final error event and
-// returned.
-func relayStream(w http.ResponseWriter, events provider.EventReader, first []byte, err error) *provider.Error {
+// returned. It returns the last usage the stream reported; with
+// hideUsage, a chunk that carries nothing but usage is not passed on.
+func relayStream(w http.ResponseWriter, events provider.EventReader, first []byte, err error, hideUsage bool) (*provider.Error, provider.Usage) {
 	defer events.Close()
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
@@ -391,16 +414,21 @@ func relayStream(w http.ResponseWriter, events provider.EventReader, first []byt
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	buffered, _ := events.(provider.BufferedEvents)
+	var used provider.Usage
 	data := first
 	for err == nil {
-		if !writeEvent(w, data) {
-			return nil // the client is gone; its context cancels the upstream call
+		skip := false
+		if u, ok := provider.UsageOf(data); ok {
+			used, skip = u, hideUsage && provider.UsageOnly(data)
+		}
+		if !skip && !writeEvent(w, data) {
+			return nil, used // the client is gone; its context cancels the upstream call
 		}
 		// Flush when nothing more is at hand: events that arrived together
 		// leave in one write, and none waits for the network.
 		if buffered == nil || !buffered.EventBuffered() {
 			if rc.Flush() != nil {
-				return nil
+				return nil, used
 			}
 		}
 		data, err = events.Next()
@@ -409,11 +437,11 @@ func relayStream(w http.ResponseWriter, events provider.EventReader, first []byt
 		pe := provider.TransportError(err)
 		writeEvent(w, errorEvent(pe))
 		_ = rc.Flush()
-		return pe
+		return pe, used
 	}
 	_, _ = io.WriteString(w, "data: [DONE]\n\n")
 	_ = rc.Flush()
-	return nil
+	return nil, used
 }
 
 var eventBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

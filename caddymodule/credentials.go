@@ -54,6 +54,31 @@ type Credential struct {
 	// cookie) is renewed in the background. Default: the provider's; for
 	// iFlow 24h for oauth and 48h for cookie.
 	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
+
+	// Models, if set, are the only models this credential serves: globs
+	// over the upstream model name (after any routing rewrite), `*` any
+	// run of characters and `?` one. Default: every model.
+	Models []string `json:"models,omitempty"`
+}
+
+// serves reports whether the credential may be asked for model.
+func (c Credential) serves(model string) bool {
+	if len(c.Models) == 0 || model == "" {
+		return true
+	}
+	var buf [9]string
+	for _, p := range c.Models {
+		if _, ok := globMatch(p, model, buf[:0]); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// used counts what an answer of the credential cost.
+func (a *account) used(u provider.Usage) {
+	a.state.tokens.add(u)
+	a.metrics.used(u)
 }
 
 // account is what the handler needs to use one credential.
@@ -220,6 +245,9 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, taken
 
 	maps.Copy(taken, cl)
 	entry := &credpool.Entry[*account]{ID: c.ID, Priority: c.Priority, Disabled: c.Disabled, Health: st.health, Value: acc}
+	if len(c.Models) > 0 {
+		entry.Serves = c.serves
+	}
 	if st.renewing == nil {
 		acc.keys = provider.StaticKey(auth.APIKey)
 		return entry, key, activate, nil
@@ -364,6 +392,11 @@ func (c Credential) check(proxy bool) error {
 	}
 	if c.RefreshBefore > 0 && c.AuthType == provider.AuthAPIKey {
 		return fieldErr("refresh_before", "refresh_before is only for oauth and cookie credentials")
+	}
+	for _, m := range c.Models {
+		if strings.TrimSpace(m) == "" || len(m) > maxModelName {
+			return fieldErr("models", "models: each entry is a model name or a glob of at most %d bytes", maxModelName)
+		}
 	}
 	// The key and the cookie go into request headers as they are: a line
 	// break would fail every request, or split it.

@@ -6,11 +6,13 @@ package caddymodule
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,15 +64,19 @@ type Handler struct {
 	// so that a public endpoint never hands out accounts by accident.
 	Anonymous bool `json:"anonymous,omitempty"`
 
-	// CredentialPool maps a provider name to its accounts.
+	// CredentialPool maps a provider instance's name to its accounts.
 	CredentialPool map[string][]Credential `json:"credential_pool,omitempty"`
 
 	// Routing sends each model to a provider.
 	Routing Routing `json:"routing,omitzero"`
 
-	// Providers configures providers by name. A provider used in
-	// credential_pool without an entry here gets its defaults.
-	ProvidersRaw caddy.ModuleMap `json:"providers,omitempty" caddy:"namespace=proxycast.providers"`
+	// Providers configures provider instances by name. Each is an object
+	// whose "type" names its module (proxycast.providers.<type>), such as
+	// {"deepseek": {"type": "openai", "api_base": "…"}}; an instance named
+	// after a module may leave "type" out ({"iflow": {…}}). A name used in
+	// credential_pool without an entry here is an instance of the module
+	// of that name, with its defaults.
+	ProvidersRaw map[string]json.RawMessage `json:"providers,omitempty" caddy:"namespace=proxycast.providers inline_key=type"`
 
 	// MaxBodySize bounds a client request body, in bytes. Default: 20 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -150,6 +156,7 @@ type providerState struct {
 	name     string
 	provider provider.Provider
 	shared   *credpool.Shared
+	instance *instanceState
 	mu       sync.Mutex // serialises rebuilds
 	build    atomic.Pointer[poolBuild]
 	// closed is set when the config is cleaned up; guarded by mu.
@@ -246,10 +253,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
 	}
 
-	h.providerConfigs = map[string][]byte{}
-	for name, raw := range h.ProvidersRaw {
-		h.providerConfigs[name] = slices.Clone(raw)
-	}
 	provs, err := h.loadProviders(ctx)
 	if err != nil {
 		return err
@@ -268,11 +271,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ov = &overlay{Version: 1}
 	}
 	h.runtime = &runtimeState{applied: ov.stored}
-	h.providers = make(map[string]*providerState, len(h.CredentialPool))
-	for _, name := range sortedKeys(h.CredentialPool) {
-		shared, _, _ := poolStates.LoadOrNew(name, func() (caddy.Destructor, error) { return sharedPool{credpool.NewShared()}, nil })
+	h.providers = make(map[string]*providerState, len(provs))
+	for _, name := range sortedKeys(provs) {
+		v, _, _ := poolStates.LoadOrNew(name, func() (caddy.Destructor, error) { return &instanceState{pool: credpool.NewShared()}, nil })
 		h.poolKeys = append(h.poolKeys, name)
-		ps := &providerState{name: name, provider: provs[name], shared: shared.(sharedPool).Shared}
+		is := v.(*instanceState)
+		ps := &providerState{name: name, provider: provs[name], shared: is.pool, instance: is}
 		h.providers[name] = ps
 		if err := h.rebuild(ctx, ps, ov.effective(name, h.CredentialPool[name]), true); err != nil {
 			return err
@@ -291,10 +295,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	for _, p := range h.router.providers() {
 		if _, ok := h.providers[p]; !ok {
-			if slices.Contains(knownProviders(), p) {
-				return fmt.Errorf("routing: provider %q has no credentials in credential_pool", p)
-			}
-			return fmt.Errorf("routing: unknown provider %q (known: %s)", p, strings.Join(knownProviders(), ", "))
+			return fmt.Errorf("routing: provider %q is not declared: give it credentials in credential_pool, or declare it with provider %s { type … } (known types: %s)",
+				p, p, strings.Join(providerTypes(), ", "))
 		}
 	}
 
@@ -314,12 +316,36 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.runtime.stop, h.runtime.done = make(chan struct{}), make(chan struct{})
 		go h.syncRuntime(time.Duration(h.RuntimeSync))
 	}
+	for _, name := range sortedKeys(h.providers) {
+		ps := h.providers[name]
+		if src, ok := ps.provider.(provider.ModelSource); ok && src.ModelsRefresh() > 0 {
+			go h.refreshModels(ctx, ps, src)
+		}
+	}
 	return nil
 }
 
-// loadProviders loads the configured provider modules and, with their
-// defaults, every other provider named in credential_pool.
+// loadProviders loads the declared provider instances and, with their
+// module's defaults, every other provider named in credential_pool. It
+// keeps each instance's JSON, type included, in providerConfigs.
 func (h *Handler) loadProviders(ctx caddy.Context) (map[string]provider.Provider, error) {
+	types := providerTypes()
+	h.providerConfigs = map[string][]byte{}
+	for _, name := range sortedKeys(h.ProvidersRaw) {
+		raw := h.ProvidersRaw[name]
+		typ, ok := provider.StringField(raw, "type")
+		switch {
+		case !ok && slices.Contains(types, name):
+			// Configs from before instances had types.
+			raw = provider.SetStringField(raw, "type", name)
+			h.ProvidersRaw[name] = raw
+		case !ok:
+			return nil, fmt.Errorf("provider %q has no type; say which module it is, such as \"type\": \"openai\" (known types: %s)", name, strings.Join(types, ", "))
+		case !slices.Contains(types, typ):
+			return nil, fmt.Errorf("provider %q: unknown type %q (known types: %s)", name, typ, strings.Join(types, ", "))
+		}
+		h.providerConfigs[name] = slices.Clone(raw)
+	}
 	provs := map[string]provider.Provider{}
 	if h.ProvidersRaw != nil {
 		mods, err := ctx.LoadModule(h, "ProvidersRaw")
@@ -329,7 +355,7 @@ func (h *Handler) loadProviders(ctx caddy.Context) (map[string]provider.Provider
 		for name, m := range mods.(map[string]any) {
 			p, ok := m.(provider.Provider)
 			if !ok {
-				return nil, fmt.Errorf("providers: module %q is not a proxycast provider", name)
+				return nil, fmt.Errorf("provider %q: its module is not a proxycast provider", name)
 			}
 			provs[name] = p
 		}
@@ -338,14 +364,22 @@ func (h *Handler) loadProviders(ctx caddy.Context) (map[string]provider.Provider
 		if _, ok := provs[name]; ok {
 			continue
 		}
-		if !slices.Contains(knownProviders(), name) {
-			return nil, fmt.Errorf("credential_pool: unknown provider %q (known: %s)", name, strings.Join(knownProviders(), ", "))
+		if !slices.Contains(types, name) {
+			return nil, fmt.Errorf("credential_pool: provider %q is not declared; declare it with provider %s { type … } (known types: %s)",
+				name, name, strings.Join(types, ", "))
 		}
+		cfg := []byte(`{"type":` + strconv.Quote(name) + `}`)
 		m, err := ctx.LoadModuleByID(providerNamespace+"."+name, []byte("{}"))
 		if err != nil {
 			return nil, fmt.Errorf("loading provider %q: %w", name, err)
 		}
+		h.providerConfigs[name] = cfg
 		provs[name] = m.(provider.Provider)
+	}
+	for name, p := range provs {
+		if n, ok := p.(instance); ok {
+			n.setName(name)
+		}
 	}
 	return provs, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proxycast/caddy-proxycast/credpool"
+	"github.com/proxycast/caddy-proxycast/provider"
 )
 
 // The collectors are package-level so that their values survive reloads;
@@ -40,6 +41,10 @@ var (
 		Namespace: "caddy", Subsystem: "proxycast", Name: "cooldowns_total",
 		Help: "Rests imposed on credentials, by the failure's kind.",
 	}, []string{"provider", "credential", "reason"})
+	metricTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "tokens_total",
+		Help: "Tokens the upstreams reported answers cost, by provider, credential and kind (prompt, completion, cached, reasoning; cached tokens are part of prompt, reasoning of completion).",
+	}, []string{"provider", "credential", "kind"})
 	metricStates = stateCollector{desc: prometheus.NewDesc("caddy_proxycast_credential_state",
 		"1 for the state each credential is in (active, cooling, refreshing, needs_login, cookie_expired, unavailable, disabled, invalid), 0 for the others.",
 		[]string{"provider", "credential", "state"}, nil)}
@@ -52,6 +57,8 @@ type credentialMetrics struct {
 	ok       prometheus.Counter
 	latency  prometheus.Observer
 	ttfb     prometheus.Observer
+	// tokens by kind: prompt, completion, cached, reasoning.
+	tokens [4]prometheus.Counter
 }
 
 func newCredentialMetrics(prov, id string) *credentialMetrics {
@@ -60,6 +67,21 @@ func newCredentialMetrics(prov, id string) *credentialMetrics {
 		ok:      metricRequests.WithLabelValues(prov, id, "200"),
 		latency: metricLatency.WithLabelValues(prov, id),
 		ttfb:    metricTTFB.WithLabelValues(prov, id),
+		tokens: [4]prometheus.Counter{
+			metricTokens.WithLabelValues(prov, id, "prompt"),
+			metricTokens.WithLabelValues(prov, id, "completion"),
+			metricTokens.WithLabelValues(prov, id, "cached"),
+			metricTokens.WithLabelValues(prov, id, "reasoning"),
+		},
+	}
+}
+
+// used counts what an answer cost.
+func (m *credentialMetrics) used(u provider.Usage) {
+	for i, n := range [4]int64{u.Prompt, u.Completion, u.Cached, u.Reasoning} {
+		if n > 0 {
+			m.tokens[i].Add(float64(n))
+		}
 	}
 }
 
@@ -84,14 +106,14 @@ func forgetCredentialMetrics(prov, id string) {
 	labels := prometheus.Labels{"provider": prov, "credential": id}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricCooldowns} {
+	}{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricCooldowns, metricTokens} {
 		v.DeletePartialMatch(labels)
 	}
 }
 
 // registerMetrics puts the collectors on a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricFailovers, metricCooldowns, metricStates} {
+	for _, c := range []prometheus.Collector{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricFailovers, metricCooldowns, metricTokens, metricStates} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err

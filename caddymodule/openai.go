@@ -70,7 +70,7 @@ type modelObject struct {
 func (h *Handler) models() []modelObject {
 	var out []modelObject
 	for _, name := range sortedKeys(h.providers) {
-		for _, m := range h.providers[name].provider.Models() {
+		for _, m := range h.providers[name].instanceModels() {
 			for _, alias := range h.router.aliases(name, m) {
 				out = append(out, modelObject{ID: alias, Object: "model", OwnedBy: name})
 			}

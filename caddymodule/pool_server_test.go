@@ -73,7 +73,7 @@ func TestFailoverHidesRateLimit(t *testing.T) {
 	srv := fakeIFlow(t, "sk-a", "sk-b")
 	srv.SetBehavior("sk-a", iflowtest.RateLimited)
 	startCaddy(t, twoKeys(srv, "", "", ""))
-	before := scrapeMetric(t, "caddy_proxycast_failovers_total", `reason="rate_limit"`)
+	before := scrapeMetric(t, "caddy_proxycast_failovers_total", `provider="iflow"`, `reason="rate_limit"`)
 
 	for i := range 6 {
 		stream := i%2 == 1
@@ -91,7 +91,7 @@ func TestFailoverHidesRateLimit(t *testing.T) {
 	if limited != 1 {
 		t.Errorf("the rate-limited account was tried %d times; after the first 449 it must rest", limited)
 	}
-	if after := scrapeMetric(t, "caddy_proxycast_failovers_total", `reason="rate_limit"`); after != max(before, 0)+1 {
+	if after := scrapeMetric(t, "caddy_proxycast_failovers_total", `provider="iflow"`, `reason="rate_limit"`); after != max(before, 0)+1 {
 		t.Errorf("failovers metric %v -> %v, want one more", before, after)
 	}
 	if v := scrapeMetric(t, "caddy_proxycast_credential_state", `credential="a"`, `state="cooling"`); v != 1 {

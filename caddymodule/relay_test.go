@@ -56,8 +56,8 @@ func TestRelayFlushesBeforeComment(t *testing.T) {
 	events := sseEvents{provider.NewSSEReader(r)}
 	first, end := events.Next()
 	rec := &flushRecorder{hdr: http.Header{}}
-	go relayStream(rec, events, first, end)
-	deadline := time.Now().Add(2 * time.Second)
+	go relayStream(rec, events, first, end, false)
+	deadline := time.Now().Add(10 * time.Second) // a held event is never flushed
 	for !strings.Contains(rec.Flushed(), "data: second\n\n") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the second event is not flushed while the upstream waits after a comment; flushed: %q", rec.Flushed())

@@ -55,10 +55,11 @@ type configChange struct {
 
 // credentialPatch is what PATCH may change.
 type credentialPatch struct {
-	Disabled *bool   `json:"disabled,omitempty"`
-	Priority *int    `json:"priority,omitempty"`
-	ProxyURL *string `json:"proxy_url,omitempty"`
-	Cookies  *string `json:"cookies,omitempty"`
+	Disabled *bool     `json:"disabled,omitempty"`
+	Priority *int      `json:"priority,omitempty"`
+	ProxyURL *string   `json:"proxy_url,omitempty"`
+	Cookies  *string   `json:"cookies,omitempty"`
+	Models   *[]string `json:"models,omitempty"`
 }
 
 func (p credentialPatch) apply(c Credential) Credential {
@@ -73,6 +74,9 @@ func (p credentialPatch) apply(c Credential) Credential {
 	}
 	if p.Cookies != nil {
 		c.Cookies = *p.Cookies
+	}
+	if p.Models != nil {
+		c.Models = *p.Models
 	}
 	return c
 }
@@ -89,6 +93,9 @@ func (p credentialPatch) merge(q credentialPatch) credentialPatch {
 	}
 	if q.Cookies != nil {
 		p.Cookies = q.Cookies
+	}
+	if q.Models != nil {
+		p.Models = q.Models
 	}
 	return p
 }

@@ -517,7 +517,7 @@ func TestConfigErrors(t *testing.T) {
 		{"rule to a provider without credentials", `api_keys k
 		routing {
 			rule * iflow
-		}`, `routing: provider "iflow" has no credentials`},
+		}`, `routing: provider "iflow" is not declared`},
 		{"proxy_url of an unset variable", `api_keys k
 		credential_pool {
 			iflow {

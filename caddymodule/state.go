@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -22,8 +23,8 @@ import (
 var (
 	// credentialStates holds a *credentialState per credential identity.
 	credentialStates = caddy.NewUsagePool()
-	// poolStates holds a *credpool.Shared (round-robin position, sticky
-	// sessions) per provider.
+	// poolStates holds an *instanceState (round-robin position, sticky
+	// sessions, the model list last fetched) per provider instance.
 	poolStates = caddy.NewUsagePool()
 )
 
@@ -36,6 +37,23 @@ type credentialState struct {
 	authType string
 	health   *credpool.Health
 	renewing *credpool.Renewing
+	// tokens counts what the upstream reported the credential's answers
+	// cost, by the kinds of provider.Usage.
+	tokens tokenCounts
+}
+
+// tokenCounts are token counters by kind.
+type tokenCounts struct{ prompt, completion, cached, reasoning atomic.Int64 }
+
+func (t *tokenCounts) add(u provider.Usage) {
+	t.prompt.Add(u.Prompt)
+	t.completion.Add(u.Completion)
+	t.cached.Add(u.Cached)
+	t.reasoning.Add(u.Reasoning)
+}
+
+func (t *tokenCounts) usage() provider.Usage {
+	return provider.Usage{Prompt: t.prompt.Load(), Completion: t.completion.Load(), Cached: t.cached.Load(), Reasoning: t.reasoning.Load()}
 }
 
 // inUse reports whether the config running has this credential enabled:
@@ -177,10 +195,16 @@ func (s *credentialState) state(now time.Time, disabled bool) string {
 	return stateActive
 }
 
-// sharedPool lets a credpool.Shared live in a UsagePool.
-type sharedPool struct{ *credpool.Shared }
+// instanceState is the part of a provider instance that outlives a
+// config.
+type instanceState struct {
+	pool *credpool.Shared
+	// models is the model list last fetched from the upstream (see
+	// provider.ModelSource), kept while a new config fetches its own.
+	models atomic.Pointer[[]string]
+}
 
-func (sharedPool) Destruct() error { return nil }
+func (*instanceState) Destruct() error { return nil }
 
 // Cooldowns says how long a credential rests after each kind of failure.
 type Cooldowns struct {

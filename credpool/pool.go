@@ -28,9 +28,15 @@ type Unavailable struct {
 	// ModelUnsupported is true when every resting credential rests only
 	// for this model, because it said it cannot serve it.
 	ModelUnsupported bool
+	// NoneServes is true when no enabled credential may be asked for the
+	// model at all (see Entry.Serves).
+	NoneServes bool
 }
 
 func (u *Unavailable) Error() string {
+	if u.NoneServes {
+		return "no credential serves the model"
+	}
 	if u.Cooling {
 		return fmt.Sprintf("every usable credential is cooling down; the first is back at %s", u.RetryAt.UTC().Format(time.RFC3339))
 	}
@@ -51,6 +57,9 @@ type Entry[T any] struct {
 	// Usable, if set, is asked at every pick; a credential that is not
 	// usable right now (it needs a new login, say) is passed over.
 	Usable func() bool
+	// Serves, if set, tells the models the credential may be asked for;
+	// it is passed over for the others.
+	Serves func(model string) bool
 	// Health outlives the pool when the caller keeps it (across reloads);
 	// nil gets a fresh one.
 	Health *Health
@@ -250,15 +259,19 @@ func (p *Pool[T]) betterThan(e *Entry[T], model string, now time.Time, tried []*
 }
 
 func (p *Pool[T]) available(e *Entry[T], model string, now time.Time) bool {
-	return (e.Usable == nil || e.Usable()) && e.Health.restingUntil(model, now).IsZero()
+	return (e.Serves == nil || e.Serves(model)) && (e.Usable == nil || e.Usable()) && e.Health.restingUntil(model, now).IsZero()
 }
 
 // unavailable explains why nothing could be picked: if some credential
 // only rests, when the first one is back.
 func (p *Pool[T]) unavailable(model string, now time.Time, tried []*Entry[T]) error {
-	u := &Unavailable{ModelUnsupported: true}
+	u := &Unavailable{ModelUnsupported: true, NoneServes: len(p.groups) > 0}
 	for _, g := range p.groups {
 		for _, e := range g {
+			if e.Serves != nil && !e.Serves(model) {
+				continue
+			}
+			u.NoneServes = false
 			if (e.Usable != nil && !e.Usable()) || contains(tried, e) {
 				continue
 			}

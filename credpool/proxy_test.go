@@ -1,6 +1,7 @@
 package credpool
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,29 @@ func TestQuotaRest(t *testing.T) {
 		if s := a.Health.Status(clk.now()); s.CoolingKind != provider.KindQuota {
 			t.Errorf("cooling kind %v", s.CoolingKind)
 		}
+	}
+}
+
+// TestServes: a credential that serves some models only is picked for
+// those, and a model none serves is said to be so, not a rest.
+func TestServes(t *testing.T) {
+	clk := newClock()
+	chat := func(m string) bool { return strings.HasPrefix(m, "chat-") }
+	p := New([]*Entry[int]{{ID: "a", Serves: chat}, {ID: "b"}, {ID: "c", Serves: chat}}, Options{Now: clk.now})
+	if got := picks(t, p, 4, "chat-1", ""); got != "a b c a" {
+		t.Errorf("chat-1: %s", got)
+	}
+	if got := picks(t, p, 3, "reasoner", ""); got != "b b b" {
+		t.Errorf("reasoner: %s", got)
+	}
+	only := New([]*Entry[int]{{ID: "a", Serves: chat}}, Options{Now: clk.now})
+	_, err := only.Pick("reasoner", "", nil)
+	var u *Unavailable
+	if !errors.As(err, &u) || !u.NoneServes || u.Cooling {
+		t.Errorf("a model no credential serves: %#v", err)
+	}
+	empty := New([]*Entry[int]{{ID: "a", Disabled: true}}, Options{Now: clk.now})
+	if _, err := empty.Pick("reasoner", "", nil); !errors.As(err, &u) || u.NoneServes {
+		t.Errorf("no enabled credential: %#v", err)
 	}
 }

@@ -69,7 +69,7 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 		return nil, e
 	}
 	if call.Stream {
-		events, err := completionEvents(raw)
+		events, err := provider.CompletionEvents(raw, "iflow")
 		if err != nil {
 			return nil, err
 		}
@@ -158,89 +158,3 @@ func (s *stream) Close() error {
 
 // EventBuffered reports whether the next event has arrived already.
 func (s *stream) EventBuffered() bool { return s.sse.EventBuffered() }
-
-// completionEvents turns a plain completion into the chunk a stream would
-// have carried, so a client that asked for a stream gets one.
-func completionEvents(raw []byte) (provider.EventReader, error) {
-	var c struct {
-		ID      string          `json:"id"`
-		Created int64           `json:"created"`
-		Model   string          `json:"model"`
-		Usage   json.RawMessage `json:"usage,omitempty"`
-		Choices []struct {
-			Index        int             `json:"index"`
-			Message      json.RawMessage `json:"message"`
-			FinishReason json.RawMessage `json:"finish_reason"`
-		} `json:"choices"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
-			Message: "iflow answered a stream request with a malformed completion", Kind: provider.KindTransient}
-	}
-	type choice struct {
-		Index        int             `json:"index"`
-		Delta        json.RawMessage `json:"delta"`
-		FinishReason json.RawMessage `json:"finish_reason"`
-	}
-	chunk := struct {
-		ID      string          `json:"id"`
-		Object  string          `json:"object"`
-		Created int64           `json:"created"`
-		Model   string          `json:"model"`
-		Choices []choice        `json:"choices"`
-		Usage   json.RawMessage `json:"usage,omitempty"`
-	}{ID: c.ID, Object: "chat.completion.chunk", Created: c.Created, Model: c.Model, Usage: c.Usage}
-	for _, ch := range c.Choices {
-		delta := ch.Message
-		if len(delta) == 0 {
-			delta = json.RawMessage("{}")
-		}
-		delta = indexToolCalls(delta)
-		fr := ch.FinishReason
-		if len(fr) == 0 {
-			fr = json.RawMessage("null")
-		}
-		chunk.Choices = append(chunk.Choices, choice{Index: ch.Index, Delta: delta, FinishReason: fr})
-	}
-	data, err := json.Marshal(chunk)
-	if err != nil {
-		return nil, err
-	}
-	return &sliceEvents{events: [][]byte{data}}, nil
-}
-
-// indexToolCalls adds the "index" that stream deltas carry on tool calls
-// and that completion messages leave out.
-func indexToolCalls(msg json.RawMessage) json.RawMessage {
-	raw, ok := provider.Field(msg, "tool_calls")
-	if !ok {
-		return msg
-	}
-	var calls []map[string]json.RawMessage
-	if json.Unmarshal(raw, &calls) != nil {
-		return msg
-	}
-	for i, c := range calls {
-		if _, has := c["index"]; !has {
-			c["index"] = json.RawMessage(strconv.Itoa(i))
-		}
-	}
-	fixed, err := json.Marshal(calls)
-	if err != nil {
-		return msg
-	}
-	return provider.SetField(msg, "tool_calls", fixed)
-}
-
-type sliceEvents struct{ events [][]byte }
-
-func (s *sliceEvents) Next() ([]byte, error) {
-	if len(s.events) == 0 {
-		return nil, io.EOF
-	}
-	e := s.events[0]
-	s.events = s.events[1:]
-	return e, nil
-}
-
-func (s *sliceEvents) Close() error { return nil }

@@ -35,3 +35,18 @@ func TestAmbiguousMemberAllocs(t *testing.T) {
 		t.Errorf("%v allocations for an ordinary body", n)
 	}
 }
+
+func TestRenameField(t *testing.T) {
+	tests := []struct{ body, want string }{
+		{`{"a":1,"max_tokens":5,"b":2}`, `{"a":1,"max_completion_tokens":5,"b":2}`},
+		{`{"max_tokens" : 5}`, `{"max_completion_tokens" : 5}`},
+		{`{"max_t\u006fkens":5}`, `{"max_completion_tokens":5}`},
+		{`{"x":{"max_tokens":5}}`, `{"x":{"max_tokens":5}}`},
+		{`{"a":1}`, `{"a":1}`},
+	}
+	for _, tt := range tests {
+		if got := string(RenameField([]byte(tt.body), "max_tokens", "max_completion_tokens")); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.body, got, tt.want)
+		}
+	}
+}

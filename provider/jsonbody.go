@@ -304,3 +304,32 @@ func memberName(k []byte) string {
 	}
 	return s
 }
+
+// EachMember calls fn with the name of every top-level member of body, in
+// order.
+func EachMember(body []byte, fn func(key string)) {
+	eachMember(body, func(_ int, k []byte, _, _ int) { fn(memberName(k)) })
+}
+
+// RenameField returns body with the top-level members named old renamed
+// to name, where they stand; body is not modified.
+func RenameField(body []byte, old, name string) []byte {
+	type span struct{ s, e int }
+	var keys []span
+	eachMember(body, func(ks int, k []byte, _, _ int) {
+		if keyIs(k, old) {
+			keys = append(keys, span{ks, ks + len(k) + 2})
+		}
+	})
+	if len(keys) == 0 {
+		return body
+	}
+	out := make([]byte, 0, len(body)+len(keys)*len(name))
+	last := 0
+	for _, sp := range keys {
+		out = append(out, body[last:sp.s]...)
+		out = appendQuoted(out, name)
+		last = sp.e
+	}
+	return append(out, body[last:]...)
+}

@@ -117,6 +117,16 @@ type Login interface {
 	CompleteLogin(ctx context.Context, client *http.Client, code, redirectURL string) (state []byte, account string, err error)
 }
 
+// ModelSource is implemented by providers whose model list can come from
+// the upstream itself (GET /models with a credential's key).
+type ModelSource interface {
+	// ModelsRefresh is how often to fetch the list; zero means never.
+	ModelsRefresh() time.Duration
+	// FetchModels fetches the list with the key and transport of call
+	// (whose Model and Body are empty).
+	FetchModels(ctx context.Context, call *Call) ([]string, error)
+}
+
 // TokenImporter is implemented by providers that take a token given by a
 // person (through the admin API) as a credential's state.
 type TokenImporter interface {
