@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds Caddy with proxycast (xcaddy), starts the project's stand-in for
-# iFlow on 127.0.0.1:9777, serves examples/quickstart/Caddyfile on
+# Builds Caddy with proxycast (xcaddy), starts the project's stand-ins for
+# iFlow on 127.0.0.1:9777 and for an OpenAI-compatible API on
+# 127.0.0.1:9778, serves examples/quickstart/Caddyfile on
 # 127.0.0.1:8999 (admin API on localhost:2019) and sends a plain and a
 # streamed chat request through it. The stand-in has a demo account for
 # each way of adding one: a browser login (its login page logs
@@ -23,6 +24,7 @@ caddy_version=v2.11.9
 xcaddy_version=v0.4.5
 client_key=demo-key
 fake=127.0.0.1:9777
+fake_openai=127.0.0.1:9778
 admin=localhost:2019
 login_port=11451
 demo_cookie="BXAuth=demo-cookie"
@@ -48,6 +50,7 @@ listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 taken=()
 listening 127.0.0.1 8999 && taken+=("8999 on 127.0.0.1 (Caddy serves the API there)")
 listening 127.0.0.1 9777 && taken+=("9777 on 127.0.0.1 (the stand-in for iFlow)")
+listening 127.0.0.1 9778 && taken+=("9778 on 127.0.0.1 (the stand-in for an OpenAI-compatible API)")
 listening 127.0.0.1 2019 && taken+=("2019 on 127.0.0.1 (Caddy's admin API; is another Caddy running?)")
 login_taken=""
 for host in 127.0.0.1 ::1; do
@@ -98,8 +101,28 @@ if ! $up; then
 	exit 1
 fi
 
+echo "==> starting the stand-in for an OpenAI-compatible API on $fake_openai"
+go build -o "$work/fakeopenai" ./openai/openaitest/cmd/fakeopenai
+"$work/fakeopenai" -listen "$fake_openai" -key sk-demo-openai -model demo-chat,demo-reasoner 2>"$work/fakeopenai.log" &
+fake_openai_pid=$!
+pids+=("$fake_openai_pid")
+up=false
+for _ in $(seq 1 100); do
+	if lcurl -s -o /dev/null "http://$fake_openai/"; then
+		up=true
+		break
+	fi
+	kill -0 "$fake_openai_pid" 2>/dev/null || break
+	sleep 0.1
+done
+if ! $up; then
+	echo "error: the stand-in for an OpenAI-compatible API did not come up on $fake_openai (port 9778 must be free); its log:" >&2
+	cat "$work/fakeopenai.log" >&2
+	exit 1
+fi
+
 echo "==> starting Caddy on 127.0.0.1:8999 (admin API on $admin)"
-export PROXYCAST_API_KEY=$client_key IFLOW_KEY=sk-demo-account
+export PROXYCAST_API_KEY=$client_key IFLOW_KEY=sk-demo-account OPENAI_COMPAT_KEY=sk-demo-openai
 # The CLI commands below use the same data directory as Caddy.
 export XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data
 ./caddy run --config examples/quickstart/Caddyfile --adapter caddyfile >"$work/caddy.log" 2>&1 &
@@ -131,6 +154,11 @@ curl -sSN http://127.0.0.1:8999/v1/chat/completions \
 	-H "Authorization: Bearer $client_key" \
 	-H "Content-Type: application/json" \
 	-d '{"model": "glm-4.6", "stream": true, "messages": [{"role": "user", "content": "Stream me"}]}' | tee "$work/stream.txt"
+curl -sS http://127.0.0.1:8999/v1/chat/completions \
+	-H "Authorization: Bearer $client_key" \
+	-H "Content-Type: application/json" \
+	-d '{"model": "demo-chat", "messages": [{"role": "user", "content": "Hello, OpenAI-compatible!"}]}' | tee "$work/openai.json"
+echo
 set +x
 
 fail() {
@@ -139,7 +167,8 @@ fail() {
 	exit 1
 }
 
-if ! grep -q '"echo: Hello!"' "$work/plain.json" || ! grep -q '^data: \[DONE\]' "$work/stream.txt"; then
+if ! grep -q '"echo: Hello!"' "$work/plain.json" || ! grep -q '^data: \[DONE\]' "$work/stream.txt" ||
+	! grep -q 'echo: Hello, OpenAI-compatible!' "$work/openai.json"; then
 	fail "the demo requests did not get the expected answers"
 fi
 echo "==> quickstart works"
