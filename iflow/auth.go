@@ -26,11 +26,7 @@ const (
 func (p *Provider) NewAuth(spec provider.CredentialSpec) (provider.Auth, error) {
 	switch spec.AuthType {
 	case provider.AuthAPIKey:
-		key := strings.TrimSpace(spec.APIKey)
-		if key == "" {
-			return provider.Auth{}, errors.New("auth_type api_key needs api_key")
-		}
-		return provider.Auth{APIKey: key}, nil
+		return provider.KeyAuth(spec)
 	case provider.AuthOAuth:
 		if strings.TrimSpace(spec.TokenFile) == "" {
 			return provider.Auth{}, errors.New("auth_type oauth needs token_file")

@@ -46,7 +46,7 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 	if call.Stream && provider.IsEventStream(resp.Header.Get("Content-Type")) {
 		return &provider.Response{
 			ContentType: "text/event-stream",
-			Events:      &stream{sse: provider.NewSSEReader(resp.Body), body: resp.Body, apiKey: call.APIKey, first: true},
+			Events:      &stream{SSEBody: provider.NewSSEBody(resp.Body), apiKey: call.APIKey, first: true},
 		}, nil
 	}
 
@@ -126,14 +126,13 @@ func signRequest(h http.Header, apiKey string, ts int64, accept string) {
 
 // stream reads iFlow's SSE and turns its in-band failures into errors.
 type stream struct {
-	sse    *provider.SSEReader
-	body   io.Closer
+	provider.SSEBody
 	apiKey string
 	first  bool
 }
 
 func (s *stream) Next() ([]byte, error) {
-	data, err := s.sse.Next()
+	data, err := s.SSE.Next()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, io.EOF
@@ -148,13 +147,3 @@ func (s *stream) Next() ([]byte, error) {
 	}
 	return data, nil
 }
-
-// Close ends the stream and releases its buffer. It is safe to call twice.
-func (s *stream) Close() error {
-	err := s.body.Close()
-	s.sse.Release()
-	return err
-}
-
-// EventBuffered reports whether the next event has arrived already.
-func (s *stream) EventBuffered() bool { return s.sse.EventBuffered() }

@@ -45,7 +45,7 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 	if call.Stream && provider.IsEventStream(resp.Header.Get("Content-Type")) {
 		return &provider.Response{
 			ContentType: "text/event-stream",
-			Events:      &stream{sse: provider.NewSSEReader(resp.Body), body: resp.Body, label: p.label(), apiKey: call.APIKey},
+			Events:      &stream{SSEBody: provider.NewSSEBody(resp.Body), label: p.label(), apiKey: call.APIKey},
 		}, nil
 	}
 	defer resp.Body.Close()
@@ -214,8 +214,7 @@ func (p *Provider) checkReply(raw []byte, apiKey string) error {
 // stream reads an upstream's SSE, turning an error sent in place of a
 // chunk into an error.
 type stream struct {
-	sse    *provider.SSEReader
-	body   io.Closer
+	provider.SSEBody
 	label  string
 	apiKey string
 }
@@ -223,7 +222,7 @@ type stream struct {
 var errorKey = []byte(`"error"`)
 
 func (s *stream) Next() ([]byte, error) {
-	data, err := s.sse.Next()
+	data, err := s.SSE.Next()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, io.EOF
@@ -241,13 +240,3 @@ func (s *stream) Next() ([]byte, error) {
 	}
 	return data, nil
 }
-
-// Close ends the stream and releases its buffer. It is safe to call twice.
-func (s *stream) Close() error {
-	err := s.body.Close()
-	s.sse.Release()
-	return err
-}
-
-// EventBuffered reports whether the next event has arrived already.
-func (s *stream) EventBuffered() bool { return s.sse.EventBuffered() }

@@ -85,11 +85,7 @@ func (p *Provider) ModelsRefresh() time.Duration { return p.Refresh }
 func (p *Provider) NewAuth(spec provider.CredentialSpec) (provider.Auth, error) {
 	switch spec.AuthType {
 	case provider.AuthAPIKey:
-		key := strings.TrimSpace(spec.APIKey)
-		if key == "" {
-			return provider.Auth{}, errors.New("auth_type api_key needs api_key")
-		}
-		return provider.Auth{APIKey: key}, nil
+		return provider.KeyAuth(spec)
 	case "":
 		return provider.Auth{}, errors.New("auth_type is required (api_key)")
 	default:

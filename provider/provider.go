@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -182,4 +183,13 @@ type EventReader interface {
 // together in one go and flushes once.
 type BufferedEvents interface {
 	EventBuffered() bool
+}
+
+// KeyAuth is the Auth of an api_key credential: its key, as it is.
+func KeyAuth(spec CredentialSpec) (Auth, error) {
+	key := strings.TrimSpace(spec.APIKey)
+	if key == "" {
+		return Auth{}, errors.New("auth_type api_key needs api_key")
+	}
+	return Auth{APIKey: key}, nil
 }

@@ -223,3 +223,23 @@ func (s *SSEReader) fill() {
 	}
 	s.err = io.ErrNoProgress
 }
+
+// SSEBody is an upstream's streamed answer: its events, and the body they
+// come from. Providers embed it in their EventReaders.
+type SSEBody struct {
+	SSE  *SSEReader
+	Body io.Closer
+}
+
+// NewSSEBody reads the events of body.
+func NewSSEBody(body io.ReadCloser) SSEBody { return SSEBody{SSE: NewSSEReader(body), Body: body} }
+
+// Close ends the stream and releases its buffer. It is safe to call twice.
+func (s SSEBody) Close() error {
+	err := s.Body.Close()
+	s.SSE.Release()
+	return err
+}
+
+// EventBuffered reports whether the next event has arrived already.
+func (s SSEBody) EventBuffered() bool { return s.SSE.EventBuffered() }

@@ -79,47 +79,37 @@ if ! grep -qx 'http.handlers.proxycast' <<<"$modules"; then
 	exit 1
 fi
 
-echo "==> starting the stand-in for iFlow on $fake"
-go build -o "$work/fakeiflow" ./iflow/iflowtest/cmd/fakeiflow
-"$work/fakeiflow" -listen "$fake" -api-key sk-demo-account \
-	-oauth-email demo@example.com -cookie "${demo_cookie#BXAuth=}" 2>"$work/fakeiflow.log" &
-fake_pid=$!
-pids+=("$fake_pid")
-up=false
-for _ in $(seq 1 100); do
-	# Any answer will do: the stand-in answers 404 at /.
-	if lcurl -s -o /dev/null "http://$fake/"; then
-		up=true
-		break
+# standin builds and starts one of the project's stand-ins (name: its
+# command under ./<pkg>/cmd/) on addr, and waits until it answers (any
+# answer will do: both answer 404 at /).
+standin() {
+	local what=$1 pkg=$2 addr=$3 name pid up=false
+	shift 3
+	name=$(basename "$pkg")
+	echo "==> starting the stand-in for $what on $addr"
+	go build -o "$work/$name" "./$pkg"
+	"$work/$name" -listen "$addr" "$@" 2>"$work/$name.log" &
+	pid=$!
+	pids+=("$pid")
+	for _ in $(seq 1 100); do
+		if lcurl -s -o /dev/null "http://$addr/"; then
+			up=true
+			break
+		fi
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! $up; then
+		echo "error: the stand-in for $what did not come up on $addr (the port must be free); its log:" >&2
+		cat "$work/$name.log" >&2
+		exit 1
 	fi
-	kill -0 "$fake_pid" 2>/dev/null || break
-	sleep 0.1
-done
-if ! $up; then
-	echo "error: the stand-in for iFlow did not come up on $fake (port 9777 must be free); its log:" >&2
-	cat "$work/fakeiflow.log" >&2
-	exit 1
-fi
+}
 
-echo "==> starting the stand-in for an OpenAI-compatible API on $fake_openai"
-go build -o "$work/fakeopenai" ./openai/openaitest/cmd/fakeopenai
-"$work/fakeopenai" -listen "$fake_openai" -key sk-demo-openai -model demo-chat,demo-reasoner 2>"$work/fakeopenai.log" &
-fake_openai_pid=$!
-pids+=("$fake_openai_pid")
-up=false
-for _ in $(seq 1 100); do
-	if lcurl -s -o /dev/null "http://$fake_openai/"; then
-		up=true
-		break
-	fi
-	kill -0 "$fake_openai_pid" 2>/dev/null || break
-	sleep 0.1
-done
-if ! $up; then
-	echo "error: the stand-in for an OpenAI-compatible API did not come up on $fake_openai (port 9778 must be free); its log:" >&2
-	cat "$work/fakeopenai.log" >&2
-	exit 1
-fi
+standin iFlow iflow/iflowtest/cmd/fakeiflow "$fake" -api-key sk-demo-account \
+	-oauth-email demo@example.com -cookie "${demo_cookie#BXAuth=}"
+standin "an OpenAI-compatible API" openai/openaitest/cmd/fakeopenai "$fake_openai" \
+	-key sk-demo-openai -model demo-chat,demo-reasoner
 
 echo "==> starting Caddy on 127.0.0.1:8999 (admin API on $admin)"
 export PROXYCAST_API_KEY=$client_key IFLOW_KEY=sk-demo-account OPENAI_COMPAT_KEY=sk-demo-openai
