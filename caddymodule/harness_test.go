@@ -142,17 +142,42 @@ func settle(t *testing.T) {
 }
 
 // settleListeners waits until no more than one config holds the site's
-// and the admin API's listeners (see settle).
+// and the admin API's listeners (see settle). Caddy counts a config out
+// just before it closes its socket, and the kernel keeps handing that
+// socket connections until then (which it resets when it closes), so
+// where /proc/net tells, the sockets listening are counted too.
 func settleListeners(t *testing.T) {
 	t.Helper()
 	site, adm := fmt.Sprintf(":%d", httpPort), adminAddr
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
-		if caddy.ListenerUsage("tcp", site) <= 1 && caddy.ListenerUsage("tcp", adm) <= 1 {
+		if caddy.ListenerUsage("tcp", site) <= 1 && caddy.ListenerUsage("tcp", adm) <= 1 &&
+			listeningSockets(httpPort) <= 1 && listeningSockets(adminPort) <= 1 {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatal("the previous config's listeners are still open after 20s")
+}
+
+// listeningSockets counts the TCP sockets listening on port, from
+// /proc/net/tcp and tcp6; 0 where neither can be read.
+func listeningSockets(port int) int {
+	suffix := fmt.Sprintf(":%04X", port)
+	n := 0
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			f := strings.Fields(line)
+			// sl local_address rem_address st …; st 0A is LISTEN.
+			if len(f) > 3 && strings.HasSuffix(f[1], suffix) && f[3] == "0A" {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // newTester returns a caddytest.Tester for this binary's Caddy.

@@ -52,8 +52,9 @@ func writeProviderError(w http.ResponseWriter, e *provider.Error) {
 }
 
 // errorEvent is the data of the SSE event that reports a failure after a
-// stream has begun, when the status can no longer change. OpenAI's SDKs
-// raise it as an API error.
+// stream has begun, when the status can no longer change. OpenAI's Go SDK
+// ends the stream with an error carrying this message (ssestream's
+// StreamError); its Python and Node SDKs raise it as an API error.
 func errorEvent(e *provider.Error) []byte {
 	body, _ := json.Marshal(errorBody{Error: errorDetail{Message: e.Message, Type: e.Type, Code: e.Code}})
 	return body
