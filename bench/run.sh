@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Benchmark proxycast against Caddy's plain reverse_proxy, both in front of
-# the same stub upstream, in the same run. Loopback only; stops by itself.
+# Benchmark proxycast (an iflow provider and an openai-type provider)
+# against Caddy's plain reverse_proxy, all in front of the same stub
+# upstream, in the same Caddy process and the same run. Loopback only;
+# stops by itself.
 #
 #   bench/run.sh                        # from anywhere; see bench/README.md
 #
 # Environment:
 #   BENCH_DURATION  length of each measured run (default 10s)
 #   BENCH_CONNS     connections of the throughput scenario (default 64)
+#   BENCH_CONNS2    connections of the throughput256 scenario (default 256)
+#   BENCH_HOLD      held streams: how many at once (default "500 1000 2000";
+#                   empty skips them); BENCH_HOLD_DELAY between chunks
 #   BENCH_ROUNDS    repeat every scenario this many times (default 1)
 #   BENCH_WARMUP    warm-up per target (default 3s)
 #   BENCH_CHUNKS    SSE chunks per streamed reply (default 16)
@@ -15,6 +20,8 @@
 #   BENCH_PROFILE   1: afterwards, capture 10 s CPU profiles of Caddy under
 #                   throughput and under stream load (BENCH_CONNS
 #                   connections) on each target into bench/out/
+#   BENCH_TARGETS   the targets to measure (default all three:
+#                   "proxycast-iflow proxycast-openai reverse_proxy")
 #   BENCH_REBUILD   1: rebuild bench/out/caddy even if it looks current
 set -euo pipefail
 
@@ -42,9 +49,25 @@ HOLD_DELAY=${BENCH_HOLD_DELAY:-250ms}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 UP_ADDR=127.0.0.1:9800
-PC_URL=http://127.0.0.1:9801/v1/chat/completions
-RP_URL=http://127.0.0.1:9802/v1/chat/completions
 ADMIN=http://127.0.0.1:9803
+# The targets, all in the one Caddy of bench/Caddyfile.
+ALL_TARGETS=(proxycast-iflow proxycast-openai reverse_proxy)
+read -r -a TARGETS <<<"${BENCH_TARGETS:-${ALL_TARGETS[*]}}"
+for t in "${TARGETS[@]}"; do
+	[[ " ${ALL_TARGETS[*]} " == *" $t "* ]] || { echo "run.sh: unknown target $t (known: ${ALL_TARGETS[*]})" >&2; exit 2; }
+done
+(( ${#TARGETS[@]} > 0 )) || { echo "run.sh: BENCH_TARGETS is empty" >&2; exit 2; }
+# url_of / hdr_of: a target's URL, and its client key (reverse_proxy gets
+# none: it would just forward it).
+url_of() {
+	case $1 in
+	proxycast-iflow) echo http://127.0.0.1:9801/v1/chat/completions ;;
+	proxycast-openai) echo http://127.0.0.1:9804/v1/chat/completions ;;
+	reverse_proxy) echo http://127.0.0.1:9802/v1/chat/completions ;;
+	esac
+}
+HDR=()
+hdr_of() { HDR=(); [[ $1 == reverse_proxy ]] || HDR=(-header "$AUTH"); }
 BODY='{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}]}'
 STREAM_BODY='{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}],"stream":true}'
 AUTH='Authorization: Bearer bench-key'
@@ -64,6 +87,12 @@ if caddy_stale; then
 		--with github.com/proxycast/caddy-proxycast@v0.0.0=. --output "$OUT/caddy.new" >"$OUT/xcaddy.log" 2>&1 ||
 		{ tail -30 "$OUT/xcaddy.log" >&2; log "FAILED: xcaddy build (log: $OUT/xcaddy.log)"; exit 1; }
 	mv "$OUT/caddy.new" "$OUT/caddy"
+	# What it was built from: others may be editing the tree.
+	if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+		{ git -C "$ROOT" rev-parse --short HEAD
+			git -C "$ROOT" status --porcelain -- . ':!bench' | wc -l; } 2>/dev/null | paste -sd' ' |
+			awk '{print $1 ($2 > 0 ? " + " $2 " changed files outside bench/" : "")}' >"$OUT/caddy.source" || true
+	fi
 fi
 # Not `caddy list-modules | grep -q`: under pipefail, grep -q exiting early
 # can kill caddy with SIGPIPE and fail the check at random.
@@ -72,13 +101,15 @@ if ! grep -qx 'http.handlers.proxycast' <<<"$modules"; then
 	log "FAILED: $OUT/caddy has no http.handlers.proxycast module (built without the plugin?)"
 	exit 1
 fi
+SOURCE=$(cat "$OUT/caddy.source" 2>/dev/null) || SOURCE=
+log "caddy: $OUT/caddy${SOURCE:+ (plugin at $SOURCE)}"
 log "building the upstream stub and the load generator"
 go build -o "$OUT/upstream" ./bench/upstream
 go build -o "$OUT/load" ./bench/load
 go build -o "$OUT/streams" ./bench/streams
 
 # ---- start ---------------------------------------------------------------
-for port in 9800 9801 9802 9803; do
+for port in 9800 9801 9802 9803 9804; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		log "FAILED: 127.0.0.1:$port is already in use (another bench running?)"
 		exit 1
@@ -117,18 +148,66 @@ wait_ok() { # name, curl args...
 	curl -sS --max-time 2 "$@" >&2 || true
 	exit 1
 }
+# wait_targets waits until every target of the Caddy answers.
+wait_targets() {
+	local t auth
+	for t in "${ALL_TARGETS[@]}"; do
+		auth=(-H "$AUTH"); [[ $t == reverse_proxy ]] && auth=()
+		wait_ok "$t" -X POST "${auth[@]}" -H 'Content-Type: application/json' -d "$BODY" "$(url_of "$t")"
+	done
+}
 # restart_caddy gives the next measurement a fresh process.
 restart_caddy() {
 	kill "$CADDY_PID" 2>/dev/null || true
 	wait "$CADDY_PID" 2>/dev/null || true
 	start_caddy
-	wait_ok proxycast -X POST -H "$AUTH" -H 'Content-Type: application/json' -d "$BODY" "$PC_URL"
-	wait_ok reverse_proxy -X POST -H 'Content-Type: application/json' -d "$BODY" "$RP_URL"
+	wait_targets
 }
 wait_ok upstream "http://$UP_ADDR/healthz"
-wait_ok proxycast -X POST -H "$AUTH" -H 'Content-Type: application/json' -d "$BODY" "$PC_URL"
-wait_ok reverse_proxy -X POST -H 'Content-Type: application/json' -d "$BODY" "$RP_URL"
+wait_targets
 log "upstream (pid $UP_PID) and caddy (pid $CADDY_PID) are up"
+
+# ---- check the openai path -----------------------------------------------
+# One stream through proxycast-openai, alone: the stub must have been called
+# with a Bearer key and asked for usage (stream_usage is on by default), the
+# client (which did not ask) must get the chunks without the usage chunk,
+# and the credential must have counted the usage chunk's completion tokens
+# (the stub reports CHUNKS of them). Then the benchmark measures the path a
+# user's default config takes.
+num() { # num KEY JSON: the first integer member KEY of JSON (0 if none)
+	local v
+	v=$(grep -o "\"$1\": *[0-9]*" <<<"$2" | head -1 | grep -o '[0-9]*$') || true
+	echo "${v:-0}"
+}
+check_openai() {
+	local stats0 stats1 tok0 tok1 out n
+	stats0=$(curl -fsS --max-time 5 "http://$UP_ADDR/stats")
+	tok0=$(curl -sS --max-time 5 "$ADMIN/proxycast/credentials/openai/bench") || true
+	out=$(curl -fsS --max-time 10 -N -X POST -H "$AUTH" -H 'Content-Type: application/json' \
+		-d "$STREAM_BODY" "$(url_of proxycast-openai)") || { log "FAILED: a stream through proxycast-openai"; return 1; }
+	stats1=$(curl -fsS --max-time 5 "http://$UP_ADDR/stats")
+	tok1=$(curl -fsS --max-time 5 "$ADMIN/proxycast/credentials/openai/bench") ||
+		{ log "FAILED: no credential openai/bench in the proxycast admin API"; return 1; }
+	n=$(grep -c '^data: {' <<<"$out") || true
+	if [[ $(( $(num stream_usage "$stats1") - $(num stream_usage "$stats0") )) != 1 ]]; then
+		log "FAILED: proxycast-openai did not ask the stub for usage in the stream (stream_options.include_usage)"; return 1
+	fi
+	if [[ $(( $(num bearer "$stats1") - $(num bearer "$stats0") )) != 1 ]]; then
+		log "FAILED: proxycast-openai did not send Authorization: Bearer <key>"; return 1
+	fi
+	if [[ $n != "$CHUNKS" ]] || ! grep -q '^data: \[DONE\]' <<<"$out" || grep -q '"choices":\[\]' <<<"$out"; then
+		log "FAILED: proxycast-openai's stream had $n chunks (want $CHUNKS, [DONE], and no usage chunk):"
+		head -c 600 <<<"$out" >&2; return 1
+	fi
+	if [[ $(( $(num completion "$tok1") - $(num completion "$tok0") )) != "$CHUNKS" ]]; then
+		log "FAILED: proxycast-openai did not count the stream's usage (completion tokens $(num completion "$tok0") -> $(num completion "$tok1"), want +$CHUNKS)"
+		return 1
+	fi
+	log "openai path checked: Bearer key, usage asked for and counted (+$CHUNKS completion tokens), usage chunk hidden from the client"
+}
+if [[ " ${TARGETS[*]} " == *" proxycast-openai "* ]]; then
+	check_openai || exit 1
+fi
 
 # ---- measure -------------------------------------------------------------
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -141,10 +220,11 @@ FAILED=0
 # run sets FAILED (so it must not run in a subshell).
 load() {
 	local target=$1 scenario=$2 c=$3 d=$4 round=$5; shift 5
-	local url=$RP_URL hdr=()
-	if [[ $target == proxycast ]]; then url=$PC_URL; hdr=(-header "$AUTH"); fi
+	local url
+	url=$(url_of "$target")
+	hdr_of "$target"
 	local rc=0
-	LAST_LINE=$(timeout "$(( $(secs "$d") + 60 ))" "$OUT/load" -url "$url" -c "$c" -d "$d" "${hdr[@]}" \
+	LAST_LINE=$(timeout "$(( $(secs "$d") + 60 ))" "$OUT/load" -url "$url" -c "$c" -d "$d" "${HDR[@]}" \
 		-target "$target" -scenario "$scenario" -round "$round" \
 		-cpu-pids "caddy=$CADDY_PID,upstream=$UP_PID" "$@") || rc=$?
 	if [[ $rc -ne 0 ]]; then
@@ -156,13 +236,13 @@ load() {
 LAST_LINE=
 
 log "warm-up: $WARMUP per target at c=$CONNS"
-for t in proxycast reverse_proxy; do
+for t in "${TARGETS[@]}"; do
 	load "$t" warmup "$CONNS" "$WARMUP" 0 -body "$BODY"
 	load "$t" warmup 1 1s 0 -stream -body "$STREAM_BODY"
 done
 [[ $FAILED == 0 ]] || { log "FAILED during warm-up: not measuring"; exit 1; }
 
-log "measuring: $ROUNDS round(s) x 3 scenarios x 2 targets x $DURATION ($(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg))"
+log "measuring: $ROUNDS round(s) x 4 scenarios x ${#TARGETS[@]} targets x $DURATION ($(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg))"
 n=0
 for round in $(seq 1 "$ROUNDS"); do
 	for scenario in latency throughput throughput256 stream; do
@@ -172,9 +252,14 @@ for round in $(seq 1 "$ROUNDS"); do
 		throughput256) args=("$CONNS2" "$DURATION" "$round" -body "$BODY") ;;
 		stream) args=(1 "$DURATION" "$round" -stream -body "$STREAM_BODY") ;;
 		esac
-		# Alternate which target goes first, so that neither always runs
-		# on the warmer (or the more disturbed) side of a pair.
-		if (( n % 2 == 0 )); then order=(proxycast reverse_proxy); else order=(reverse_proxy proxycast); fi
+		# Rotate the order of the targets from one scenario to the next, so
+		# that none always runs on the warmer (or the more disturbed) side:
+		# with 3 targets and 4 scenarios a round, 3 rounds give each target
+		# every place in every scenario.
+		order=()
+		for (( i = 0; i < ${#TARGETS[@]}; i++ )); do
+			order+=("${TARGETS[(i + n) % ${#TARGETS[@]}]}")
+		done
 		n=$((n + 1))
 		for t in "${order[@]}"; do
 			log "round $round: $scenario -> $t"
@@ -192,13 +277,12 @@ HOLD_RESULTS=$OUT/hold-$STAMP.jsonl
 : >"$HOLD_RESULTS"
 if [[ -n $HOLD ]]; then
 	for n in $HOLD; do
-		for t in proxycast reverse_proxy; do
+		for t in "${TARGETS[@]}"; do
 			restart_caddy
-			url=$RP_URL hdr=()
-			if [[ $t == proxycast ]]; then url=$PC_URL; hdr=(-header "$AUTH"); fi
+			hdr_of "$t"
 			log "holding $n streams open on $t"
-			line=$(timeout 300 "$OUT/streams" -url "$url" -n "$n" -chunks "$CHUNKS" -delay "$HOLD_DELAY" \
-				-pid "$CADDY_PID" -target "$t" "${hdr[@]}") || { log "FAILED: $n held streams on $t"; FAILED=1; }
+			line=$(timeout 300 "$OUT/streams" -url "$(url_of "$t")" -n "$n" -chunks "$CHUNKS" -delay "$HOLD_DELAY" \
+				-pid "$CADDY_PID" -target "$t" "${HDR[@]}") || { log "FAILED: $n held streams on $t"; FAILED=1; }
 			[[ -z $line ]] || printf '%s\n' "$line" | tee -a "$HOLD_RESULTS"
 		done
 	done
@@ -206,7 +290,7 @@ fi
 
 # ---- report --------------------------------------------------------------
 echo
-echo "== results ($RESULTS; caddy $("$OUT/caddy" version | cut -d' ' -f1), $(nproc) CPUs, load avg now $(cut -d' ' -f1-3 /proc/loadavg)) =="
+echo "== results ($RESULTS; caddy $("$OUT/caddy" version | cut -d' ' -f1)${SOURCE:+ with the plugin at $SOURCE}, $(nproc) CPUs, load avg now $(cut -d' ' -f1-3 /proc/loadavg)) =="
 report_rc=0
 "$OUT/load" -report "$RESULTS" || report_rc=$?
 if [[ -s $HOLD_RESULTS ]]; then
@@ -218,7 +302,7 @@ fi
 # ---- optional profiles ---------------------------------------------------
 if [[ ${BENCH_PROFILE:-0} == 1 ]]; then
 	for scenario in throughput stream; do
-		for t in proxycast reverse_proxy; do
+		for t in "${TARGETS[@]}"; do
 			prof=$OUT/$t-$scenario-$STAMP.cpu.pprof
 			log "profiling caddy under $scenario load (c=$CONNS) on $t for 10 s -> $prof"
 			extra=(-body "$BODY")

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -103,15 +104,15 @@ func main() {
 	stream := flag.Bool("stream", false, "the answer is SSE: measure time to first chunk and require data: [DONE]")
 	expect := flag.String("expect", "chat.completion", "substring every 2xx body must contain (empty: no check)")
 	timeout := flag.Duration("timeout", 30*time.Second, "timeout of one request")
-	target := flag.String("target", "", "label: the system under test (proxycast, reverse_proxy)")
+	target := flag.String("target", "", "label: the system under test (proxycast-iflow, proxycast-openai, reverse_proxy)")
 	scenario := flag.String("scenario", "", "label: the scenario (latency, throughput, stream)")
 	round := flag.Int("round", 0, "label: the round number")
 	cpuPids := flag.String("cpu-pids", "", "name=pid,… of processes whose CPU time per request to report (Linux /proc)")
-	report := flag.String("report", "", "print the comparison table of a file of result lines, then exit")
+	report := flag.String("report", "", "print the comparison table of a file of result lines, then exit; more files may follow the flags (rounds of one file after another: medians over all)")
 	flag.Parse()
 
 	if *report != "" {
-		os.Exit(printReport(*report))
+		os.Exit(printReport(append([]string{*report}, flag.Args()...)))
 	}
 	if *url == "" || *conns < 1 || *dur <= 0 {
 		fmt.Fprintln(os.Stderr, "load: -url, -c ≥ 1 and -d > 0 are required")
@@ -404,48 +405,98 @@ func machineCPU() (busy, total int64) {
 	return busy, total
 }
 
-// printReport prints the comparison table of the result lines in file and
-// returns the exit status: 1 if any run had errors.
-func printReport(file string) int {
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "load:", err)
-		return 2
-	}
+// baseline is the target every other one is compared with.
+const baseline = "reverse_proxy"
+
+// Issue 11's bar for a proxycast target against reverse_proxy in the same
+// run: throughput (BENCH_CONNS connections) at least minRatio of
+// reverse_proxy's, and the p50 at one connection at most maxAddedP50 µs
+// above it.
+const (
+	minRatio    = 0.95
+	maxAddedP50 = 20
+)
+
+// printReport prints the comparison table of the result lines in files and
+// returns the exit status: 1 if any run had errors. The rounds of each
+// file are numbered after those of the files before it, so that several
+// runs of run.sh give medians over all their rounds.
+func printReport(files []string) int {
 	type key struct{ scenario, target string }
 	runs := map[key][]Result{}
 	var scenarios, targets []string
 	var totalErrors int64
-	for line := range strings.Lines(string(raw)) {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		var r Result
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			fmt.Fprintf(os.Stderr, "load: %s: bad line %q: %v\n", file, line, err)
+	offset := 0
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
 			return 2
 		}
-		if !slices.Contains(scenarios, r.Scenario) {
-			scenarios = append(scenarios, r.Scenario)
+		last := offset
+		for line := range strings.Lines(string(raw)) {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			var r Result
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				fmt.Fprintf(os.Stderr, "load: %s: bad line %q: %v\n", file, line, err)
+				return 2
+			}
+			if !slices.Contains(scenarios, r.Scenario) {
+				scenarios = append(scenarios, r.Scenario)
+			}
+			if !slices.Contains(targets, r.Target) {
+				targets = append(targets, r.Target)
+			}
+			r.Round += offset
+			last = max(last, r.Round)
+			k := key{r.Scenario, r.Target}
+			runs[k] = append(runs[k], r)
+			totalErrors += r.Errors
 		}
-		if !slices.Contains(targets, r.Target) {
-			targets = append(targets, r.Target)
-		}
-		k := key{r.Scenario, r.Target}
-		runs[k] = append(runs[k], r)
-		totalErrors += r.Errors
+		offset = last
 	}
-	// With several rounds every figure is the median over the rounds.
-	med := func(rs []Result, f func(Result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
+	// The proxycast targets in name order (proxycast-iflow,
+	// proxycast-openai), the baseline last: the order the runs came in
+	// rotates from scenario to scenario.
+	slices.SortFunc(targets, func(a, b string) int {
+		switch {
+		case a == b:
+			return 0
+		case a == baseline:
+			return 1
+		case b == baseline:
+			return -1
 		}
+		return strings.Compare(a, b)
+	})
+	var compared []string // every target but the baseline
+	for _, t := range targets {
+		if t != baseline {
+			compared = append(compared, t)
+		}
+	}
+	hasBaseline := slices.Contains(targets, baseline)
+
+	// With several rounds every figure is the median over the rounds.
+	median := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		v = slices.Clone(v)
 		slices.Sort(v)
 		if len(v)%2 == 1 {
 			return v[len(v)/2]
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	med := func(rs []Result, f func(Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		return median(v)
 	}
 	type row struct {
 		rps, p50, p99, t50, t99, cpu, up, ld, busy float64
@@ -454,6 +505,9 @@ func printReport(file string) int {
 	}
 	summarize := func(rs []Result) row {
 		var r row
+		if len(rs) == 0 {
+			return r
+		}
 		r.n, r.c = len(rs), rs[0].Conns
 		r.rps = med(rs, func(x Result) float64 { return x.RPS })
 		r.p50 = med(rs, func(x Result) float64 { return float64(x.Latency.P50) })
@@ -471,51 +525,206 @@ func printReport(file string) int {
 		}
 		return r
 	}
+	sum := map[key]row{}
+	for k, rs := range runs {
+		sum[k] = summarize(rs)
+	}
 	dash := func(v float64) string {
 		if v == 0 {
 			return "-"
 		}
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
-	fmt.Printf("%-10s %-14s %3s %6s %8s %8s %8s %9s %9s %12s %9s %8s %5s %6s\n",
+
+	// 1. Every scenario and target.
+	fmt.Printf("%-13s %-16s %3s %6s %8s %8s %8s %9s %9s %12s %9s %8s %5s %6s\n",
 		"scenario", "target", "c", "rounds", "req/s", "p50 µs", "p99 µs", "ttfc50 µs", "ttfc99 µs",
 		"caddy µs/req", "upstr µs", "load µs", "busy%", "errors")
 	for _, s := range scenarios {
 		for _, t := range targets {
-			rs := runs[key{s, t}]
-			if len(rs) == 0 {
+			r, ok := sum[key{s, t}]
+			if !ok {
 				continue
 			}
-			r := summarize(rs)
-			fmt.Printf("%-10s %-14s %3d %6d %8.0f %8.0f %8.0f %9s %9s %12.1f %9.1f %8.1f %5.0f %6d\n",
+			fmt.Printf("%-13s %-16s %3d %6d %8.0f %8.0f %8.0f %9s %9s %12.1f %9.1f %8.1f %5.0f %6d\n",
 				s, t, r.c, r.n, r.rps, r.p50, r.p99, dash(r.t50), dash(r.t99), r.cpu, r.up, r.ld, r.busy, r.errors)
 		}
 	}
+	if !hasBaseline || len(compared) == 0 {
+		return errorStatus(totalErrors)
+	}
+
+	// 2. Each proxycast target against the baseline, from the medians.
+	for _, t := range compared {
+		fmt.Println()
+		fmt.Printf("%s vs %s (same upstream, same run; medians):\n", t, baseline)
+		for _, s := range scenarios {
+			a, okA := sum[key{s, t}]
+			b, okB := sum[key{s, baseline}]
+			if !okA || !okB {
+				continue
+			}
+			line := fmt.Sprintf("  %-13s req/s ratio %5.3f (%5.1f%%)   added p50 %+6.0f µs   added p99 %+6.0f µs",
+				s, a.rps/b.rps, 100*a.rps/b.rps, a.p50-b.p50, a.p99-b.p99)
+			if a.t50 > 0 || b.t50 > 0 {
+				line += fmt.Sprintf("   added ttfc p50 %+6.0f µs", a.t50-b.t50)
+			}
+			if b.cpu > 0 {
+				line += fmt.Sprintf("   caddy CPU/req ratio %4.2f (%+.0f µs)", a.cpu/b.cpu, a.cpu-b.cpu)
+			}
+			fmt.Println(line)
+		}
+	}
+
+	// 3. The same ratios round by round (each pair ran in the same round,
+	// minutes apart at most): how far one round is from the next.
+	rounds := map[int]bool{}
+	for _, rs := range runs {
+		for _, r := range rs {
+			rounds[r.Round] = true
+		}
+	}
+	if len(rounds) > 1 {
+		byRound := func(s, t string) map[int]Result {
+			m := map[int]Result{}
+			for _, r := range runs[key{s, t}] {
+				m[r.Round] = r
+			}
+			return m
+		}
+		fmt.Println()
+		fmt.Printf("round by round vs %s (req/s ratio; latency: added p50 µs; caddy: CPU/req ratio at %s):\n", baseline, "throughput")
+		type metric struct {
+			scenario, label string
+			f               func(a, b Result) (float64, bool)
+			format          string
+		}
+		ratio := func(a, b Result) (float64, bool) { return a.RPS / b.RPS, b.RPS > 0 }
+		metrics := []metric{
+			{"latency", "latency p50", func(a, b Result) (float64, bool) { return float64(a.Latency.P50 - b.Latency.P50), true }, "%+5.0f"},
+			{"throughput", "throughput", ratio, "%5.3f"},
+			{"throughput256", "throughput256", ratio, "%5.3f"},
+			{"stream", "stream", ratio, "%5.3f"},
+			{"throughput", "caddy CPU/req", func(a, b Result) (float64, bool) {
+				return a.CPU["caddy"] / b.CPU["caddy"], b.CPU["caddy"] > 0
+			}, "%5.3f"},
+		}
+		for _, t := range compared {
+			for _, m := range metrics {
+				as, bs := byRound(m.scenario, t), byRound(m.scenario, baseline)
+				var vals []float64
+				var parts []string
+				for _, rd := range slices.Sorted(maps.Keys(as)) {
+					b, ok := bs[rd]
+					if !ok {
+						continue
+					}
+					if v, ok := m.f(as[rd], b); ok {
+						vals = append(vals, v)
+						parts = append(parts, fmt.Sprintf(m.format, v))
+					}
+				}
+				if len(vals) == 0 {
+					continue
+				}
+				fmt.Printf("  %-16s %-14s %s   (median "+m.format+", spread "+strings.Replace(m.format, "+", "", 1)+")\n",
+					t, m.label, strings.Join(parts, " "), median(vals), slices.Max(vals)-slices.Min(vals))
+			}
+		}
+	}
+
+	// 4. One column per target, and each proxycast target's ratio to the
+	// baseline.
+	short := func(t string) string { return strings.TrimPrefix(t, "proxycast-") }
 	fmt.Println()
-	fmt.Println("proxycast vs reverse_proxy (same upstream, same run):")
-	worst := 0.0
-	for _, s := range scenarios {
-		pc, rp := runs[key{s, "proxycast"}], runs[key{s, "reverse_proxy"}]
-		if len(pc) == 0 || len(rp) == 0 {
+	fmt.Printf("%-26s", "summary (medians)")
+	for _, t := range targets {
+		fmt.Printf(" %16s", t)
+	}
+	for _, t := range compared {
+		fmt.Printf(" %12s", short(t)+"/rp")
+	}
+	fmt.Println()
+	type line struct {
+		label, scenario string
+		get             func(row) float64
+		diff            bool // difference in µs, not a ratio
+	}
+	lines := []line{
+		{"1 conn: req/s", "latency", func(r row) float64 { return r.rps }, false},
+		{"1 conn: p50 µs", "latency", func(r row) float64 { return r.p50 }, true},
+		{"1 conn: p99 µs", "latency", func(r row) float64 { return r.p99 }, true},
+		{"throughput: req/s", "throughput", func(r row) float64 { return r.rps }, false},
+		{"throughput256: req/s", "throughput256", func(r row) float64 { return r.rps }, false},
+		{"stream: req/s", "stream", func(r row) float64 { return r.rps }, false},
+		{"stream: ttfc p50 µs", "stream", func(r row) float64 { return r.t50 }, true},
+		{"throughput: caddy µs/req", "throughput", func(r row) float64 { return r.cpu }, false},
+		{"stream: caddy µs/req", "stream", func(r row) float64 { return r.cpu }, false},
+	}
+	for _, l := range lines {
+		b, ok := sum[key{l.scenario, baseline}]
+		if !ok {
 			continue
 		}
-		a, b := summarize(pc), summarize(rp)
-		line := fmt.Sprintf("  %-10s req/s ratio %5.3f (%5.1f%%)   added p50 %+6.0f µs   added p99 %+6.0f µs",
-			s, a.rps/b.rps, 100*a.rps/b.rps, a.p50-b.p50, a.p99-b.p99)
-		if a.t50 > 0 || b.t50 > 0 {
-			line += fmt.Sprintf("   added ttfc p50 %+6.0f µs", a.t50-b.t50)
+		label := l.label
+		if c := b.c; c > 1 && strings.HasPrefix(l.scenario, "throughput") {
+			label = strings.Replace(label, l.scenario, fmt.Sprintf("%d conns", c), 1)
 		}
-		if b.cpu > 0 {
-			line += fmt.Sprintf("   caddy CPU/req ratio %4.2f (%+.0f µs)", a.cpu/b.cpu, a.cpu-b.cpu)
+		fmt.Printf("%-26s", label)
+		for _, t := range targets {
+			if r, ok := sum[key{l.scenario, t}]; ok {
+				fmt.Printf(" %16.1f", l.get(r))
+			} else {
+				fmt.Printf(" %16s", "-")
+			}
 		}
-		fmt.Println(line)
-		if s == "throughput" {
-			worst = a.rps / b.rps
+		for _, t := range compared {
+			a, ok := sum[key{l.scenario, t}]
+			switch {
+			case !ok || l.get(b) == 0:
+				fmt.Printf(" %12s", "-")
+			case l.diff:
+				fmt.Printf(" %+9.0f µs", l.get(a)-l.get(b))
+			default:
+				fmt.Printf(" %12.3f", l.get(a)/l.get(b))
+			}
+		}
+		fmt.Println()
+	}
+
+	// 5. Issue 11's bar.
+	fmt.Println()
+	for _, t := range compared {
+		var verdicts []string
+		if a, ok := sum[key{"throughput", t}]; ok {
+			if b, ok := sum[key{"throughput", baseline}]; ok && b.rps > 0 {
+				r := a.rps / b.rps
+				verdicts = append(verdicts, fmt.Sprintf("throughput (%d conns) %.3f × %s (want ≥ %.2f): %s",
+					b.c, r, baseline, minRatio, okWord(r >= minRatio)))
+			}
+		}
+		if a, ok := sum[key{"latency", t}]; ok {
+			if b, ok := sum[key{"latency", baseline}]; ok {
+				d := a.p50 - b.p50
+				verdicts = append(verdicts, fmt.Sprintf("added p50 at 1 conn %+.0f µs (want ≤ %d): %s",
+					d, maxAddedP50, okWord(d <= maxAddedP50)))
+			}
+		}
+		if len(verdicts) > 0 {
+			fmt.Printf("%-16s %s\n", t+":", strings.Join(verdicts, "; "))
 		}
 	}
-	if worst > 0 && worst < 0.9 {
-		fmt.Printf("\nNOTE: proxycast throughput is %.1f%% of reverse_proxy (below 90%%)\n", 100*worst)
+	return errorStatus(totalErrors)
+}
+
+func okWord(ok bool) string {
+	if ok {
+		return "met"
 	}
+	return "NOT met"
+}
+
+func errorStatus(totalErrors int64) int {
 	if totalErrors > 0 {
 		fmt.Printf("\nFAILED: %d request errors (see the log above)\n", totalErrors)
 		return 1

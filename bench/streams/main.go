@@ -188,7 +188,7 @@ func printReport(path string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-14s %8s %8s %6s %13s %15s %13s\n", "target", "streams", "ok", "lost", "held RSS MiB", "KiB per stream", "peak RSS MiB")
+	fmt.Printf("%-16s %8s %8s %6s %13s %15s %13s\n", "target", "streams", "ok", "lost", "held RSS MiB", "KiB per stream", "peak RSS MiB")
 	best := map[string]int{}
 	var order []string
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
@@ -196,7 +196,7 @@ func printReport(path string) error {
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			return fmt.Errorf("bad result line %q", line)
 		}
-		fmt.Printf("%-14s %8d %8d %6d %13.1f %15.1f %13.1f\n", r.Target, r.Streams, r.OK, r.LostChunks,
+		fmt.Printf("%-16s %8d %8d %6d %13.1f %15.1f %13.1f\n", r.Target, r.Streams, r.OK, r.LostChunks,
 			float64(r.HeldRSSKiB)/1024, r.KiBPerOpen, float64(r.PeakRSSKiB)/1024)
 		if _, seen := best[r.Target]; !seen {
 			order = append(order, r.Target)

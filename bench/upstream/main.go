@@ -1,9 +1,18 @@
 // Command upstream is a fast OpenAI-compatible stub used as the common
 // upstream of the proxycast benchmark. It answers POST /v1/chat/completions
 // with a fixed chat.completion, or, for "stream":true, with -chunks SSE
-// chunks and "data: [DONE]", flushing each. It checks no signature or key,
-// so that Caddy's plain reverse_proxy gets the same answers as proxycast.
+// chunks and "data: [DONE]", flushing each. When the body asks for usage
+// in the stream ("stream_options":{"include_usage":true}, as proxycast's
+// openai type does by default), it answers as OpenAI does: every chunk
+// has "usage":null, and one more chunk with "choices":[] and the usage
+// comes before [DONE]. It checks no signature or key, so that Caddy's
+// plain reverse_proxy gets the same answers as both proxycast targets.
 // Every reply is precomputed: the stub should never be the bottleneck.
+//
+// GET /stats reports how many chat requests came, how many were streams,
+// how many of those asked for usage, and how many carried an
+// "Authorization: Bearer …" header (run.sh checks that the openai target
+// calls the stub the way a real OpenAI-compatible API is called).
 //
 //	go run ./bench/upstream -listen 127.0.0.1:9800
 package main
@@ -20,6 +29,7 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -28,7 +38,9 @@ const completion = `{"id":"chatcmpl-bench","object":"chat.completion","created":
 	`"choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},` +
 	`"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}`
 
-func chunk(i, n int) []byte {
+// chunk is the i-th of n stream chunks; with usage it carries
+// "usage":null, as OpenAI's chunks do when usage was asked for.
+func chunk(i, n int, usage bool) []byte {
 	var delta, finish string
 	switch {
 	case i == 0:
@@ -38,8 +50,20 @@ func chunk(i, n int) []byte {
 	default:
 		delta, finish = `{"content":"tok`+strconv.Itoa(i)+` "}`, "null"
 	}
+	tail := ""
+	if usage {
+		tail = `,"usage":null`
+	}
 	return fmt.Appendf(nil, `data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,`+
-		`"model":"qwen3-max","choices":[{"index":0,"delta":%s,"finish_reason":%s}]}`+"\n\n", delta, finish)
+		`"model":"qwen3-max","choices":[{"index":0,"delta":%s,"finish_reason":%s}]%s}`+"\n\n", delta, finish, tail)
+}
+
+// usageChunk is the extra chunk of a stream that asked for usage: no
+// choices, the whole answer's usage. Its completion_tokens is n, so
+// that run.sh can tell it was counted.
+func usageChunk(n int) []byte {
+	return fmt.Appendf(nil, `data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,`+
+		`"model":"qwen3-max","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":%d,"total_tokens":%d}}`+"\n\n", n, 9+n)
 }
 
 var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -52,6 +76,20 @@ func isStream(body []byte) bool {
 		return false
 	}
 	rest := bytes.TrimLeft(body[i+len(`"stream"`):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return false
+	}
+	return bytes.HasPrefix(bytes.TrimLeft(rest[1:], " \t\r\n"), []byte("true"))
+}
+
+// wantsUsage reports whether body has "include_usage": true (in
+// stream_options, for the benchmark's bodies). A byte scan, like isStream.
+func wantsUsage(body []byte) bool {
+	i := bytes.Index(body, []byte(`"include_usage"`))
+	if i < 0 {
+		return false
+	}
+	rest := bytes.TrimLeft(body[i+len(`"include_usage"`):], " \t\r\n")
 	if len(rest) == 0 || rest[0] != ':' {
 		return false
 	}
@@ -86,15 +124,27 @@ func main() {
 
 	body := []byte(completion)
 	bodyLen := strconv.Itoa(len(body))
-	chunks := make([][]byte, *nChunks)
-	for i := range chunks {
-		chunks[i] = chunk(i, *nChunks)
+	// plain are the chunks of a stream that did not ask for usage;
+	// withUsage those of one that did, the usage chunk last.
+	plain := make([][]byte, *nChunks)
+	withUsage := make([][]byte, *nChunks+1)
+	for i := range plain {
+		plain[i] = chunk(i, *nChunks, false)
+		withUsage[i] = chunk(i, *nChunks, true)
 	}
+	withUsage[*nChunks] = usageChunk(*nChunks)
 	done := []byte("data: [DONE]\n\n")
+
+	var nChat, nStream, nUsage, nBearer atomic.Int64
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"chat":%d,"stream":%d,"stream_usage":%d,"bearer":%d}`+"\n",
+			nChat.Load(), nStream.Load(), nUsage.Load(), nBearer.Load())
 	})
 	mux.HandleFunc("/v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -109,12 +159,22 @@ func main() {
 			http.Error(w, "reading body failed", http.StatusBadRequest)
 			return
 		}
+		nChat.Add(1)
+		if a := r.Header.Get("Authorization"); len(a) > len("Bearer ") && a[:len("Bearer ")] == "Bearer " {
+			nBearer.Add(1)
+		}
 		h := w.Header()
 		if !isStream(buf.Bytes()) {
 			h["Content-Type"] = []string{"application/json"}
 			h["Content-Length"] = []string{bodyLen}
 			_, _ = w.Write(body)
 			return
+		}
+		nStream.Add(1)
+		chunks := plain
+		if wantsUsage(buf.Bytes()) {
+			nUsage.Add(1)
+			chunks = withUsage
 		}
 		h["Content-Type"] = []string{"text/event-stream"}
 		h["Cache-Control"] = []string{"no-cache"}
