@@ -131,8 +131,9 @@ func TestSoak(t *testing.T) {
 		if status == 0 && duringReload(time.Now()) {
 			// A reload stops the old servers, and Go's HTTP server drops a
 			// request that it read just as it began to shut down (or the
-			// old listener resets a connection it had not accepted). No
-			// handler saw the request: send it again.
+			// old listener resets a connection it had not accepted), or,
+			// past the grace period, one its handler is still answering:
+			// send it again, as a client would.
 			drops.Add(1)
 			if content, ok := strings.CutPrefix(body, `{"model":"qwen3-max","stream":`); ok {
 				failMu.Lock()
@@ -263,8 +264,11 @@ func TestSoak(t *testing.T) {
 	for _, e := range loadErrs {
 		t.Errorf("reload: %s", e)
 	}
-	// A request a reload dropped never reached the upstream: the one
-	// answer it got is its second sending's.
+	// A request a reload dropped was answered upstream once by its second
+	// sending, and at most once more by its first: with the tests' 1ns
+	// grace period, a reload also cuts requests whose handler has had its
+	// answer and is writing it. More would mean the gateway sent one
+	// client request upstream twice on its own.
 	answered := map[string]int{}
 	for _, r := range srv.ChatRequests() {
 		if r.Status == 200 {
@@ -274,7 +278,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	for _, d := range dropped {
-		if answered[d] != 1 {
+		if answered[d] < 1 || answered[d] > 2 {
 			t.Errorf("request %s, dropped by a reload and sent again, was answered upstream %d times", d, answered[d])
 		}
 	}
