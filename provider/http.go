@@ -176,7 +176,7 @@ func RetryAfter(h http.Header, body []byte, now time.Time) time.Duration {
 	}
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 {
-			longer(time.Duration(secs * float64(time.Second)))
+			longer(seconds(secs))
 		} else if t, err := http.ParseTime(v); err == nil {
 			longer(t.Sub(now))
 		}
@@ -205,8 +205,8 @@ func RetryAfter(h http.Header, body []byte, now time.Time) time.Duration {
 					longer(c)
 				}
 			case len(m[2]) > 0:
-				if secs, err := strconv.ParseFloat(string(m[2]), 64); err == nil {
-					longer(time.Duration(secs * float64(time.Second)))
+				if secs, err := strconv.ParseFloat(string(m[2]), 64); err == nil && secs > 0 {
+					longer(seconds(secs))
 				}
 			case len(m[3]) > 0:
 				if c, err := time.ParseDuration(string(m[3])); err == nil {
@@ -216,6 +216,19 @@ func RetryAfter(h http.Header, body []byte, now time.Time) time.Duration {
 		}
 	}
 	return max(d, 0)
+}
+
+// maxRetryAfter bounds what an upstream's word on when to come back can
+// mean; the pool caps rests far lower anyway.
+const maxRetryAfter = 366 * 24 * time.Hour
+
+// seconds converts a count of seconds an upstream sent, bounded so that
+// no number it sends (1e300, +Inf) overflows into a negative wait.
+func seconds(secs float64) time.Duration {
+	if secs >= maxRetryAfter.Seconds() {
+		return maxRetryAfter
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 // retryHints are the ways error bodies say when to try again.

@@ -95,6 +95,10 @@ func TestRetryAfter(t *testing.T) {
 		{"body: retry_after", nil, `{"error":{"retry_after": 12}}`, 12 * time.Second},
 		{"body: retryDelay", nil, `{"error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"31s"}]}}`, 31 * time.Second},
 		{"the longest counts", map[string]string{"Retry-After": "2"}, `{"error":{"message":"try again in 5s"}}`, 5 * time.Second},
+		{"huge seconds", map[string]string{"Retry-After": "1e300"}, ``, 366 * 24 * time.Hour},
+		{"infinite seconds", map[string]string{"Retry-After": "+Inf"}, ``, 366 * 24 * time.Hour},
+		{"NaN", map[string]string{"Retry-After": "NaN"}, ``, 0},
+		{"body: huge retry_after in range", nil, `{"error":{"retry_after": 99999999999}}`, 366 * 24 * time.Hour},
 	}
 	for _, tt := range tests {
 		h := http.Header{}
