@@ -355,6 +355,9 @@ func (c *call) chat() {
 	c.id = newID("chatcmpl-")
 	c.created = now.Unix()
 	ans := req.answer()
+	c.s.mu.Lock()
+	ans.reasoning = c.s.reasoning
+	c.s.mu.Unlock()
 	switch {
 	case req.stream:
 		c.stream(b, ans)
@@ -372,8 +375,11 @@ type toolCall struct {
 
 // answer is what the fake says: text, or tool calls.
 type answer struct {
-	text  string
-	calls []toolCall
+	// reasoning is the model's thinking (SetReasoning), sent before the
+	// rest as DeepSeek sends it: reasoning_content.
+	reasoning string
+	text      string
+	calls     []toolCall
 }
 
 // answer decides the reply to a checked request.
@@ -528,6 +534,9 @@ const systemFingerprint = "fp_openaitest"
 // completionBody is the chat.completion object of an answer.
 func (c *call) completionBody(ans answer) map[string]any {
 	msg := map[string]any{"role": "assistant", "content": ans.text, "refusal": nil}
+	if ans.reasoning != "" {
+		msg["reasoning_content"] = ans.reasoning
+	}
 	finish := "stop"
 	if len(ans.calls) > 0 {
 		var calls []any

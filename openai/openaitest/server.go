@@ -47,7 +47,8 @@
 // content in several chunks, a finish chunk, with
 // stream_options.include_usage a usage chunk with empty choices, then
 // "data: [DONE]". The quirks of some upstreams are switches: SetNoSpaceData
-// and SetToolCallIndex.
+// and SetToolCallIndex; SetReasoning has answers think first, as
+// DeepSeek's reasoning_content.
 //
 // Everything is deterministic except generated ids (chatcmpl-…, call_…).
 package openaitest
@@ -127,6 +128,7 @@ type Server struct {
 	refuseUnknown bool
 	noSpace       bool
 	toolIndex     ToolIndexMode
+	reasoning     string
 
 	// records
 	requests    []Request
@@ -385,6 +387,15 @@ func (m ToolIndexMode) String() string {
 func (s *Server) SetToolCallIndex(mode ToolIndexMode) {
 	s.mu.Lock()
 	s.toolIndex = mode
+	s.mu.Unlock()
+}
+
+// SetReasoning makes every answer think first: text comes as DeepSeek's
+// reasoning_content before the content or tool calls, in several chunks
+// when streamed. Empty turns it off.
+func (s *Server) SetReasoning(text string) {
+	s.mu.Lock()
+	s.reasoning = text
 	s.mu.Unlock()
 }
 

@@ -194,6 +194,44 @@ func TestSetUsage(t *testing.T) {
 	check("restored", obj(m["usage"]), 4, 3, 0, 0)
 }
 
+// TestSetReasoning: answers think first, as DeepSeek's reasoning_content,
+// before the text (and before tool calls), streamed in several chunks
+// that join into the reasoning, with the role said once.
+func TestSetReasoning(t *testing.T) {
+	s := newServer(t)
+	s.SetReasoning("weighing the options carefully")
+	m := decode(t, do(t, chatReq(t, s, testKey, chatBody(false))).ok(t).body)
+	if msg := obj(choice(m)["message"]); msg["reasoning_content"] != "weighing the options carefully" || msg["content"] != "echo: hello there" {
+		t.Fatalf("message %v", msg)
+	}
+	for _, body := range []map[string]any{chatBody(true), toolBody(true, `call get_weather {"city":"Paris"}`)} {
+		events, _ := parseSSE(t, do(t, chatReq(t, s, testKey, body)).ok(t).body)
+		chs := chunks(t, events, true)
+		var reasoning string
+		parts := 0
+		for i, ch := range chs {
+			d := obj(choice(ch)["delta"])
+			if r := str(d["reasoning_content"]); r != "" {
+				reasoning += r
+				parts++
+				if d["content"] != nil || d["tool_calls"] != nil {
+					t.Fatalf("chunk %d mixes reasoning with content: %v", i, d)
+				}
+			} else if (str(d["content"]) != "" || d["tool_calls"] != nil) && reasoning == "" {
+				t.Fatalf("chunk %d answers before the reasoning: %v", i, d)
+			}
+		}
+		if _, _, roles := joinText(chs); reasoning != "weighing the options carefully" || parts < 2 || roles != 1 {
+			t.Fatalf("streamed reasoning %q in %d parts, %d role deltas", reasoning, parts, roles)
+		}
+	}
+	s.SetReasoning("")
+	m = decode(t, do(t, chatReq(t, s, testKey, chatBody(false))).ok(t).body)
+	if _, ok := obj(choice(m)["message"])["reasoning_content"]; ok {
+		t.Errorf("reasoning after SetReasoning(\"\"): %v", m)
+	}
+}
+
 func TestToolCalls(t *testing.T) {
 	type want struct {
 		name, args string

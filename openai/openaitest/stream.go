@@ -37,14 +37,22 @@ func (c *call) chunk(delta map[string]any, finish any, usageOn bool) map[string]
 
 // events are the chunks of an answer up to and with its finish chunk.
 func (c *call) events(ans answer, mode ToolIndexMode, usageOn bool) []map[string]any {
+	var evs []map[string]any
+	if ans.reasoning != "" {
+		evs = append(evs, c.chunk(map[string]any{"role": "assistant", "content": nil, "reasoning_content": ""}, nil, usageOn))
+		for _, p := range split(ans.reasoning, 2, 16) {
+			evs = append(evs, c.chunk(map[string]any{"content": nil, "reasoning_content": p}, nil, usageOn))
+		}
+	}
 	if len(ans.calls) == 0 {
-		evs := []map[string]any{c.chunk(map[string]any{"role": "assistant", "content": "", "refusal": nil}, nil, usageOn)}
+		if len(evs) == 0 {
+			evs = append(evs, c.chunk(map[string]any{"role": "assistant", "content": "", "refusal": nil}, nil, usageOn))
+		}
 		for _, p := range split(ans.text, 3, 16) {
 			evs = append(evs, c.chunk(map[string]any{"content": p}, nil, usageOn))
 		}
 		return append(evs, c.chunk(map[string]any{}, "stop", usageOn))
 	}
-	var evs []map[string]any
 	for i, tc := range ans.calls {
 		head := map[string]any{
 			"id":       tc.id,
@@ -53,7 +61,7 @@ func (c *call) events(ans answer, mode ToolIndexMode, usageOn bool) []map[string
 		}
 		setIndex(head, i, mode)
 		delta := map[string]any{"tool_calls": []any{head}}
-		if i == 0 {
+		if i == 0 && ans.reasoning == "" {
 			delta["role"] = "assistant"
 			delta["content"] = nil
 			delta["refusal"] = nil
