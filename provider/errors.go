@@ -56,6 +56,9 @@ type Error struct {
 	Code string
 	// Message explains the failure to a person.
 	Message string
+	// Param names the request member at fault, when the client's request
+	// was refused for one.
+	Param string
 	// Kind classifies the failure for credential health.
 	Kind Kind
 	// RetryAfter is the upstream's hint, zero if none.

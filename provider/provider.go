@@ -1,15 +1,17 @@
 // Package provider is the contract between the proxycast handler and the
 // upstream AI services it fronts. A provider knows one service's protocol:
-// how to turn a credential into an API key, how to sign and send an
-// OpenAI-style chat request, and how to turn the service's replies and
-// quirks into plain OpenAI responses, streams and errors. It knows nothing
-// about Caddy, routing or credential health.
+// how to turn a credential into an API key, how to sign and send a
+// request in the wire format it speaks (OpenAI chat, unless it says
+// otherwise), and how to turn the service's replies and quirks into plain
+// answers, streams and errors of that format. It knows nothing about
+// Caddy, routing, client dialects or credential health.
 package provider
 
 import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,9 +26,59 @@ type Provider interface {
 	// with the settings and never includes a secret.
 	NewAuth(spec CredentialSpec) (Auth, error)
 
-	// Chat sends one chat completion request. Errors the client should see
-	// are *Error; any other error is a transport failure.
+	// Chat sends one request in call.Format, a format the provider speaks,
+	// and answers in the same format. Errors the client should see are
+	// *Error; any other error is a transport failure.
 	Chat(ctx context.Context, call *Call) (*Response, error)
+}
+
+// Format is the wire format of a call's body and of its answer.
+type Format uint8
+
+const (
+	// FormatChat is OpenAI's chat completions: bodies as POST
+	// /v1/chat/completions takes them, answers as completions, stream
+	// events as chat.completion.chunk objects.
+	FormatChat Format = iota
+	// FormatMessages is Anthropic's Messages API: bodies as POST
+	// /v1/messages takes them, answers as message objects, and stream
+	// events whose data's "type" member is the SSE event's name.
+	FormatMessages
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatChat:
+		return "chat"
+	case FormatMessages:
+		return "messages"
+	}
+	return "format(" + strconv.Itoa(int(f)) + ")"
+}
+
+// Speaker is implemented by providers that speak another format than
+// OpenAI chat. A provider that does not implement it speaks FormatChat
+// only.
+type Speaker interface {
+	// Speaks lists the formats the provider's API takes natively, the
+	// one to translate to first.
+	Speaks() []Format
+}
+
+// FormatsOf lists the formats p speaks natively.
+func FormatsOf(p Provider) []Format {
+	if s, ok := p.(Speaker); ok {
+		return s.Speaks()
+	}
+	return []Format{FormatChat}
+}
+
+// TokenCounter is implemented by providers whose API counts the tokens
+// of a request (Anthropic's POST /v1/messages/count_tokens).
+type TokenCounter interface {
+	// CountTokens counts the input tokens of call.Body, a count_tokens
+	// body in call.Format.
+	CountTokens(ctx context.Context, call *Call) (int64, error)
 }
 
 // CredentialSpec is one account's settings as the user wrote them, with
@@ -142,12 +194,15 @@ type StaticKey string
 // APIKey returns the key.
 func (k StaticKey) APIKey(context.Context) (string, error) { return string(k), nil }
 
-// Call is one chat request on its way upstream.
+// Call is one request on its way upstream.
 type Call struct {
 	// Model is the upstream model name, after any routing rewrite.
 	Model string
-	// Body is the client's JSON body with the model already rewritten.
-	// The provider may apply its own required changes to a copy.
+	// Format is the wire format of Body, and of the answer wanted.
+	Format Format
+	// Body is the client's JSON body (translated into Format where the
+	// client spoke another) with the model already rewritten. The
+	// provider may apply its own required changes to a copy.
 	Body []byte
 	// Stream is the body's "stream" value.
 	Stream bool
@@ -157,10 +212,15 @@ type Call struct {
 	// It is a RoundTripper, not a Client: a signed API call follows no
 	// redirect and needs none of a Client's per-request work.
 	Transport http.RoundTripper
+	// Header holds the client's request headers, read-only, or is nil.
+	// A provider forwards none of them unless its settings say so (such
+	// as anthropic-beta to an Anthropic upstream).
+	Header http.Header
 }
 
-// Response is a successful upstream answer in OpenAI form. Exactly one of
-// Body and Events is set: Body for a plain completion, Events for a stream.
+// Response is a successful upstream answer in the call's format. Exactly
+// one of Body and Events is set: Body for a plain answer, Events for a
+// stream.
 type Response struct {
 	// ContentType of Body; streams are always text/event-stream.
 	ContentType string
