@@ -30,6 +30,10 @@ func init() {
 // maxAdminBody bounds the body of an admin API request.
 const maxAdminBody = 64 << 10
 
+// maxAdminDrain bounds what is read of a body too large for the admin
+// API before it is refused.
+const maxAdminDrain = 1 << 20
+
 // AdminAPI is the admin.api.proxycast module: it lists the credentials of
 // the running proxycast handlers and adds, changes, removes and refreshes
 // them without a reload. Changes are kept in Caddy's storage
@@ -430,6 +434,10 @@ func decodeBody(r *http.Request, v any, immutable ...string) error {
 		return errorf(http.StatusBadRequest, "", "reading the body: %v", err)
 	}
 	if len(raw) > maxAdminBody {
+		// Caddy's admin server closes every connection after its answer;
+		// a client still sending the rest of its body would meet a reset
+		// instead of the 413. Up to a bound, the rest is read first.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxAdminDrain))
 		return errorf(http.StatusRequestEntityTooLarge, "", "the body is larger than %d bytes", maxAdminBody)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
