@@ -165,7 +165,7 @@ func TestStatusError(t *testing.T) {
 		{"500", 500, nil, `{"error":{"message":"internal server error","type":"server_error"}}`,
 			&wantErr{502, "api_error", "upstream_error", provider.KindTransient, 0, "HTTP 500"}},
 		{"503 not json", 503, nil, `<html>down</html>`,
-			&wantErr{502, "api_error", "upstream_error", provider.KindTransient, 0, "HTTP 503): Service Unavailable"}},
+			&wantErr{502, "api_error", "upstream_overloaded", provider.KindTransient, 0, "HTTP 503): Service Unavailable"}},
 		{"400", 400, nil, `{"error":{"message":"messages required"}}`,
 			&wantErr{400, "invalid_request_error", "upstream_rejected", provider.KindClient, 0, "messages required"}},
 		{"407 from the credential's proxy", 407, map[string]string{"Proxy-Authenticate": "Basic"}, ``,

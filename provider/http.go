@@ -273,6 +273,13 @@ func NamesModel(message, code, model string) bool {
 	return false
 }
 
+// StatusOverloaded is Anthropic's status for an API under too much load.
+const StatusOverloaded = 529
+
+// CodeOverloaded is the Code of an upstream that said it is overloaded
+// (503, 529).
+const CodeOverloaded = "upstream_overloaded"
+
 // StatusError classifies an upstream's answer with a status other than
 // 200 the way OpenAI-compatible services mean it. up names the upstream
 // in messages ("iflow", `provider "deepseek"`); model is the model the
@@ -316,6 +323,11 @@ func StatusError(up string, status int, h http.Header, body []byte, model string
 	case (status == http.StatusNotFound || status == http.StatusBadRequest || status == http.StatusUnprocessableEntity) && NamesModel(msg, code, model):
 		e.Status, e.Type, e.Code, e.Kind = http.StatusNotFound, "not_found_error", "model_not_found", KindModel
 		e.Message = fmt.Sprintf("%s does not offer the model %q: %s", up, model, msg)
+	case status == http.StatusServiceUnavailable || status == StatusOverloaded:
+		// Said apart from other failures: Anthropic's clients are told
+		// (529) that it is load, which they wait out.
+		e.Status, e.Type, e.Code, e.Kind = http.StatusBadGateway, "api_error", CodeOverloaded, KindTransient
+		e.Message = fmt.Sprintf("%s is overloaded (HTTP %d): %s", up, status, msg)
 	case status == http.StatusRequestTimeout || status >= 500:
 		e.Status, e.Type, e.Code, e.Kind = http.StatusBadGateway, "api_error", "upstream_error", KindTransient
 		e.Message = fmt.Sprintf("%s failed (HTTP %d): %s", up, status, msg)
