@@ -76,7 +76,7 @@ func (p *Provider) statusError(status int, h http.Header, body []byte, model, ke
 	case status == overloadedStatus || typ == "overloaded_error":
 		// Status and type stay Anthropic's, so that an Anthropic client
 		// sees the overload it knows to retry.
-		return &provider.Error{Status: overloadedStatus, Type: "overloaded_error", Code: "upstream_overloaded",
+		return &provider.Error{Status: overloadedStatus, Type: "overloaded_error", Code: provider.CodeOverloaded,
 			Kind: provider.KindTransient, RetryAfter: retryAfterHeader(h, p.clock()),
 			Message: fmt.Sprintf("%s is overloaded (HTTP %d): %s", up, status, msg)}
 	case status == http.StatusTooManyRequests:
@@ -265,7 +265,11 @@ func (s *upstreamStream) Next() ([]byte, error) {
 	}
 	if typ == "error" {
 		msg, etype := provider.ErrorText(data)
-		return nil, &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_stream_error", Kind: provider.KindTransient,
+		code := "upstream_stream_error"
+		if etype == "overloaded_error" {
+			code = provider.CodeOverloaded // for the client's error event
+		}
+		return nil, &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: code, Kind: provider.KindTransient,
 			Message: fmt.Sprintf("%s sent an error in the stream (%s): %s", s.label, provider.Scrub(etype, s.key), provider.Scrub(msg, s.key))}
 	}
 	return data, nil

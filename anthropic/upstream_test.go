@@ -211,7 +211,7 @@ func TestMidStreamError(t *testing.T) {
 	}
 	events, err := drain(t, resp.Events)
 	pe := asError(t, err)
-	if len(events) != 4 || pe.Status != 502 || pe.Type != "api_error" || pe.Code != "upstream_stream_error" || pe.Kind != provider.KindTransient ||
+	if len(events) != 4 || pe.Status != 502 || pe.Type != "api_error" || pe.Code != provider.CodeOverloaded || pe.Kind != provider.KindTransient ||
 		pe.Message != `anthropic instance "claude" sent an error in the stream (overloaded_error): Overloaded` {
 		t.Fatalf("%d events, error %+v", len(events), pe)
 	}

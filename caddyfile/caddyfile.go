@@ -46,6 +46,7 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		sticky_ttl <duration>      # default 1h
 //		response_timeout <duration>     # wait for an answer to begin; default 5m
 //		stream_idle_timeout <duration>  # silence within a stream; default 2m
+//		ping_interval <duration>        # silence before a Messages stream's ping; default 10s
 //		runtime_sync <duration>|off     # apply other instances' admin changes; default 30s
 //		admin_token_dirs <dir...>  # where the admin API may write absolute token files; default none
 //		cooldowns {
@@ -170,6 +171,12 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 				return err
 			}
 			h.StreamIdleTimeout = dur
+		case "ping_interval":
+			dur, err := durationArg(d, "ping_interval")
+			if err != nil {
+				return err
+			}
+			h.PingInterval = dur
 		case "admin_token_dirs":
 			dirs := d.RemainingArgs()
 			if len(dirs) == 0 {

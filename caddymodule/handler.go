@@ -44,14 +44,20 @@ const (
 	DefaultResponseTimeout = 5 * time.Minute
 	// DefaultStreamIdleTimeout bounds the silence within a stream.
 	DefaultStreamIdleTimeout = 2 * time.Minute
+	// DefaultPingInterval is the silence after which a Messages stream
+	// gets a ping.
+	DefaultPingInterval = 10 * time.Second
 )
 
 // CredentialHeader names the response header that carries the id of the
 // credential that served a request.
 const CredentialHeader = "X-Proxycast-Credential"
 
-// Handler serves an OpenAI-compatible API (POST /v1/chat/completions,
-// GET /v1/models) from a pool of upstream provider accounts. Requests
+// Handler serves OpenAI's chat completions API (POST /v1/chat/completions)
+// and Anthropic's Messages API (POST /v1/messages and
+// /v1/messages/count_tokens), with GET /v1/models, from a pool of
+// upstream provider accounts; a request in either API goes to a provider
+// of any format, translated where the provider speaks the other. Requests
 // outside /v1/ go to the next handler.
 type Handler struct {
 	// APIKeys are the keys clients present as `Authorization: Bearer <key>`
@@ -114,6 +120,12 @@ type Handler struct {
 	// stream; a stream silent for longer is ended as failed. Default: 2m.
 	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
 
+	// PingInterval is how long an Anthropic Messages stream may stay
+	// silent (an upstream thinking, say) before a ping event is sent, so
+	// that clients and proxies on the way do not give up on it. Default:
+	// 10s.
+	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
+
 	// AdminTokenDirs are the directories in which a token_file given
 	// through the admin API (for a new credential, or a browser login) may
 	// be an absolute path. Without them the admin API takes token files in
@@ -155,6 +167,7 @@ type Handler struct {
 type providerState struct {
 	name     string
 	provider provider.Provider
+	formats  []provider.Format // the formats the provider speaks
 	shared   *credpool.Shared
 	instance *instanceState
 	mu       sync.Mutex // serialises rebuilds
@@ -217,6 +230,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.StreamIdleTimeout == 0 {
 		h.StreamIdleTimeout = caddy.Duration(DefaultStreamIdleTimeout)
 	}
+	if h.PingInterval == 0 {
+		h.PingInterval = caddy.Duration(DefaultPingInterval)
+	}
 	if h.RuntimeSync == 0 {
 		h.RuntimeSync = caddy.Duration(DefaultRuntimeSync)
 	}
@@ -276,7 +292,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		v, _, _ := poolStates.LoadOrNew(name, func() (caddy.Destructor, error) { return &instanceState{pool: credpool.NewShared()}, nil })
 		h.poolKeys = append(h.poolKeys, name)
 		is := v.(*instanceState)
-		ps := &providerState{name: name, provider: provs[name], shared: is.pool, instance: is}
+		ps := &providerState{name: name, provider: provs[name], formats: provider.FormatsOf(provs[name]), shared: is.pool, instance: is}
 		h.providers[name] = ps
 		if err := h.rebuild(ctx, ps, ov.effective(name, h.CredentialPool[name]), true); err != nil {
 			return err
@@ -398,8 +414,8 @@ func (h *Handler) Validate() error {
 	if h.MaxAttempts < 0 {
 		return errors.New("max_attempts must be 1 or more")
 	}
-	if h.ResponseTimeout < 0 || h.StreamIdleTimeout < 0 {
-		return errors.New("response_timeout and stream_idle_timeout must not be negative")
+	if h.ResponseTimeout < 0 || h.StreamIdleTimeout < 0 || h.PingInterval < 0 {
+		return errors.New("response_timeout, stream_idle_timeout and ping_interval must not be negative")
 	}
 	return nil
 }
@@ -432,40 +448,46 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if path != "/v1" && !strings.HasPrefix(path, "/v1/") {
 		return next.ServeHTTP(w, r)
 	}
+	d := dialectFor(path, r, h)
 	if !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="proxycast"`)
-		writeError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key",
-			"missing or incorrect API key; send it as `Authorization: Bearer <key>` or `x-api-key: <key>`")
+		d.writeError(w, clientError(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key",
+			"missing or incorrect API key; send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"))
 		return nil
 	}
 	switch {
-	case path == "/v1/chat/completions":
+	case path == "/v1/chat/completions", path == "/v1/messages":
 		if r.Method != http.MethodPost {
-			return methodNotAllowed(w, r, http.MethodPost)
+			return methodNotAllowed(w, r, d, http.MethodPost)
 		}
-		return h.serveChat(w, r)
+		return h.serveChat(w, r, d)
+	case path == "/v1/messages/count_tokens":
+		if r.Method != http.MethodPost {
+			return methodNotAllowed(w, r, d, http.MethodPost)
+		}
+		return h.serveCountTokens(w, r, d)
 	case path == "/v1/models":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			return methodNotAllowed(w, r, http.MethodGet)
+			return methodNotAllowed(w, r, d, http.MethodGet)
 		}
-		h.serveModels(w)
+		h.serveModels(w, r)
 		return nil
 	case strings.HasPrefix(path, "/v1/models/"):
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			return methodNotAllowed(w, r, http.MethodGet)
+			return methodNotAllowed(w, r, d, http.MethodGet)
 		}
-		h.serveModel(w, strings.TrimPrefix(path, "/v1/models/"))
+		h.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
 		return nil
 	}
-	writeError(w, http.StatusNotFound, "invalid_request_error", "unknown_url",
-		fmt.Sprintf("invalid URL (%s %s)", r.Method, path))
+	d.writeError(w, clientError(http.StatusNotFound, "invalid_request_error", "unknown_url",
+		fmt.Sprintf("invalid URL (%s %s)", r.Method, path)))
 	return nil
 }
 
-func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) error {
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, d dialect, allow string) error {
 	w.Header().Set("Allow", allow)
-	writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed",
-		fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
+	d.writeError(w, clientError(http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed",
+		fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow)))
 	return nil
 }
 

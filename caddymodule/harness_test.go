@@ -212,12 +212,24 @@ var testClient = &http.Client{Timeout: 30 * time.Second}
 
 func chat(t *testing.T, body string, header ...string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, baseURL+"/v1/chat/completions", strings.NewReader(body))
+	resp := post(t, "/v1/chat/completions", body, append([]string{"Authorization", "Bearer " + clientKey}, header...)...)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(raw)
+}
+
+// post sends a JSON body to path on the site, with the header pairs
+// given (an empty value removes a header set before it).
+func post(t *testing.T, path, body string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, baseURL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+clientKey)
 	for i := 0; i+1 < len(header); i += 2 {
 		if header[i+1] == "" {
 			req.Header.Del(header[i])
@@ -229,12 +241,7 @@ func chat(t *testing.T, body string, header ...string) (*http.Response, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(raw)
+	return resp
 }
 
 type apiError struct {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
 )
@@ -21,20 +20,9 @@ type errorDetail struct {
 	Code    string  `json:"code,omitempty"`
 }
 
-// writeError answers with an OpenAI-style error. Clients of this API read
-// error bodies, so errors are written here rather than handed to Caddy's
-// handle_errors, which would replace the body.
-func writeError(w http.ResponseWriter, status int, typ, code, message string) {
-	writeErrorBody(w, status, errorDetail{Message: message, Type: typ, Code: code})
-}
-
-// writeParamError answers 400 for one bad request parameter.
-func writeParamError(w http.ResponseWriter, param, message string) {
-	writeErrorBody(w, http.StatusBadRequest, errorDetail{
-		Message: message, Type: "invalid_request_error", Param: &param, Code: "invalid_" + param,
-	})
-}
-
+// writeErrorBody answers with an OpenAI-style error. Clients of this API
+// read error bodies, so errors are written here rather than handed to
+// Caddy's handle_errors, which would replace the body.
 func writeErrorBody(w http.ResponseWriter, status int, d errorDetail) {
 	body, _ := json.Marshal(errorBody{Error: d})
 	h := w.Header()
@@ -42,13 +30,6 @@ func writeErrorBody(w http.ResponseWriter, status int, d errorDetail) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-func writeProviderError(w http.ResponseWriter, e *provider.Error) {
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
-	}
-	writeError(w, e.Status, e.Type, e.Code, e.Message)
 }
 
 // errorEvent is the data of the SSE event that reports a failure after a
@@ -80,22 +61,30 @@ func (h *Handler) models() []modelObject {
 	return out
 }
 
-func (h *Handler) serveModels(w http.ResponseWriter) {
+func (h *Handler) serveModels(w http.ResponseWriter, r *http.Request) {
+	if isAnthropicClient(r) {
+		writeJSON(w, anthropicModelList(h.models()))
+		return
+	}
 	writeJSON(w, struct {
 		Object string        `json:"object"`
 		Data   []modelObject `json:"data"`
 	}{Object: "list", Data: h.models()})
 }
 
-func (h *Handler) serveModel(w http.ResponseWriter, id string) {
+func (h *Handler) serveModel(w http.ResponseWriter, r *http.Request, id string) {
 	for _, m := range h.models() {
 		if m.ID == id {
-			writeJSON(w, m)
+			if isAnthropicClient(r) {
+				writeJSON(w, anthropicModel(m))
+			} else {
+				writeJSON(w, m)
+			}
 			return
 		}
 	}
-	writeError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
-		"the model "+strconv.Quote(id)+" does not exist")
+	dialectFor(r.URL.Path, r, nil).writeError(w, clientError(http.StatusNotFound, "invalid_request_error", "model_not_found",
+		"the model "+strconv.Quote(id)+" does not exist"))
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -28,12 +28,19 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // chatRequest is one client request on its way through the pool.
 type chatRequest struct {
-	w      http.ResponseWriter
-	r      *http.Request
-	ps     *providerState
-	pool   *credpool.Pool[*account] // the generation this request uses
+	w       http.ResponseWriter
+	r       *http.Request
+	dialect dialect
+	ps      *providerState
+	pool    *credpool.Pool[*account] // the generation this request uses
+	// format is the provider's format the body was translated into (the
+	// client's own where the provider speaks it).
+	format provider.Format
 	body   []byte
 	model  string // upstream model
+	// asked is the model the client named, which translated answers
+	// carry.
+	asked  string
 	stream bool
 	// wantsUsage is whether a streaming client asked for usage
 	// (stream_options.include_usage); when it did not, an upstream's
@@ -49,10 +56,11 @@ func (cr *chatRequest) log(credential string) *zap.Logger {
 	return cr.logger.With(zap.String("provider", cr.ps.name), zap.String("model", cr.model), zap.String("credential", credential))
 }
 
-// serveChat is the request path: read the body, route the model, then
-// try credentials until one answers or nothing more can be tried. Like
-// attempt's, its frame stays on the stack of every open stream.
-func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
+// serveChat is the request path of every dialect: read the body, route
+// the model, then try credentials until one answers or nothing more can
+// be tried. Like attempt's, its frame stays on the stack of every open
+// stream.
+func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request, d dialect) error {
 	buf := bodyBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -60,7 +68,7 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 			bodyBuffers.Put(buf)
 		}
 	}()
-	cr := h.readChat(w, r, buf)
+	cr := h.readChat(w, r, d, buf)
 	if cr == nil {
 		return nil // answered
 	}
@@ -75,7 +83,7 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 		entry, err := cr.pool.Pick(cr.model, session, tried)
 		if err != nil {
 			if last == nil {
-				writeUnavailable(w, cr.ps, cr.model, err)
+				d.writeError(w, unavailable(cr.ps, cr.model, err))
 				return nil
 			}
 			break // nothing left to try: the client gets the last failure
@@ -90,14 +98,50 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) error {
 		}
 		last = failure
 	}
-	writeProviderError(w, last)
+	d.writeError(w, last)
 	return nil
 }
 
-// readChat reads and checks the request into buf and routes its model.
-// It answers the client itself, and returns nil, when the request cannot
-// go on.
-func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) *chatRequest {
+// readChat reads and checks the request into buf, routes its model and
+// translates the body into a format the provider speaks. It answers the
+// client itself, and returns nil, when the request cannot go on.
+func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, d dialect, buf *bytes.Buffer) *chatRequest {
+	body, e := h.readBody(w, r, buf)
+	if e != nil {
+		d.writeError(w, e)
+		return nil
+	}
+	model, stream, e := requestModel(body)
+	if e != nil {
+		d.writeError(w, e)
+		return nil
+	}
+	provName, upstreamModel, ok := h.router.route(model)
+	if !ok {
+		d.writeError(w, clientError(http.StatusNotFound, "invalid_request_error", "model_not_found",
+			fmt.Sprintf("no routing rule matches model %q and no default_provider is set", model)))
+		return nil
+	}
+	ps := h.providers[provName]
+	cr := &chatRequest{
+		w: w, r: r, dialect: d, ps: ps, pool: ps.pool(), model: upstreamModel, asked: model, stream: stream,
+		logger: h.logger,
+	}
+	if cr.body, e = cr.translate(body); e != nil {
+		d.writeError(w, e)
+		return nil
+	}
+	if opts, ok := provider.Field(body, "stream_options"); ok && stream {
+		cr.wantsUsage = provider.BoolField(opts, "include_usage")
+	}
+	return cr
+}
+
+// readBody reads a request body into buf and checks that it is a JSON
+// object, refusing what is too large.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) ([]byte, *provider.Error) {
+	tooLarge := clientError(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large",
+		fmt.Sprintf("request body is larger than %d bytes", h.MaxBodySize))
 	// The body stays in memory until the answer ends; with its length
 	// known, one allocation of that size instead of doubling growth. Only
 	// up to 64 KiB is trusted before the bytes arrive.
@@ -108,74 +152,51 @@ func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 		if r.ProtoMajor == 1 {
 			w.Header().Set("Connection", "close")
 		}
-		writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large",
-			fmt.Sprintf("request body is larger than %d bytes", h.MaxBodySize))
-		return nil
+		return nil, tooLarge
 	}
 	if n := r.ContentLength; n > 0 && n <= h.MaxBodySize {
 		buf.Grow(int(min(n, 64<<10)) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.MaxBodySize)); err != nil {
 		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
-			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large",
-				fmt.Sprintf("request body is larger than %d bytes", h.MaxBodySize))
-			return nil
+			return nil, tooLarge
 		}
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "bad_request", "reading the request body failed")
-		return nil
+		return nil, clientError(http.StatusBadRequest, "invalid_request_error", "bad_request", "reading the request body failed")
 	}
 	body := buf.Bytes()
 	if !json.Valid(body) || bytes.TrimSpace(body)[0] != '{' {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json",
+		return nil, clientError(http.StatusBadRequest, "invalid_request_error", "invalid_json",
 			"the request body must be a JSON object")
-		return nil
 	}
+	return body, nil
+}
+
+// requestModel reads the model and the stream switch of a request body,
+// the two members every dialect has.
+func requestModel(body []byte) (model string, stream bool, e *provider.Error) {
 	// The upstream must read the model and the stream switch routed on,
 	// and an upstream that matches member names without regard to case
 	// (or takes the last of two) would read another.
 	if key, names := provider.AmbiguousMember(body, "model", "stream"); key != "" {
-		writeParamError(w, key, fmt.Sprintf("the body has %d members that read as %q (%s); send one %q", len(names), key, quoteAll(names), key))
-		return nil
+		return "", false, paramError(key, fmt.Sprintf("the body has %d members that read as %q (%s); send one %q", len(names), key, quoteAll(names), key))
 	}
 	model, ok := provider.StringField(body, "model")
 	if !ok || model == "" {
-		writeParamError(w, "model", "you must provide a model parameter (a string)")
-		return nil
+		return "", false, paramError("model", "you must provide a model parameter (a string)")
 	}
 	if len(model) > maxModelName {
-		writeParamError(w, "model", fmt.Sprintf("model name is longer than %d bytes", maxModelName))
-		return nil
+		return "", false, paramError("model", fmt.Sprintf("model name is longer than %d bytes", maxModelName))
 	}
-	stream := false
 	if raw, ok := provider.Field(body, "stream"); ok {
 		switch string(raw) {
 		case "true":
 			stream = true
 		case "false", "null":
 		default:
-			writeParamError(w, "stream", "stream must be true or false")
-			return nil
+			return "", false, paramError("stream", "stream must be true or false")
 		}
 	}
-
-	provName, upstreamModel, ok := h.router.route(model)
-	if !ok {
-		writeError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
-			fmt.Sprintf("no routing rule matches model %q and no default_provider is set", model))
-		return nil
-	}
-	if upstreamModel != model {
-		body = provider.SetStringField(body, "model", upstreamModel)
-	}
-	ps := h.providers[provName]
-	cr := &chatRequest{
-		w: w, r: r, ps: ps, pool: ps.pool(), body: body, model: upstreamModel, stream: stream,
-		logger: h.logger,
-	}
-	if opts, ok := provider.Field(body, "stream_options"); ok && stream {
-		cr.wantsUsage = provider.BoolField(opts, "include_usage")
-	}
-	return cr
+	return model, stream, nil
 }
 
 // attempt tries one credential. It returns nil once the client has its
@@ -208,48 +229,61 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 		defer watch.stop()
 	}
 	resp, err := cr.ps.provider.Chat(callCtx, &provider.Call{
-		Model: cr.model, Body: cr.body, Stream: cr.stream, APIKey: apiKey, Transport: acc.client.Transport,
+		Model: cr.model, Format: cr.format, Body: cr.body, Stream: cr.stream, APIKey: apiKey,
+		Transport: acc.client.Transport, Header: cr.r.Header,
 	})
 	if err != nil {
 		// Even one that wraps io.EOF: an upstream that hung up.
 		return h.callFailed(cr, entry, apiKey, start, watch, err)
 	}
-	// end is io.EOF for a stream with no event at all.
-	var first []byte
-	var end error
-	if resp.Events != nil {
-		if watch != nil {
-			resp.Events = watch.wrap(resp.Events)
-		}
-		// Wait for the first event before answering, so that a stream that
-		// fails at once can still go to another credential.
-		if first, end = resp.Events.Next(); end != nil && !errors.Is(end, io.EOF) {
-			resp.Events.Close()
-			return h.callFailed(cr, entry, apiKey, start, watch, end)
-		}
+	if resp.Events == nil {
+		return h.answer(cr, entry, apiKey, start, resp)
 	}
-
+	if watch != nil {
+		resp.Events = watch.wrap(resp.Events)
+	}
+	counted := &usageCounter{EventReader: resp.Events, format: cr.format}
+	events := cr.translateStream(counted)
+	// Wait for the first event before answering, so that a stream that
+	// fails at once can still go to another credential. end is io.EOF
+	// for a stream with no event at all.
+	first, end := events.Next()
+	if end != nil && !errors.Is(end, io.EOF) {
+		events.Close()
+		return h.callFailed(cr, entry, apiKey, start, watch, end)
+	}
 	cr.pool.Succeeded(entry)
 	ttfb := time.Now()
-	if resp.Events == nil {
-		hdr := cr.w.Header()
-		hdr.Set("Content-Type", resp.ContentType)
-		hdr.Set("Content-Length", strconv.Itoa(len(resp.Body)))
-		cr.w.WriteHeader(http.StatusOK)
-		_, _ = cr.w.Write(resp.Body)
-		if u, ok := provider.UsageOf(resp.Body); ok {
-			acc.used(u)
-		}
-	} else {
-		mid, u := relayStream(cr.w, resp.Events, first, end, !cr.wantsUsage)
-		if !u.IsZero() {
-			acc.used(u)
-		}
-		if mid != nil && ctx.Err() == nil {
-			cr.streamFailed(entry, mid)
-		}
+	every, ping := cr.dialect.keepalive()
+	mid := relay(cr.w, events, first, end, cr.dialect.framer(cr.wantsUsage), every, ping)
+	if !counted.used.IsZero() {
+		acc.used(counted.used)
+	}
+	if mid != nil && ctx.Err() == nil {
+		cr.streamFailed(entry, mid)
 	}
 	acc.metrics.observe(http.StatusOK, start, ttfb)
+	return nil
+}
+
+// answer passes a plain answer on, in the client's format.
+func (h *Handler) answer(cr *chatRequest, entry *credpool.Entry[*account], apiKey string, start time.Time,
+	resp *provider.Response) *provider.Error {
+	body, err := cr.translateAnswer(resp.Body)
+	if err != nil {
+		return h.callFailed(cr, entry, apiKey, start, nil, err)
+	}
+	cr.pool.Succeeded(entry)
+	ttfb := time.Now()
+	hdr := cr.w.Header()
+	hdr.Set("Content-Type", resp.ContentType)
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	cr.w.WriteHeader(http.StatusOK)
+	_, _ = cr.w.Write(body)
+	if u, ok := usageOf(cr.format, resp.Body); ok {
+		entry.Value.used(u)
+	}
+	entry.Value.metrics.observe(http.StatusOK, start, ttfb)
 	return nil
 }
 
@@ -284,7 +318,7 @@ func (h *Handler) callFailed(cr *chatRequest, entry *credpool.Entry[*account], a
 	cr.log(entry.ID).Warn("upstream attempt failed", zap.Int("status", pe.Status), zap.String("code", pe.Code),
 		zap.Stringer("kind", pe.Kind), zap.String("message", pe.Message))
 	if pe.Kind == provider.KindClient {
-		writeProviderError(cr.w, pe)
+		cr.dialect.writeError(cr.w, pe)
 		return nil
 	}
 	h.failed(cr, entry, apiKey, pe)
@@ -371,103 +405,175 @@ func (e watchedEvents) Next() ([]byte, error) {
 	return nil, err
 }
 
-// writeUnavailable answers when no credential can serve: 429 with
+// unavailable is the answer when no credential can serve: 429 with
 // Retry-After when all that could serve are resting, else 503.
-func writeUnavailable(w http.ResponseWriter, ps *providerState, model string, err error) {
+func unavailable(ps *providerState, model string, err error) *provider.Error {
 	var u *credpool.Unavailable
 	if errors.As(err, &u) && u.NoneServes {
-		writeError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
+		return clientError(http.StatusNotFound, "invalid_request_error", "model_not_found",
 			fmt.Sprintf("no credential of provider %q serves model %q: their models lists leave it out", ps.name, model))
-		return
 	}
 	if errors.As(err, &u) && u.ModelUnsupported {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "model_not_supported",
+		return clientError(http.StatusBadRequest, "invalid_request_error", "model_not_supported",
 			fmt.Sprintf("no credential of provider %q can serve model %q: each said it does not support it (asked again from %s)",
 				ps.name, model, u.RetryAt.UTC().Format(time.RFC3339)))
-		return
 	}
 	if errors.As(err, &u) && u.Cooling {
 		wait := max(time.Until(u.RetryAt), time.Second)
-		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "all_credentials_cooling",
-			fmt.Sprintf("every credential of provider %q that can serve model %q is cooling down; the first is back in %s (at %s)",
-				ps.name, model, wait.Round(time.Second), u.RetryAt.UTC().Format(time.RFC3339)))
-		return
+		return &provider.Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "all_credentials_cooling",
+			Message: fmt.Sprintf("every credential of provider %q that can serve model %q is cooling down; the first is back in %s (at %s)",
+				ps.name, model, wait.Round(time.Second), u.RetryAt.UTC().Format(time.RFC3339)),
+			RetryAfter: wait, Kind: provider.KindRateLimit}
 	}
-	w.Header().Set("Retry-After", "30")
-	writeError(w, http.StatusServiceUnavailable, "api_error", "no_usable_credential",
-		fmt.Sprintf("provider %q has no usable credential for model %q (all disabled, waiting for a new login, or without a key until a renewal succeeds)", ps.name, model))
+	return &provider.Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "no_usable_credential",
+		Message:    fmt.Sprintf("provider %q has no usable credential for model %q (all disabled, waiting for a new login, or without a key until a renewal succeeds)", ps.name, model),
+		RetryAfter: 30 * time.Second, Kind: provider.KindTransient}
 }
 
-// relayStream passes a stream on event by event, flushing each one,
-// starting with first (or with the end of the stream when err is io.EOF).
-// A stream is always ended with [DONE], also when the upstream forgot it;
-// a failure after the stream began is sent as a final error event and
-// returned. It returns the last usage the stream reported; with
-// hideUsage, a chunk that carries nothing but usage is not passed on.
-func relayStream(w http.ResponseWriter, events provider.EventReader, first []byte, err error, hideUsage bool) (*provider.Error, provider.Usage) {
+// relay passes a stream on event by event, framed for the client,
+// flushing when nothing more is at hand; it starts with first (or with
+// the end of the stream when err is io.EOF). A stream that ends as it
+// should gets the framer's end; a failure after the stream began is
+// sent as the framer's error event and returned. With every > 0, ping
+// goes out whenever the stream has been silent that long.
+func relay(w http.ResponseWriter, events provider.EventReader, first []byte, err error, f framer,
+	every time.Duration, ping []byte) *provider.Error {
 	defer events.Close()
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
+	out := &streamWriter{w: w, rc: http.NewResponseController(w)}
+	if every > 0 {
+		out.keepAlive(every, ping)
+		defer out.stop()
+	}
 	buffered, _ := events.(provider.BufferedEvents)
-	var used provider.Usage
 	data := first
 	for err == nil {
-		skip := false
-		if u, ok := provider.UsageOf(data); ok {
-			used, skip = u, hideUsage && provider.UsageOnly(data)
-		}
-		if !skip && !writeEvent(w, data) {
-			return nil, used // the client is gone; its context cancels the upstream call
-		}
 		// Flush when nothing more is at hand: events that arrived together
 		// leave in one write, and none waits for the network.
-		if buffered == nil || !buffered.EventBuffered() {
-			if rc.Flush() != nil {
-				return nil, used
-			}
+		flush := buffered == nil || !buffered.EventBuffered()
+		bp := eventBuffers.Get().(*[]byte)
+		*bp = f.event((*bp)[:0], data)
+		ok := (len(*bp) == 0 && !flush) || out.write(*bp, flush)
+		putEventBuffer(bp)
+		if !ok {
+			return nil // the client is gone; its context cancels the upstream call
 		}
 		data, err = events.Next()
 	}
+	bp := eventBuffers.Get().(*[]byte)
+	defer putEventBuffer(bp)
 	if !errors.Is(err, io.EOF) {
 		pe := provider.TransportError(err)
-		writeEvent(w, errorEvent(pe))
-		_ = rc.Flush()
-		return pe, used
+		out.write(f.fail((*bp)[:0], pe), true)
+		return pe
 	}
-	_, _ = io.WriteString(w, "data: [DONE]\n\n")
-	_ = rc.Flush()
-	return nil, used
+	out.write(f.end((*bp)[:0]), true)
+	return nil
 }
 
+// eventBuffers hold a frame while it is written; a stream waiting for
+// its next event holds none.
 var eventBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// writeEvent writes one SSE event in a single Write; data that spans
-// lines is sent as as many data lines, as SSE joins them back.
-func writeEvent(w io.Writer, data []byte) bool {
-	bp := eventBuffers.Get().(*[]byte)
-	b := append((*bp)[:0], "data: "...)
-	for {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
-		}
-		b = append(b, data[:i]...)
-		b = append(b, "\ndata: "...)
-		data = data[i+1:]
-	}
-	b = append(b, data...)
-	b = append(b, '\n', '\n')
-	_, err := w.Write(b)
-	if cap(b) <= 64<<10 {
-		*bp = b
+func putEventBuffer(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
 		eventBuffers.Put(bp)
 	}
-	return err == nil
+}
+
+// streamWriter writes a stream's frames; with a keepalive, its pings
+// come from a timer, and the writer serialises the two.
+type streamWriter struct {
+	w     io.Writer
+	rc    *http.ResponseController
+	mu    sync.Mutex // held while writing, when pings may come
+	timer *time.Timer
+	every time.Duration
+	done  bool
+}
+
+func (s *streamWriter) write(b []byte, flush bool) bool {
+	if s.timer == nil {
+		return s.send(b, flush)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timer.Reset(s.every)
+	return s.send(b, flush)
+}
+
+func (s *streamWriter) send(b []byte, flush bool) bool {
+	if len(b) > 0 {
+		if _, err := s.w.Write(b); err != nil {
+			return false
+		}
+	}
+	return !flush || s.rc.Flush() == nil
+}
+
+// keepAlive sends ping whenever nothing was written for every.
+func (s *streamWriter) keepAlive(every time.Duration, ping []byte) {
+	s.every = every
+	s.timer = time.AfterFunc(every, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.done {
+			return
+		}
+		if s.send(ping, true) {
+			s.timer.Reset(every)
+		}
+	})
+}
+
+// stop ends the pings before the handler returns: the ResponseWriter
+// must not be used after that.
+func (s *streamWriter) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	s.timer.Stop()
+}
+
+// usageCounter reads the usage a provider's stream reports, in the
+// provider's format, before any translation.
+type usageCounter struct {
+	provider.EventReader
+	format provider.Format
+	used   provider.Usage
+}
+
+func (c *usageCounter) Next() ([]byte, error) {
+	data, err := c.EventReader.Next()
+	if err == nil {
+		if u, ok := usageOf(c.format, data); ok {
+			c.used = mergeUsage(c.used, u)
+		}
+	}
+	return data, err
+}
+
+// EventBuffered passes the wrapped reader's answer on.
+func (c *usageCounter) EventBuffered() bool {
+	b, ok := c.EventReader.(provider.BufferedEvents)
+	return ok && b.EventBuffered()
+}
+
+// mergeUsage takes what a later report says: a stream's counts only
+// grow, and an Anthropic stream tells its input at the start and its
+// output at the end.
+func mergeUsage(u, later provider.Usage) provider.Usage {
+	if later.Prompt > 0 {
+		u.Prompt, u.Cached = later.Prompt, later.Cached
+	}
+	if later.Completion > 0 {
+		u.Completion, u.Reasoning = later.Completion, later.Reasoning
+	}
+	return u
 }
 
 // quoteAll lists names quoted and comma-separated.

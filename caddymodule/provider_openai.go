@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -96,29 +95,14 @@ func (m *OpenAI) Provision(caddy.Context) error {
 		StaticModels: slices.Clone(m.ModelList),
 		DropParams:   slices.Clone(m.DropParams),
 		StreamUsage:  m.StreamUsage == nil || *m.StreamUsage,
-		Headers:      http.Header{},
 	}
-	if m.ModelsFromUpstream {
-		p.Refresh = time.Duration(m.RefreshInterval)
-		if p.Refresh == 0 {
-			p.Refresh = openai.DefaultModelsRefresh
-		}
-		if p.Refresh < time.Minute {
-			return fmt.Errorf("models_refresh %s is too short: each refresh calls the upstream; use 1m or more", p.Refresh)
-		}
+	refresh, err := modelsRefresh(m.ModelsFromUpstream, m.RefreshInterval)
+	if err != nil {
+		return err
 	}
-	for _, name := range sortedKeys(m.Headers) {
-		if !httpguts.ValidHeaderFieldName(name) {
-			return fmt.Errorf("header %q is not a valid header name", name)
-		}
-		v, err := resolvePlaceholders(m.Headers[name], envAndFile)
-		if err != nil {
-			return fmt.Errorf("header %s: %v", name, err)
-		}
-		if !httpguts.ValidHeaderFieldValue(v) {
-			return fmt.Errorf("header %s holds a character that cannot go into an HTTP header", name)
-		}
-		p.Headers.Set(name, v)
+	p.Refresh = refresh
+	if p.Headers, err = resolveHeaders(m.Headers); err != nil {
+		return err
 	}
 	if a := m.AuthHeader; a != nil {
 		if !httpguts.ValidHeaderFieldName(a.Name) {
@@ -171,6 +155,12 @@ func (m *OpenAI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[option] = true
 		args := d.RemainingArgs()
+		if ok, err := sharedOption(d, option, args, &m.ModelList, &m.ModelsFromUpstream, &m.RefreshInterval, &m.Headers); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		switch option {
 		case "type":
 			// The directive has read it.
@@ -182,35 +172,6 @@ func (m *OpenAI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("api_base: %v", err)
 			}
 			m.APIBase = args[0]
-		case "models":
-			if len(args) == 0 {
-				return d.Err("models needs at least one model name")
-			}
-			m.ModelList = append(m.ModelList, args...)
-		case "models_from_upstream":
-			m.ModelsFromUpstream = true
-			switch len(args) {
-			case 0:
-			case 1:
-				dur, err := caddy.ParseDuration(args[0])
-				if err != nil || dur < time.Minute {
-					return d.Errf("models_from_upstream: %q is not a refresh interval of 1m or more", args[0])
-				}
-				m.RefreshInterval = caddy.Duration(dur)
-			default:
-				return d.ArgErr()
-			}
-		case "header":
-			if len(args) != 2 {
-				return d.Err(`header needs a name and a value (quote values with spaces): header X-Title "my gateway"`)
-			}
-			if m.Headers == nil {
-				m.Headers = map[string]string{}
-			}
-			if _, dup := m.Headers[args[0]]; dup {
-				return d.Errf("header %s is set twice", args[0])
-			}
-			m.Headers[args[0]] = args[1]
 		case "auth_header":
 			if len(args) != 2 {
 				return d.Err(`auth_header needs a header name and a value with {key}: auth_header Authorization "Bearer {key}"`)

@@ -56,7 +56,7 @@ func TestRelayFlushesBeforeComment(t *testing.T) {
 	events := sseEvents{provider.NewSSEReader(r)}
 	first, end := events.Next()
 	rec := &flushRecorder{hdr: http.Header{}}
-	go relayStream(rec, events, first, end, false)
+	go relay(rec, events, first, end, chatFramer{}, 0, nil)
 	deadline := time.Now().Add(10 * time.Second) // a held event is never flushed
 	for !strings.Contains(rec.Flushed(), "data: second\n\n") {
 		if time.Now().After(deadline) {
@@ -70,15 +70,13 @@ func TestRelayFlushesBeforeComment(t *testing.T) {
 // per line, which SSE clients join back; anything else would lose all but
 // the first line.
 func TestWriteEventMultiLine(t *testing.T) {
-	var b bytes.Buffer
-	writeEvent(&b, []byte("{\n  \"a\": 1\n}"))
-	if want := "data: {\ndata:   \"a\": 1\ndata: }\n\n"; b.String() != want {
-		t.Errorf("wrote %q, want %q", b.String(), want)
+	b := appendData(nil, []byte("{\n  \"a\": 1\n}"))
+	if want := "data: {\ndata:   \"a\": 1\ndata: }\n\n"; string(b) != want {
+		t.Errorf("wrote %q, want %q", b, want)
 	}
-	b.Reset()
-	writeEvent(&b, []byte(`{"a":1}`))
-	if want := "data: {\"a\":1}\n\n"; b.String() != want {
-		t.Errorf("wrote %q, want %q", b.String(), want)
+	b = appendData(b[:0], []byte(`{"a":1}`))
+	if want := "data: {\"a\":1}\n\n"; string(b) != want {
+		t.Errorf("wrote %q, want %q", b, want)
 	}
 	// Read back, the event is what was sent.
 	s := provider.NewSSEReader(strings.NewReader("data: {\ndata:   \"a\": 1\ndata: }\n\n"))

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds Caddy with proxycast (xcaddy), starts the project's stand-ins for
-# iFlow on 127.0.0.1:9777 and for an OpenAI-compatible API on
-# 127.0.0.1:9778, serves examples/quickstart/Caddyfile on
-# 127.0.0.1:8999 (admin API on localhost:2019) and sends a plain and a
-# streamed chat request through it. The stand-in has a demo account for
+# iFlow on 127.0.0.1:9777, for an OpenAI-compatible API on 127.0.0.1:9778
+# and for Anthropic's API on 127.0.0.1:9779, serves
+# examples/quickstart/Caddyfile on 127.0.0.1:8999 (admin API on
+# localhost:2019) and sends plain and streamed requests through it, in
+# OpenAI's chat API and in Anthropic's Messages API. The stand-in has a demo account for
 # each way of adding one: a browser login (its login page logs
 # demo@example.com in at once; the callback is localhost:11451) and a
 # cookie (BXAuth=demo-cookie). Offline: no iFlow account and no network
@@ -25,6 +26,7 @@ xcaddy_version=v0.4.5
 client_key=demo-key
 fake=127.0.0.1:9777
 fake_openai=127.0.0.1:9778
+fake_anthropic=127.0.0.1:9779
 admin=localhost:2019
 login_port=11451
 demo_cookie="BXAuth=demo-cookie"
@@ -51,6 +53,7 @@ taken=()
 listening 127.0.0.1 8999 && taken+=("8999 on 127.0.0.1 (Caddy serves the API there)")
 listening 127.0.0.1 9777 && taken+=("9777 on 127.0.0.1 (the stand-in for iFlow)")
 listening 127.0.0.1 9778 && taken+=("9778 on 127.0.0.1 (the stand-in for an OpenAI-compatible API)")
+listening 127.0.0.1 9779 && taken+=("9779 on 127.0.0.1 (the stand-in for Anthropic's API)")
 listening 127.0.0.1 2019 && taken+=("2019 on 127.0.0.1 (Caddy's admin API; is another Caddy running?)")
 login_taken=""
 for host in 127.0.0.1 ::1; do
@@ -110,9 +113,12 @@ standin iFlow iflow/iflowtest/cmd/fakeiflow "$fake" -api-key sk-demo-account \
 	-oauth-email demo@example.com -cookie "${demo_cookie#BXAuth=}"
 standin "an OpenAI-compatible API" openai/openaitest/cmd/fakeopenai "$fake_openai" \
 	-key sk-demo-openai -model demo-chat,demo-reasoner
+standin "Anthropic's API" anthropic/anthropictest/cmd/fakeanthropic "$fake_anthropic" \
+	-key sk-demo-anthropic -model claude-demo-sonnet,claude-demo-haiku
 
 echo "==> starting Caddy on 127.0.0.1:8999 (admin API on $admin)"
-export PROXYCAST_API_KEY=$client_key IFLOW_KEY=sk-demo-account OPENAI_COMPAT_KEY=sk-demo-openai
+export PROXYCAST_API_KEY=$client_key IFLOW_KEY=sk-demo-account OPENAI_COMPAT_KEY=sk-demo-openai \
+	ANTHROPIC_COMPAT_KEY=sk-demo-anthropic
 # The CLI commands below use the same data directory as Caddy.
 export XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data
 ./caddy run --config examples/quickstart/Caddyfile --adapter caddyfile >"$work/caddy.log" 2>&1 &
@@ -149,6 +155,17 @@ curl -sS http://127.0.0.1:8999/v1/chat/completions \
 	-H "Content-Type: application/json" \
 	-d '{"model": "demo-chat", "messages": [{"role": "user", "content": "Hello, OpenAI-compatible!"}]}' | tee "$work/openai.json"
 echo
+curl -sS http://127.0.0.1:8999/v1/messages \
+	-H "x-api-key: $client_key" \
+	-H "anthropic-version: 2023-06-01" \
+	-H "Content-Type: application/json" \
+	-d '{"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": "Hello, Claude Code!"}]}' | tee "$work/messages.json"
+echo
+curl -sSN http://127.0.0.1:8999/v1/messages \
+	-H "x-api-key: $client_key" \
+	-H "anthropic-version: 2023-06-01" \
+	-H "Content-Type: application/json" \
+	-d '{"model": "claude-demo-sonnet", "max_tokens": 256, "stream": true, "messages": [{"role": "user", "content": "Hello, Anthropic!"}]}' | tee "$work/anthropic.txt"
 set +x
 
 fail() {
@@ -158,7 +175,9 @@ fail() {
 }
 
 if ! grep -q '"echo: Hello!"' "$work/plain.json" || ! grep -q '^data: \[DONE\]' "$work/stream.txt" ||
-	! grep -q 'echo: Hello, OpenAI-compatible!' "$work/openai.json"; then
+	! grep -q 'echo: Hello, OpenAI-compatible!' "$work/openai.json" ||
+	! grep -q '"type":"message"' "$work/messages.json" || ! grep -q 'echo: Hello, Claude Code!' "$work/messages.json" ||
+	! grep -q '^event: message_stop' "$work/anthropic.txt"; then
 	fail "the demo requests did not get the expected answers"
 fi
 echo "==> quickstart works"

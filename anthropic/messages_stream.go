@@ -1,0 +1,376 @@
+package anthropic
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+// chatChunk is what the translation reads of a chat.completion.chunk.
+type chatChunk struct {
+	Choices []struct {
+		Delta struct {
+			Content          *string         `json:"content"`
+			ReasoningContent *string         `json:"reasoning_content"`
+			Reasoning        *string         `json:"reasoning"`
+			ToolCalls        []chunkToolCall `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+}
+
+type chunkToolCall struct {
+	Index    *int   `json:"index"`
+	ID       string `json:"id"`
+	Function struct {
+		Name      string  `json:"name"`
+		Arguments *string `json:"arguments"`
+	} `json:"function"`
+}
+
+// Kinds of open block.
+const (
+	blockNone = iota
+	blockText
+	blockThinking
+	blockTool
+)
+
+// streamCall is one tool call of a stream.
+type streamCall struct {
+	index   *int // the upstream's index, when it sends one
+	id      string
+	name    string
+	args    []byte // every fragment so far
+	sent    int    // len(args) already sent in the call's block
+	opened  bool
+	closed  bool
+	emitted bool // a non-empty fragment went out
+}
+
+// fromChat turns chat chunks into Messages events. Events are produced
+// into a queue a chunk at a time; Next hands them out.
+type fromChat struct {
+	chunks   provider.EventReader
+	buffered provider.BufferedEvents
+	model    string
+	queue    [][]byte
+	started  bool
+	ended    bool
+	open     int
+	index    int // the index of the open block, or of the next one
+	calls    []*streamCall
+	live     *streamCall
+	finish   string
+	usage    provider.Usage
+}
+
+// StreamFromChat turns a stream of OpenAI chat.completion.chunk events
+// into the Messages events a client expects, for a client that asked for
+// model: one message_start, blocks with contiguous indexes (thinking,
+// text, tool_use), each stopped before the next starts, tool input as
+// input_json_delta fragments that join into each call's arguments, and
+// at the end message_delta (stop reason, usage) and message_stop. A
+// failure of chunks is returned as it is, for the caller's error event.
+func StreamFromChat(chunks provider.EventReader, model string) provider.EventReader {
+	f := &fromChat{chunks: chunks, model: model}
+	if b, ok := chunks.(provider.BufferedEvents); ok {
+		f.buffered = b
+		return bufferedFromChat{f}
+	}
+	return f
+}
+
+type bufferedFromChat struct{ *fromChat }
+
+// EventBuffered reports whether the next event is at hand.
+func (b bufferedFromChat) EventBuffered() bool {
+	return len(b.queue) > 0 || b.ended || b.buffered.EventBuffered()
+}
+
+func (f *fromChat) Close() error { return f.chunks.Close() }
+
+func (f *fromChat) Next() ([]byte, error) {
+	for len(f.queue) == 0 {
+		if f.ended {
+			return nil, io.EOF
+		}
+		data, err := f.chunks.Next()
+		if errors.Is(err, io.EOF) {
+			f.end()
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		f.chunk(data)
+	}
+	ev := f.queue[0]
+	f.queue[0] = nil
+	f.queue = f.queue[1:]
+	return ev, nil
+}
+
+func (f *fromChat) emit(ev []byte) { f.queue = append(f.queue, ev) }
+
+func (f *fromChat) start() {
+	if f.started {
+		return
+	}
+	f.started = true
+	b := append([]byte(nil), `{"type":"message_start","message":{"id":"`...)
+	b = append(b, newMessageID()...)
+	b = append(b, `","type":"message","role":"assistant","model":`...)
+	b = appendString(b, f.model)
+	b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`...)
+	f.emit(b)
+}
+
+func (f *fromChat) chunk(data []byte) {
+	f.start()
+	if u, ok := provider.UsageOf(data); ok {
+		f.usage = u
+	}
+	var c chatChunk
+	if json.Unmarshal(data, &c) != nil || len(c.Choices) == 0 {
+		return
+	}
+	ch := c.Choices[0]
+	d := ch.Delta
+	if r := d.ReasoningContent; r != nil && *r != "" {
+		f.delta(blockThinking, *r)
+	} else if r := d.Reasoning; r != nil && *r != "" {
+		f.delta(blockThinking, *r)
+	}
+	if d.Content != nil && *d.Content != "" {
+		f.delta(blockText, *d.Content)
+	}
+	for i := range d.ToolCalls {
+		f.toolFragment(&d.ToolCalls[i])
+	}
+	if ch.FinishReason != nil && *ch.FinishReason != "" {
+		f.finish = *ch.FinishReason
+	}
+}
+
+// delta sends text or thinking, in a block of that kind.
+func (f *fromChat) delta(kind int, text string) {
+	if f.open != kind {
+		f.stopBlock()
+		b := append([]byte(nil), `{"type":"content_block_start","index":`...)
+		b = strconv.AppendInt(b, int64(f.index), 10)
+		if kind == blockText {
+			b = append(b, `,"content_block":{"type":"text","text":""}}`...)
+		} else {
+			b = append(b, `,"content_block":{"type":"thinking","thinking":"","signature":""}}`...)
+		}
+		f.emit(b)
+		f.open = kind
+	}
+	b := append([]byte(nil), `{"type":"content_block_delta","index":`...)
+	b = strconv.AppendInt(b, int64(f.index), 10)
+	if kind == blockText {
+		b = append(b, `,"delta":{"type":"text_delta","text":`...)
+	} else {
+		b = append(b, `,"delta":{"type":"thinking_delta","thinking":`...)
+	}
+	b = appendString(b, text)
+	f.emit(append(b, "}}"...))
+}
+
+// stopBlock stops the open block; a tool block whose call sent no
+// argument gets {} first, so that its input parses.
+func (f *fromChat) stopBlock() {
+	if f.open == blockNone {
+		return
+	}
+	if f.open == blockTool {
+		c := f.live
+		f.flushCall(c)
+		if !c.emitted {
+			f.inputDelta("{}")
+		}
+		c.closed = true
+		f.live = nil
+	}
+	b := append([]byte(nil), `{"type":"content_block_stop","index":`...)
+	b = strconv.AppendInt(b, int64(f.index), 10)
+	f.emit(append(b, '}'))
+	f.open = blockNone
+	f.index++
+}
+
+// callFor finds the call a fragment belongs to: by its index, else by a
+// new id, else the last call.
+func (f *fromChat) callFor(tc *chunkToolCall) *streamCall {
+	if tc.Index != nil {
+		for i := len(f.calls) - 1; i >= 0; i-- {
+			c := f.calls[i]
+			if c.index != nil && *c.index == *tc.Index {
+				if tc.ID != "" && c.id != "" && tc.ID != c.id {
+					break // the index reused for a new call
+				}
+				return c
+			}
+		}
+	} else if tc.ID == "" && len(f.calls) > 0 {
+		return f.calls[len(f.calls)-1]
+	} else {
+		for _, c := range f.calls {
+			if c.id == tc.ID {
+				return c
+			}
+		}
+	}
+	c := &streamCall{index: tc.Index, id: tc.ID}
+	f.calls = append(f.calls, c)
+	return c
+}
+
+func (f *fromChat) toolFragment(tc *chunkToolCall) {
+	c := f.callFor(tc)
+	if c.id == "" {
+		c.id = tc.ID
+	}
+	if c.name == "" {
+		c.name = tc.Function.Name
+	}
+	if a := tc.Function.Arguments; a != nil {
+		c.args = append(c.args, *a...)
+	}
+	switch {
+	case c == f.live:
+		f.flushCall(c)
+	case c.closed:
+		// A fragment for a call whose block has ended: only an upstream
+		// that interleaves calls after one looked complete sends it.
+	case f.live == nil || json.Valid(f.live.args):
+		// The live call looks complete: the next one begins.
+		f.openNext()
+	}
+}
+
+// openNext stops the open block and opens the first call not yet
+// opened, with what it has so far.
+func (f *fromChat) openNext() {
+	for _, c := range f.calls {
+		if c.opened {
+			continue
+		}
+		f.stopBlock()
+		c.opened = true
+		b := append([]byte(nil), `{"type":"content_block_start","index":`...)
+		b = strconv.AppendInt(b, int64(f.index), 10)
+		b = append(b, `,"content_block":{"type":"tool_use","id":`...)
+		b = appendString(b, toolID(c.id))
+		b = append(b, `,"name":`...)
+		b = appendString(b, c.name)
+		f.emit(append(b, `,"input":{}}}`...))
+		f.open, f.live = blockTool, c
+		f.flushCall(c)
+		return
+	}
+}
+
+// flushCall sends what the live call has that its block lacks.
+func (f *fromChat) flushCall(c *streamCall) {
+	if c.sent < len(c.args) {
+		f.inputDelta(string(c.args[c.sent:]))
+		c.sent = len(c.args)
+		c.emitted = true
+	}
+}
+
+func (f *fromChat) inputDelta(part string) {
+	b := append([]byte(nil), `{"type":"content_block_delta","index":`...)
+	b = strconv.AppendInt(b, int64(f.index), 10)
+	b = append(b, `,"delta":{"type":"input_json_delta","partial_json":`...)
+	b = appendString(b, part)
+	f.emit(append(b, "}}"...))
+}
+
+// end closes the message: the open block, the calls not yet opened, the
+// stop reason and usage.
+func (f *fromChat) end() {
+	f.start()
+	for {
+		pending := false
+		for _, c := range f.calls {
+			if !c.opened {
+				pending = true
+			}
+		}
+		if !pending {
+			break
+		}
+		f.openNext()
+	}
+	f.stopBlock()
+	u := usageOut(f.usage)
+	b := append([]byte(nil), `{"type":"message_delta","delta":{"stop_reason":`...)
+	b = appendString(b, stopReason(f.finish, len(f.calls) > 0))
+	b = append(b, `,"stop_sequence":null},"usage":{"input_tokens":`...)
+	b = strconv.AppendInt(b, u.InputTokens, 10)
+	b = append(b, `,"output_tokens":`...)
+	b = strconv.AppendInt(b, u.OutputTokens, 10)
+	b = append(b, `,"cache_read_input_tokens":`...)
+	b = strconv.AppendInt(b, u.CacheReadInputTokens, 10)
+	f.emit(append(b, "}}"...))
+	f.emit([]byte(`{"type":"message_stop"}`))
+	f.ended = true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
