@@ -5,23 +5,11 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/proxycast/caddy-proxycast/provider"
 )
-
-// chatChunk is what the translation reads of a chat.completion.chunk.
-type chatChunk struct {
-	Choices []struct {
-		Delta struct {
-			Content          *string         `json:"content"`
-			ReasoningContent *string         `json:"reasoning_content"`
-			Reasoning        *string         `json:"reasoning"`
-			ToolCalls        []chunkToolCall `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason *string `json:"finish_reason"`
-	} `json:"choices"`
-}
 
 type chunkToolCall struct {
 	Index    *int   `json:"index"`
@@ -58,7 +46,9 @@ type fromChat struct {
 	chunks   provider.EventReader
 	buffered provider.BufferedEvents
 	model    string
-	queue    [][]byte
+	queue    [][]byte // events ready, in buf, from head on
+	head     int
+	buf      []byte
 	started  bool
 	ended    bool
 	open     int
@@ -89,16 +79,17 @@ type bufferedFromChat struct{ *fromChat }
 
 // EventBuffered reports whether the next event is at hand.
 func (b bufferedFromChat) EventBuffered() bool {
-	return len(b.queue) > 0 || b.ended || b.buffered.EventBuffered()
+	return b.head < len(b.queue) || b.ended || b.buffered.EventBuffered()
 }
 
 func (f *fromChat) Close() error { return f.chunks.Close() }
 
 func (f *fromChat) Next() ([]byte, error) {
-	for len(f.queue) == 0 {
+	for f.head == len(f.queue) {
 		if f.ended {
 			return nil, io.EOF
 		}
+		f.buf, f.queue, f.head = f.buf[:0], f.queue[:0], 0
 		data, err := f.chunks.Next()
 		if errors.Is(err, io.EOF) {
 			f.end()
@@ -109,77 +100,122 @@ func (f *fromChat) Next() ([]byte, error) {
 		}
 		f.chunk(data)
 	}
-	ev := f.queue[0]
-	f.queue[0] = nil
-	f.queue = f.queue[1:]
+	ev := f.queue[f.head]
+	f.head++
 	return ev, nil
 }
 
-func (f *fromChat) emit(ev []byte) { f.queue = append(f.queue, ev) }
+// emitFrom queues the event that b holds from start: events are written
+// one after another into buf, which is reused once they have all been
+// read (an event need only stay valid until the next call of Next).
+func (f *fromChat) emitFrom(start int, b []byte) {
+	f.buf = b
+	f.queue = append(f.queue, b[start:len(b):len(b)])
+}
+
+var messageStop = []byte(`{"type":"message_stop"}`)
 
 func (f *fromChat) start() {
 	if f.started {
 		return
 	}
 	f.started = true
-	b := append([]byte(nil), `{"type":"message_start","message":{"id":"`...)
+	start, b := len(f.buf), append(f.buf, `{"type":"message_start","message":{"id":"`...)
 	b = append(b, newMessageID()...)
 	b = append(b, `","type":"message","role":"assistant","model":`...)
 	b = appendString(b, f.model)
 	b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`...)
-	f.emit(b)
+	f.emitFrom(start, b)
 }
 
+// chunk translates one chat chunk. Most chunks carry a little text: it
+// is found by scanning and its JSON string copied as it came, and only
+// chunks with tool calls are decoded.
 func (f *fromChat) chunk(data []byte) {
 	f.start()
 	if u, ok := provider.UsageOf(data); ok {
 		f.usage = u
 	}
-	var c chatChunk
-	if json.Unmarshal(data, &c) != nil || len(c.Choices) == 0 {
+	choices, _ := provider.Field(data, "choices")
+	choice := provider.FirstElement(choices)
+	if len(choice) == 0 || choice[0] != '{' {
 		return
 	}
-	ch := c.Choices[0]
-	d := ch.Delta
-	if r := d.ReasoningContent; r != nil && *r != "" {
-		f.delta(blockThinking, *r)
-	} else if r := d.Reasoning; r != nil && *r != "" {
-		f.delta(blockThinking, *r)
+	d, _ := provider.Field(choice, "delta")
+	if r, ok := provider.Field(d, "reasoning_content"); ok && nonEmptyString(r) {
+		f.delta(blockThinking, r)
+	} else if r, ok := provider.Field(d, "reasoning"); ok && nonEmptyString(r) {
+		f.delta(blockThinking, r)
 	}
-	if d.Content != nil && *d.Content != "" {
-		f.delta(blockText, *d.Content)
+	if c, ok := provider.Field(d, "content"); ok && nonEmptyString(c) {
+		f.delta(blockText, c)
 	}
-	for i := range d.ToolCalls {
-		f.toolFragment(&d.ToolCalls[i])
+	if tc, ok := provider.Field(d, "tool_calls"); ok && len(tc) > 0 && tc[0] == '[' {
+		var calls []chunkToolCall
+		if json.Unmarshal(tc, &calls) == nil {
+			for i := range calls {
+				f.toolFragment(&calls[i])
+			}
+		}
 	}
-	if ch.FinishReason != nil && *ch.FinishReason != "" {
-		f.finish = *ch.FinishReason
+	if fr, ok := provider.StringField(choice, "finish_reason"); ok && fr != "" {
+		f.finish = fr
 	}
 }
 
-// delta sends text or thinking, in a block of that kind.
-func (f *fromChat) delta(kind int, text string) {
+func nonEmptyString(raw []byte) bool { return len(raw) > 2 && raw[0] == '"' }
+
+// delta sends text or thinking, given as a JSON string, in a block of
+// that kind.
+func (f *fromChat) delta(kind int, raw []byte) {
+	if !plainJSONString(raw) {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return
+		}
+		raw = appendString(nil, s)
+	}
 	if f.open != kind {
 		f.stopBlock()
-		b := append([]byte(nil), `{"type":"content_block_start","index":`...)
+		start, b := len(f.buf), append(f.buf, `{"type":"content_block_start","index":`...)
 		b = strconv.AppendInt(b, int64(f.index), 10)
 		if kind == blockText {
 			b = append(b, `,"content_block":{"type":"text","text":""}}`...)
 		} else {
 			b = append(b, `,"content_block":{"type":"thinking","thinking":"","signature":""}}`...)
 		}
-		f.emit(b)
+		f.emitFrom(start, b)
 		f.open = kind
 	}
-	b := append([]byte(nil), `{"type":"content_block_delta","index":`...)
+	start, b := len(f.buf), append(f.buf, `{"type":"content_block_delta","index":`...)
 	b = strconv.AppendInt(b, int64(f.index), 10)
 	if kind == blockText {
 		b = append(b, `,"delta":{"type":"text_delta","text":`...)
 	} else {
 		b = append(b, `,"delta":{"type":"thinking_delta","thinking":`...)
 	}
-	b = appendString(b, text)
-	f.emit(append(b, "}}"...))
+	b = append(b, raw...)
+	f.emitFrom(start, append(b, "}}"...))
+}
+
+// plainJSONString reports whether raw is a JSON string that can be
+// copied as it is: no control characters, only JSON's escapes.
+func plainJSONString(raw []byte) bool {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return false
+	}
+	for i := 1; i < len(raw)-1; i++ {
+		switch c := raw[i]; {
+		case c < 0x20 || c == '"':
+			return false
+		case c == '\\':
+			i++
+			if i >= len(raw)-1 || !strings.ContainsRune(`"\/bfnrtu`, rune(raw[i])) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // stopBlock stops the open block; a tool block whose call sent no
@@ -197,9 +233,9 @@ func (f *fromChat) stopBlock() {
 		c.closed = true
 		f.live = nil
 	}
-	b := append([]byte(nil), `{"type":"content_block_stop","index":`...)
+	start, b := len(f.buf), append(f.buf, `{"type":"content_block_stop","index":`...)
 	b = strconv.AppendInt(b, int64(f.index), 10)
-	f.emit(append(b, '}'))
+	f.emitFrom(start, append(b, '}'))
 	f.open = blockNone
 	f.index++
 }
@@ -263,13 +299,13 @@ func (f *fromChat) openNext() {
 		}
 		f.stopBlock()
 		c.opened = true
-		b := append([]byte(nil), `{"type":"content_block_start","index":`...)
+		start, b := len(f.buf), append(f.buf, `{"type":"content_block_start","index":`...)
 		b = strconv.AppendInt(b, int64(f.index), 10)
 		b = append(b, `,"content_block":{"type":"tool_use","id":`...)
 		b = appendString(b, toolID(c.id))
 		b = append(b, `,"name":`...)
 		b = appendString(b, c.name)
-		f.emit(append(b, `,"input":{}}}`...))
+		f.emitFrom(start, append(b, `,"input":{}}}`...))
 		f.open, f.live = blockTool, c
 		f.flushCall(c)
 		return
@@ -286,11 +322,11 @@ func (f *fromChat) flushCall(c *streamCall) {
 }
 
 func (f *fromChat) inputDelta(part string) {
-	b := append([]byte(nil), `{"type":"content_block_delta","index":`...)
+	start, b := len(f.buf), append(f.buf, `{"type":"content_block_delta","index":`...)
 	b = strconv.AppendInt(b, int64(f.index), 10)
 	b = append(b, `,"delta":{"type":"input_json_delta","partial_json":`...)
 	b = appendString(b, part)
-	f.emit(append(b, "}}"...))
+	f.emitFrom(start, append(b, "}}"...))
 }
 
 // end closes the message: the open block, the calls not yet opened, the
@@ -311,7 +347,7 @@ func (f *fromChat) end() {
 	}
 	f.stopBlock()
 	u := usageOut(f.usage)
-	b := append([]byte(nil), `{"type":"message_delta","delta":{"stop_reason":`...)
+	start, b := len(f.buf), append(f.buf, `{"type":"message_delta","delta":{"stop_reason":`...)
 	b = appendString(b, stopReason(f.finish, len(f.calls) > 0))
 	b = append(b, `,"stop_sequence":null},"usage":{"input_tokens":`...)
 	b = strconv.AppendInt(b, u.InputTokens, 10)
@@ -319,8 +355,8 @@ func (f *fromChat) end() {
 	b = strconv.AppendInt(b, u.OutputTokens, 10)
 	b = append(b, `,"cache_read_input_tokens":`...)
 	b = strconv.AppendInt(b, u.CacheReadInputTokens, 10)
-	f.emit(append(b, "}}"...))
-	f.emit([]byte(`{"type":"message_stop"}`))
+	f.emitFrom(start, append(b, "}}"...))
+	f.queue = append(f.queue, messageStop)
 	f.ended = true
 }
 

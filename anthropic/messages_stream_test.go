@@ -213,6 +213,9 @@ func TestStreamFromChat(t *testing.T) {
 			[]string{"tool_use"}, []string{`{}`}, "tool_use"},
 		{"no chunk at all", nil, nil, nil, "end_turn"},
 		{"content filter", [][]byte{chunkOf(`{"content":"no"}`, "content_filter", "")}, []string{"text"}, []string{"no"}, "refusal"},
+		{"escapes kept, odd escapes decoded", [][]byte{chunkOf(`{"content":"a\nb \u00e9 \"q\" \\"}`, "", ""), chunkOf(`{"content":"\ud83d\ude00 ok"}`, "", ""),
+			chunkOf(`{"content":"x\'y"}`, "stop", "")},
+			[]string{"text"}, []string{"a\nb é \"q\" \\😀 ok"}, "end_turn"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,6 +24,24 @@ func Field(body []byte, key string) (raw []byte, ok bool) {
 	return raw, ok
 }
 
+// FirstElement returns the raw first element of a JSON array, or nil
+// when arr is not an array or is empty.
+func FirstElement(arr []byte) []byte {
+	i := skipSpace(arr, 0)
+	if i >= len(arr) || arr[i] != '[' {
+		return nil
+	}
+	i = skipSpace(arr, i+1)
+	if i >= len(arr) || arr[i] == ']' {
+		return nil
+	}
+	e := skipValue(arr, i)
+	if e < 0 {
+		return nil
+	}
+	return arr[i:e]
+}
+
 // StringField returns the top-level string member named key.
 func StringField(body []byte, key string) (string, bool) {
 	raw, ok := Field(body, key)

@@ -387,3 +387,20 @@ func TestFieldAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestFirstElement(t *testing.T) {
+	for in, want := range map[string]string{
+		`[{"a":[1,{"b":"]"}]},{"c":2}]`: `{"a":[1,{"b":"]"}]}`,
+		` [ "x" , 1]`:                   `"x"`,
+		`[]`:                            ``,
+		`[ ]`:                           ``,
+		`{"a":1}`:                       ``,
+		`null`:                          ``,
+		`[{"unterminated":`:             ``,
+		``:                              ``,
+	} {
+		if got := string(FirstElement([]byte(in))); got != want {
+			t.Errorf("FirstElement(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
