@@ -15,10 +15,10 @@ import (
 type chatCompletion struct {
 	Choices []struct {
 		Message struct {
-			Content          *string `json:"content"`
-			ReasoningContent string  `json:"reasoning_content"`
-			Reasoning        string  `json:"reasoning"`
-			Refusal          *string `json:"refusal"`
+			Content          json.RawMessage `json:"content"`
+			ReasoningContent string          `json:"reasoning_content"`
+			Reasoning        string          `json:"reasoning"`
+			Refusal          *string         `json:"refusal"`
 			ToolCalls        []struct {
 				ID       string `json:"id"`
 				Function struct {
@@ -78,8 +78,14 @@ func Answer(chat []byte, model string) ([]byte, error) {
 		blocks = append(blocks, outBlock{Type: "thinking", Thinking: &r, Signature: new(string)})
 	}
 	text := ""
-	if ch.Message.Content != nil {
-		text = *ch.Message.Content
+	if c := ch.Message.Content; len(c) > 0 && c[0] == '[' {
+		thinking, parts := contentParts(c)
+		if thinking != "" && len(blocks) == 0 {
+			blocks = append(blocks, outBlock{Type: "thinking", Thinking: &thinking, Signature: new(string)})
+		}
+		text = parts
+	} else if len(c) > 0 && string(c) != "null" && json.Unmarshal(c, &text) != nil {
+		return nil, badReply("the upstream's completion has content that is neither text nor parts")
 	}
 	if text == "" && ch.Message.Refusal != nil {
 		text = *ch.Message.Refusal

@@ -34,7 +34,8 @@ type streamCall struct {
 	id      string
 	name    string
 	args    []byte // every fragment so far
-	sent    int    // len(args) already sent in the call's block
+	json    jsonProgress
+	sent    int // len(args) already sent in the call's block
 	opened  bool
 	closed  bool
 	emitted bool // a non-empty fragment went out
@@ -46,17 +47,20 @@ type fromChat struct {
 	chunks   provider.EventReader
 	buffered provider.BufferedEvents
 	model    string
-	queue    [][]byte // events ready, in buf, from head on
-	head     int
-	buf      []byte
-	started  bool
-	ended    bool
-	open     int
-	index    int // the index of the open block, or of the next one
-	calls    []*streamCall
-	live     *streamCall
-	finish   string
-	usage    provider.Usage
+	// held are text and thinking that came while a tool call's input
+	// was unfinished; they follow its block.
+	held    []heldDelta
+	queue   [][]byte // events ready, in buf, from head on
+	head    int
+	buf     []byte
+	started bool
+	ended   bool
+	open    int
+	index   int // the index of the open block, or of the next one
+	calls   []*streamCall
+	live    *streamCall
+	finish  string
+	usage   provider.Usage
 }
 
 // StreamFromChat turns a stream of OpenAI chat.completion.chunk events
@@ -149,6 +153,14 @@ func (f *fromChat) chunk(data []byte) {
 	}
 	if c, ok := provider.Field(d, "content"); ok && nonEmptyString(c) {
 		f.delta(blockText, c)
+	} else if ok && len(c) > 0 && c[0] == '[' {
+		thinking, text := contentParts(c)
+		if thinking != "" {
+			f.delta(blockThinking, appendString(nil, thinking))
+		}
+		if text != "" {
+			f.delta(blockText, appendString(nil, text))
+		}
 	}
 	if tc, ok := provider.Field(d, "tool_calls"); ok && len(tc) > 0 && tc[0] == '[' {
 		var calls []chunkToolCall
@@ -163,6 +175,39 @@ func (f *fromChat) chunk(data []byte) {
 	}
 }
 
+// contentParts reads content given as parts, as Mistral's reasoning
+// models send it: text parts, and thinking parts holding text parts.
+func contentParts(raw []byte) (thinking, text string) {
+	var parts []struct {
+		Type     string          `json:"type"`
+		Text     string          `json:"text"`
+		Thinking json.RawMessage `json:"thinking"`
+	}
+	if json.Unmarshal(raw, &parts) != nil {
+		return "", ""
+	}
+	var th, tx strings.Builder
+	for _, p := range parts {
+		switch p.Type {
+		case "text":
+			tx.WriteString(p.Text)
+		case "thinking":
+			var s string
+			if json.Unmarshal(p.Thinking, &s) == nil {
+				th.WriteString(s)
+				continue
+			}
+			var inner []struct{ Type, Text string }
+			if json.Unmarshal(p.Thinking, &inner) == nil {
+				for _, in := range inner {
+					th.WriteString(in.Text)
+				}
+			}
+		}
+	}
+	return th.String(), tx.String()
+}
+
 func nonEmptyString(raw []byte) bool { return len(raw) > 2 && raw[0] == '"' }
 
 // delta sends text or thinking, given as a JSON string, in a block of
@@ -175,8 +220,12 @@ func (f *fromChat) delta(kind int, raw []byte) {
 		}
 		raw = appendString(nil, s)
 	}
+	if f.open == blockTool && !f.live.json.complete() {
+		f.held = append(f.held, heldDelta{kind, append([]byte(nil), raw...)})
+		return
+	}
 	if f.open != kind {
-		f.stopBlock()
+		f.closeAll()
 		start, b := len(f.buf), append(f.buf, `{"type":"content_block_start","index":`...)
 		b = strconv.AppendInt(b, int64(f.index), 10)
 		if kind == blockText {
@@ -224,11 +273,12 @@ func (f *fromChat) stopBlock() {
 	if f.open == blockNone {
 		return
 	}
-	if f.open == blockTool {
+	wasTool := f.open == blockTool
+	if wasTool {
 		c := f.live
 		f.flushCall(c)
-		if !c.emitted {
-			f.inputDelta("{}")
+		if !c.json.started {
+			f.inputDelta("{}") // nothing, or only spaces: input must parse
 		}
 		c.closed = true
 		f.live = nil
@@ -238,7 +288,68 @@ func (f *fromChat) stopBlock() {
 	f.emitFrom(start, append(b, '}'))
 	f.open = blockNone
 	f.index++
+	if wasTool && len(f.held) > 0 {
+		held := f.held
+		f.held = nil
+		for _, h := range held {
+			f.delta(h.kind, h.raw)
+		}
+	}
 }
+
+// closeAll stops the open block and any that the deltas held for it
+// open in turn.
+func (f *fromChat) closeAll() {
+	for f.open != blockNone {
+		f.stopBlock()
+	}
+}
+
+// heldDelta is a text or thinking delta waiting for a tool block.
+type heldDelta struct {
+	kind int
+	raw  []byte
+}
+
+// jsonProgress follows a tool call's arguments as they arrive, to tell
+// when they make a whole JSON value, without parsing them again for each
+// fragment.
+type jsonProgress struct {
+	depth            int
+	started          bool // a non-space byte came
+	inString, escape bool
+}
+
+func (p *jsonProgress) feed(frag string) {
+	for i := 0; i < len(frag); i++ {
+		c := frag[i]
+		switch {
+		case p.inString:
+			switch {
+			case p.escape:
+				p.escape = false
+			case c == '\\':
+				p.escape = true
+			case c == '"':
+				p.inString = false
+			}
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		case c == '"':
+			p.started, p.inString = true, true
+		case c == '{' || c == '[':
+			p.started = true
+			p.depth++
+		case c == '}' || c == ']':
+			p.depth--
+		default:
+			p.started = true
+		}
+	}
+}
+
+// complete reports whether the arguments so far close every object,
+// array and string they open.
+func (p *jsonProgress) complete() bool { return p.started && p.depth <= 0 && !p.inString }
 
 // callFor finds the call a fragment belongs to: by its index, else by a
 // new id, else the last call.
@@ -277,6 +388,7 @@ func (f *fromChat) toolFragment(tc *chunkToolCall) {
 	}
 	if a := tc.Function.Arguments; a != nil {
 		c.args = append(c.args, *a...)
+		c.json.feed(*a)
 	}
 	switch {
 	case c == f.live:
@@ -284,7 +396,7 @@ func (f *fromChat) toolFragment(tc *chunkToolCall) {
 	case c.closed:
 		// A fragment for a call whose block has ended: only an upstream
 		// that interleaves calls after one looked complete sends it.
-	case f.live == nil || json.Valid(f.live.args):
+	case f.live == nil || f.live.json.complete():
 		// The live call looks complete: the next one begins.
 		f.openNext()
 	}
@@ -297,7 +409,7 @@ func (f *fromChat) openNext() {
 		if c.opened {
 			continue
 		}
-		f.stopBlock()
+		f.closeAll()
 		c.opened = true
 		start, b := len(f.buf), append(f.buf, `{"type":"content_block_start","index":`...)
 		b = strconv.AppendInt(b, int64(f.index), 10)
@@ -345,7 +457,7 @@ func (f *fromChat) end() {
 		}
 		f.openNext()
 	}
-	f.stopBlock()
+	f.closeAll()
 	u := usageOut(f.usage)
 	start, b := len(f.buf), append(f.buf, `{"type":"message_delta","delta":{"stop_reason":`...)
 	b = appendString(b, stopReason(f.finish, len(f.calls) > 0))

@@ -211,6 +211,13 @@ func TestStreamFromChat(t *testing.T) {
 			[]string{"tool_use", "tool_use"}, []string{`{"x":1}`, `{"y":2}`}, "tool_use"},
 		{"empty arguments", [][]byte{chunkOf(tc("0", "call_1", "now", ""), "", ""), chunkOf(`{}`, "tool_calls", "")},
 			[]string{"tool_use"}, []string{`{}`}, "tool_use"},
+		{"arguments of spaces", [][]byte{chunkOf(tc("0", "call_1", "now", " "), "", ""), chunkOf(`{}`, "tool_calls", "")},
+			[]string{"tool_use"}, []string{` {}`}, "tool_use"},
+		{"text while a call is unfinished", [][]byte{chunkOf(tc("0", "call_1", "a", `{"a":`), "", ""), chunkOf(`{"content":"hi"}`, "", ""),
+			chunkOf(`{"reasoning_content":"hm"}`, "", ""), chunkOf(tc("0", "", "", `"}{"}`), "", ""), chunkOf(`{}`, "tool_calls", "")},
+			[]string{"tool_use", "text", "thinking"}, []string{`{"a":"}{"}`, "hi", "hm"}, "tool_use"},
+		{"content as parts", [][]byte{chunkOf(`{"content":[{"type":"thinking","thinking":[{"type":"text","text":"plan"}]},{"type":"text","text":"done"}]}`, "stop", "")},
+			[]string{"thinking", "text"}, []string{"plan", "done"}, "end_turn"},
 		{"no chunk at all", nil, nil, nil, "end_turn"},
 		{"content filter", [][]byte{chunkOf(`{"content":"no"}`, "content_filter", "")}, []string{"text"}, []string{"no"}, "refusal"},
 		{"escapes kept, odd escapes decoded", [][]byte{chunkOf(`{"content":"a\nb \u00e9 \"q\" \\"}`, "", ""), chunkOf(`{"content":"\ud83d\ude00 ok"}`, "", ""),
@@ -264,17 +271,15 @@ func TestStreamFromChatProperty(t *testing.T) {
 		for range r.IntN(40) {
 			switch r.IntN(6) {
 			case 0:
+				// Thinking and text may come at any time, even between a
+				// call's fragments.
 				s := fmt.Sprintf("t%d ", r.IntN(100))
 				thinking.WriteString(s)
-				if len(calls) == 0 && text.Len() == 0 {
-					chunks = append(chunks, chunkOf(`{"reasoning_content":"`+s+`"}`, "", ""))
-				}
+				chunks = append(chunks, chunkOf(`{"reasoning_content":"`+s+`"}`, "", ""))
 			case 1:
-				if len(calls) == 0 {
-					s := fmt.Sprintf("w%d ", r.IntN(100))
-					text.WriteString(s)
-					chunks = append(chunks, chunkOf(`{"content":"`+s+`"}`, "", ""))
-				}
+				s := fmt.Sprintf("w%d ", r.IntN(100))
+				text.WriteString(s)
+				chunks = append(chunks, chunkOf(`{"content":"`+s+`"}`, "", ""))
 			case 2, 3:
 				// A new call, or the next fragments of the last one.
 				// Without indexes a fragment can only be the last call's,
@@ -364,6 +369,24 @@ func BenchmarkStreamFromChat(b *testing.B) {
 		for {
 			if _, err := s.Next(); err != nil {
 				break
+			}
+		}
+	}
+}
+
+// TestJSONProgress: a call's arguments are whole once every object, array
+// and string they open is closed, whatever the fragments' cuts.
+func TestJSONProgress(t *testing.T) {
+	for args, whole := range map[string]bool{
+		`{"a":1}`: true, `{"a":"}"}`: true, `{"a":"\"}"}`: true, `{"a":[1,{"b":2}]}`: true, `  {}  `: true,
+		`{"a":`: false, `{"a":"}`: false, `{"a":"\"}`: false, `{"a":[1,{}`: false, ``: false, `   `: false,
+	} {
+		for cut := 0; cut <= len(args); cut++ {
+			var p jsonProgress
+			p.feed(args[:cut])
+			p.feed(args[cut:])
+			if p.complete() != whole {
+				t.Errorf("%q cut at %d: complete %t, want %t", args, cut, p.complete(), whole)
 			}
 		}
 	}

@@ -115,6 +115,8 @@ func TestAnswer(t *testing.T) {
 		{"tool calls", `{"choices":[{"message":{"content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},{"id":"call_2","type":"function","function":{"name":"g","arguments":""}}]},"finish_reason":"tool_calls"}],` + usage + `}`,
 			`[{"type":"tool_use","id":"call_1","name":"f","input":{"a":1}},{"type":"tool_use","id":"call_2","name":"g","input":{}}]`, "tool_use"},
 		{"empty", `{"choices":[{"message":{"content":""},"finish_reason":"stop"}],` + usage + `}`, `[{"type":"text","text":""}]`, "end_turn"},
+		{"content as parts", `{"choices":[{"message":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"plan"}]},{"type":"text","text":"done"}]},"finish_reason":"stop"}],` + usage + `}`,
+			`[{"type":"thinking","thinking":"plan","signature":""},{"type":"text","text":"done"}]`, "end_turn"},
 	} {
 		got, err := Answer([]byte(tt.in), "claude-x")
 		if err != nil {
