@@ -187,7 +187,7 @@ func ErrorBody(typ, message string) []byte {
 // UsageOf reads the usage of a Messages answer, or of a message_start or
 // message_delta event; Prompt counts every input token, cached or not.
 func UsageOf(data []byte) (provider.Usage, bool) {
-	if !bytes.Contains(data, []byte(`"usage"`)) {
+	if !bytes.Contains(data, usageKey) {
 		return provider.Usage{}, false
 	}
 	raw, ok := provider.Field(data, "usage")

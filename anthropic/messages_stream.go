@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -117,7 +118,10 @@ func (f *fromChat) emitFrom(start int, b []byte) {
 	f.queue = append(f.queue, b[start:len(b):len(b)])
 }
 
-var messageStop = []byte(`{"type":"message_stop"}`)
+var (
+	messageStop = []byte(`{"type":"message_stop"}`)
+	usageKey    = []byte(`"usage"`)
+)
 
 func (f *fromChat) start() {
 	if f.started {
@@ -137,10 +141,17 @@ func (f *fromChat) start() {
 // chunks with tool calls are decoded.
 func (f *fromChat) chunk(data []byte) {
 	f.start()
-	if u, ok := provider.UsageOf(data); ok {
-		f.usage = u
+	// One pass finds both members, where the chunk mentions usage at all.
+	var choices []byte
+	if bytes.Contains(data, usageKey) {
+		var usage []byte
+		choices, usage = provider.Fields2(data, "choices", "usage")
+		if u, ok := provider.ParseUsage(usage); ok {
+			f.usage = u
+		}
+	} else {
+		choices, _ = provider.Field(data, "choices")
 	}
-	choices, _ := provider.Field(data, "choices")
 	choice := provider.FirstElement(choices)
 	if len(choice) == 0 || choice[0] != '{' {
 		return

@@ -486,14 +486,17 @@ func putEventBuffer(bp *[]byte) {
 }
 
 // streamWriter writes a stream's frames; with a keepalive, its pings
-// come from a timer, and the writer serialises the two.
+// come from a timer, and the writer serialises the two. The timer is not
+// reset for every write: it counts them, and pings only when none came
+// since it last looked (so a ping goes out after one to two intervals of
+// silence).
 type streamWriter struct {
-	w     io.Writer
-	rc    *http.ResponseController
-	mu    sync.Mutex // held while writing, when pings may come
-	timer *time.Timer
-	every time.Duration
-	done  bool
+	w      io.Writer
+	rc     *http.ResponseController
+	mu     sync.Mutex // held while writing, when pings may come
+	timer  *time.Timer
+	writes uint64 // guarded by mu
+	done   bool
 }
 
 func (s *streamWriter) write(b []byte, flush bool) bool {
@@ -502,7 +505,7 @@ func (s *streamWriter) write(b []byte, flush bool) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.timer.Reset(s.every)
+	s.writes++
 	return s.send(b, flush)
 }
 
@@ -517,16 +520,20 @@ func (s *streamWriter) send(b []byte, flush bool) bool {
 
 // keepAlive sends ping whenever nothing was written for every.
 func (s *streamWriter) keepAlive(every time.Duration, ping []byte) {
-	s.every = every
+	var seen uint64
+	s.mu.Lock() // the timer is set before its function can read it
+	defer s.mu.Unlock()
 	s.timer = time.AfterFunc(every, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.done {
 			return
 		}
-		if s.send(ping, true) {
-			s.timer.Reset(every)
+		if s.writes == seen && !s.send(ping, true) {
+			return
 		}
+		seen = s.writes
+		s.timer.Reset(every)
 	})
 }
 

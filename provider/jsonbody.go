@@ -24,6 +24,20 @@ func Field(body []byte, key string) (raw []byte, ok bool) {
 	return raw, ok
 }
 
+// Fields2 returns the raw JSON values of two top-level members in one
+// pass over body; a value is nil when its member is missing.
+func Fields2(body []byte, a, b string) (ra, rb []byte) {
+	eachMember(body, func(_ int, k []byte, vs, ve int) {
+		switch {
+		case keyIs(k, a):
+			ra = body[vs:ve]
+		case keyIs(k, b):
+			rb = body[vs:ve]
+		}
+	})
+	return ra, rb
+}
+
 // FirstElement returns the raw first element of a JSON array, or nil
 // when arr is not an array or is empty.
 func FirstElement(arr []byte) []byte {

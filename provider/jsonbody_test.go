@@ -404,3 +404,13 @@ func TestFirstElement(t *testing.T) {
 		}
 	}
 }
+
+func TestFields2(t *testing.T) {
+	a, b := Fields2([]byte(`{"choices":[{"x":"usage"}],"id":"1","usage":{"n":1}}`), "choices", "usage")
+	if string(a) != `[{"x":"usage"}]` || string(b) != `{"n":1}` {
+		t.Errorf("%s %s", a, b)
+	}
+	if a, b := Fields2([]byte(`{"choices":[]}`), "choices", "usage"); string(a) != `[]` || b != nil {
+		t.Errorf("%s %s", a, b)
+	}
+}

@@ -42,8 +42,14 @@ func UsageOf(body []byte) (u Usage, ok bool) {
 	if !bytes.Contains(body, usageKey) {
 		return Usage{}, false
 	}
-	raw, found := Field(body, "usage")
-	if !found || len(raw) == 0 || raw[0] != '{' {
+	raw, _ := Field(body, "usage")
+	return ParseUsage(raw)
+}
+
+// ParseUsage reads an OpenAI usage object (the raw "usage" member); ok is
+// false for anything else, null included.
+func ParseUsage(raw []byte) (u Usage, ok bool) {
+	if len(raw) == 0 || raw[0] != '{' {
 		return Usage{}, false
 	}
 	var j usageJSON
