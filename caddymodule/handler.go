@@ -122,8 +122,8 @@ type Handler struct {
 
 	// PingInterval is how long an Anthropic Messages stream may stay
 	// silent (an upstream thinking, say) before a ping event is sent, so
-	// that clients and proxies on the way do not give up on it. Default:
-	// 10s.
+	// that clients and proxies on the way do not give up on it: the ping
+	// goes out within one to two intervals of silence. Default: 10s.
 	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
 
 	// AdminTokenDirs are the directories in which a token_file given
