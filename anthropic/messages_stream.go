@@ -119,9 +119,24 @@ func (f *fromChat) emitFrom(start int, b []byte) {
 }
 
 var (
-	messageStop = []byte(`{"type":"message_stop"}`)
-	usageKey    = []byte(`"usage"`)
+	messageStop  = []byte(`{"type":"message_stop"}`)
+	usageKey     = []byte(`"usage"`)
+	reasoningKey = []byte(`"reasoning"`)
+	toolCallsKey = []byte(`"tool_calls"`)
+	finishKey    = []byte(`"finish_reason"`)
 )
+
+// namesFinish reports whether a choice may have a finish_reason that is a
+// string; most chunks' is null, and need not be read.
+func namesFinish(choice []byte) bool {
+	i := bytes.Index(choice, finishKey)
+	if i < 0 {
+		return false
+	}
+	rest := bytes.TrimLeft(choice[i+len(finishKey):], " \t\r\n")
+	rest, ok := bytes.CutPrefix(rest, []byte{':'})
+	return !ok || !bytes.HasPrefix(bytes.TrimLeft(rest, " \t\r\n"), []byte("null"))
+}
 
 func (f *fromChat) start() {
 	if f.started {
@@ -157,12 +172,16 @@ func (f *fromChat) chunk(data []byte) {
 		return
 	}
 	d, _ := provider.Field(choice, "delta")
-	if r, ok := provider.Field(d, "reasoning_content"); ok && nonEmptyString(r) {
+	// Scans that find nothing in most chunks are ruled out first.
+	c, r := provider.Fields2(d, "content", "reasoning_content")
+	if nonEmptyString(r) {
 		f.delta(blockThinking, r)
-	} else if r, ok := provider.Field(d, "reasoning"); ok && nonEmptyString(r) {
-		f.delta(blockThinking, r)
+	} else if bytes.Contains(d, reasoningKey) {
+		if r, ok := provider.Field(d, "reasoning"); ok && nonEmptyString(r) {
+			f.delta(blockThinking, r)
+		}
 	}
-	if c, ok := provider.Field(d, "content"); ok && nonEmptyString(c) {
+	if ok := c != nil; ok && nonEmptyString(c) {
 		f.delta(blockText, c)
 	} else if ok && len(c) > 0 && c[0] == '[' {
 		thinking, text := contentParts(c)
@@ -173,13 +192,18 @@ func (f *fromChat) chunk(data []byte) {
 			f.delta(blockText, appendString(nil, text))
 		}
 	}
-	if tc, ok := provider.Field(d, "tool_calls"); ok && len(tc) > 0 && tc[0] == '[' {
+	if !bytes.Contains(d, toolCallsKey) {
+		// no tool calls
+	} else if tc, ok := provider.Field(d, "tool_calls"); ok && len(tc) > 0 && tc[0] == '[' {
 		var calls []chunkToolCall
 		if json.Unmarshal(tc, &calls) == nil {
 			for i := range calls {
 				f.toolFragment(&calls[i])
 			}
 		}
+	}
+	if !namesFinish(choice) {
+		return
 	}
 	if fr, ok := provider.StringField(choice, "finish_reason"); ok && fr != "" {
 		f.finish = fr

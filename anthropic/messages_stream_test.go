@@ -220,6 +220,8 @@ func TestStreamFromChat(t *testing.T) {
 			[]string{"thinking", "text"}, []string{"plan", "done"}, "end_turn"},
 		{"no chunk at all", nil, nil, nil, "end_turn"},
 		{"content filter", [][]byte{chunkOf(`{"content":"no"}`, "content_filter", "")}, []string{"text"}, []string{"no"}, "refusal"},
+		{"spaced JSON", [][]byte{[]byte(`{"choices": [ {"index": 0, "delta": {"content": "ok", "reasoning": "r"}, "finish_reason" : "length"} ]}`)},
+			[]string{"thinking", "text"}, []string{"r", "ok"}, "max_tokens"},
 		{"escapes kept, odd escapes decoded", [][]byte{chunkOf(`{"content":"a\nb \u00e9 \"q\" \\"}`, "", ""), chunkOf(`{"content":"\ud83d\ude00 ok"}`, "", ""),
 			chunkOf(`{"content":"x\'y"}`, "stop", "")},
 			[]string{"text"}, []string{"a\nb é \"q\" \\😀 ok"}, "end_turn"},
