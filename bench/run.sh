@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark proxycast (an iflow provider and an openai-type provider)
 # against Caddy's plain reverse_proxy, all in front of the same stub
-# upstream, in the same Caddy process and the same run. Loopback only;
-# stops by itself.
+# upstream, in the same Caddy process and the same run, and proxycast's
+# Anthropic Messages front against its chat front on the openai target.
+# Loopback only; stops by itself.
 #
 #   bench/run.sh                        # from anywhere; see bench/README.md
 #
@@ -14,12 +15,16 @@
 #                   empty skips them); BENCH_HOLD_DELAY between chunks
 #   BENCH_ROUNDS    repeat every scenario this many times (default 1)
 #   BENCH_WARMUP    warm-up per target (default 3s)
-#   BENCH_CHUNKS    SSE chunks per streamed reply (default 16)
+#   BENCH_CHUNKS    SSE chunks per streamed reply of the stream scenario
+#                   (default 16)
+#   BENCH_EVENTS    SSE chunks per streamed reply of the stream64 and
+#                   messages64 scenarios (default 64; the names stay)
 #   BENCH_CHUNK_DELAY  pause between the stub's SSE chunks (default 0, such
 #                   as 2ms to look like token-by-token generation)
 #   BENCH_PROFILE   1: afterwards, capture 10 s CPU profiles of Caddy under
 #                   throughput and under stream load (BENCH_CONNS
-#                   connections) on each target into bench/out/
+#                   connections) on each target, and under stream64 and
+#                   messages64 load on proxycast-openai, into bench/out/
 #   BENCH_TARGETS   the targets to measure (default all three:
 #                   "proxycast-iflow proxycast-openai reverse_proxy")
 #   BENCH_REBUILD   1: rebuild bench/out/caddy even if it looks current
@@ -41,6 +46,11 @@ CONNS=${BENCH_CONNS:-64}
 CONNS2=${BENCH_CONNS2:-256}
 ROUNDS=${BENCH_ROUNDS:-1}
 CHUNKS=${BENCH_CHUNKS:-16}
+# The stream of the front scenarios (stream64, messages64): the stub sends
+# as many chunks as the body's max_tokens asks for.
+EVENTS=${BENCH_EVENTS:-64}
+[[ $EVENTS =~ ^[0-9]+$ ]] && (( EVENTS >= 3 && EVENTS <= 4096 )) ||
+	{ echo "run.sh: BENCH_EVENTS must be a number from 3 to 4096 (got $EVENTS)" >&2; exit 2; }
 # Held streams: how many at once (a list; empty skips the scenario) and
 # the pause between their chunks.
 HOLD=${BENCH_HOLD-500 1000 2000}
@@ -71,6 +81,19 @@ hdr_of() { HDR=(); [[ $1 == reverse_proxy ]] || HDR=(-header "$AUTH"); }
 BODY='{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}]}'
 STREAM_BODY='{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}],"stream":true}'
 AUTH='Authorization: Bearer bench-key'
+# The front scenarios: the same request through proxycast-openai's chat
+# front and its Messages front (where the Caddyfile routes claude-* to the
+# openai instance as qwen3-max), each with max_tokens EVENTS, which the
+# translation keeps and which sizes the stub's stream. An Anthropic client
+# sends its key as x-api-key, with anthropic-version.
+FRONT_TARGET=proxycast-openai
+MESSAGES_URL=http://127.0.0.1:9804/v1/messages
+STREAM64_BODY='{"model":"qwen3-max","max_tokens":'$EVENTS',"messages":[{"role":"user","content":"hello"}],"stream":true}'
+MESSAGES64_BODY='{"model":"claude-sonnet-4-5","max_tokens":'$EVENTS',"messages":[{"role":"user","content":"hello"}],"stream":true}'
+MSG_HDR=(-header 'x-api-key: bench-key' -header 'anthropic-version: 2023-06-01')
+# A Messages stream carries the text of the stub's chunks but the first
+# (role, empty content) and the last (finish_reason, empty delta).
+MESSAGES_DELTAS=$((EVENTS - 2))
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -205,8 +228,65 @@ check_openai() {
 	fi
 	log "openai path checked: Bearer key, usage asked for and counted (+$CHUNKS completion tokens), usage chunk hidden from the client"
 }
+# check_messages sends one Messages stream through proxycast-openai and
+# checks it the way an Anthropic SDK reads it: message_start first, one
+# text block with the stub's text (EVENTS - 2 deltas), message_delta with
+# the usage (EVENTS output tokens) and end_turn, message_stop last, no
+# [DONE]; upstream, the stub must have had one chat stream sized by
+# max_tokens that asked for usage, and the credential must have counted
+# it. Then it checks the chat front's stream64 has its EVENTS chunks.
+check_messages() {
+	local stats0 stats1 tok0 tok1 out events text want i k n
+	stats0=$(curl -fsS --max-time 5 "http://$UP_ADDR/stats")
+	tok0=$(curl -fsS --max-time 5 "$ADMIN/proxycast/credentials/openai/bench") || true
+	out=$(curl -sS --max-time 10 -N -X POST -H 'x-api-key: bench-key' -H 'anthropic-version: 2023-06-01' \
+		-H 'Content-Type: application/json' -d "$MESSAGES64_BODY" -w '\n%{http_code} %{content_type}\n' "$MESSAGES_URL") ||
+		{ log "FAILED: a Messages stream through proxycast-openai"; return 1; }
+	stats1=$(curl -fsS --max-time 5 "http://$UP_ADDR/stats")
+	tok1=$(curl -fsS --max-time 5 "$ADMIN/proxycast/credentials/openai/bench") || true
+	if [[ $(tail -1 <<<"$out") != "200 text/event-stream"* ]]; then
+		log "FAILED: the Messages front answered $(tail -1 <<<"$out"):"; head -c 600 <<<"$out" >&2; echo >&2; return 1
+	fi
+	events=$(sed -n 's/^event: *//p' <<<"$out" | tr -d '\r' | uniq -c | awk '{print $2 ($1 > 1 ? "*" $1 : "")}' | paste -sd' ')
+	want="message_start content_block_start content_block_delta*$MESSAGES_DELTAS content_block_stop message_delta message_stop"
+	if [[ $events != "$want" ]]; then
+		log "FAILED: the Messages front's events were: $events"
+		log "        want: $want"
+		head -c 1500 <<<"$out" >&2; echo >&2; return 1
+	fi
+	text=$(grep '^data: .*"content_block_delta"' <<<"$out" | grep -o '"text": *"[^"]*"' | sed 's/^"text": *"//; s/"$//' | tr -d '\n')
+	want=; for (( i = 1; i <= MESSAGES_DELTAS; i++ )); do want+="tok$i "; done
+	if [[ $text != "$want" ]]; then
+		log "FAILED: the Messages front's text was \"${text:0:200}\", want \"${want:0:200}\""; return 1
+	fi
+	n=$(grep '^data: .*"message_delta"' <<<"$out")
+	if [[ $(num output_tokens "$n") != "$EVENTS" ]] || ! grep -q '"stop_reason": *"end_turn"' <<<"$n"; then
+		log "FAILED: the Messages front's message_delta lacks end_turn or output_tokens $EVENTS: $n"; return 1
+	fi
+	if grep -q '\[DONE\]' <<<"$out" || ! grep -q '"model": *"claude-sonnet-4-5"' <<<"$(grep '^data: .*"message_start"' <<<"$out")"; then
+		log "FAILED: the Messages front sent [DONE], or its message_start does not name the model asked for:"
+		grep '^data: .*"message_start"' <<<"$out" >&2; return 1
+	fi
+	for k in stream_sized stream_usage bearer; do
+		if [[ $(( $(num "$k" "$stats1") - $(num "$k" "$stats0") )) != 1 ]]; then
+			log "FAILED: the stub's $k did not grow by 1 for one Messages stream ($stats0 -> $stats1)"; return 1
+		fi
+	done
+	if [[ $(( $(num completion "$tok1") - $(num completion "$tok0") )) != "$EVENTS" ]]; then
+		log "FAILED: proxycast-openai did not count the Messages stream's usage (completion tokens $(num completion "$tok0") -> $(num completion "$tok1"), want +$EVENTS)"
+		return 1
+	fi
+	out=$(curl -fsS --max-time 10 -N -X POST -H "$AUTH" -H 'Content-Type: application/json' \
+		-d "$STREAM64_BODY" "$(url_of proxycast-openai)") || { log "FAILED: a stream64 stream through proxycast-openai"; return 1; }
+	n=$(grep -c '^data: {' <<<"$out") || true
+	if [[ $n != "$EVENTS" ]] || ! grep -q '^data: \[DONE\]' <<<"$out"; then
+		log "FAILED: proxycast-openai's stream64 stream had $n chunks (want $EVENTS and [DONE])"; return 1
+	fi
+	log "messages front checked: $events, the stub's text, end_turn and $EVENTS output tokens (counted), no [DONE]; stream64 has $EVENTS chunks"
+}
 if [[ " ${TARGETS[*]} " == *" proxycast-openai "* ]]; then
 	check_openai || exit 1
+	check_messages || exit 1
 fi
 
 # ---- measure -------------------------------------------------------------
@@ -217,12 +297,17 @@ FAILED=0
 
 # load <target> <scenario> <conns> <duration> <round> [extra flags]
 # runs the load generator and leaves its JSON line in LAST_LINE; a failed
-# run sets FAILED (so it must not run in a subshell).
+# run sets FAILED (so it must not run in a subshell). Scenarios named
+# messages* go to the target's Messages front, as an Anthropic client.
 load() {
 	local target=$1 scenario=$2 c=$3 d=$4 round=$5; shift 5
 	local url
 	url=$(url_of "$target")
 	hdr_of "$target"
+	if [[ $scenario == messages* || $scenario == *-messages* ]]; then
+		url=$MESSAGES_URL
+		HDR=("${MSG_HDR[@]}")
+	fi
 	local rc=0
 	LAST_LINE=$(timeout "$(( $(secs "$d") + 60 ))" "$OUT/load" -url "$url" -c "$c" -d "$d" "${HDR[@]}" \
 		-target "$target" -scenario "$scenario" -round "$round" \
@@ -235,14 +320,31 @@ load() {
 }
 LAST_LINE=
 
+# front_args <scenario> <conns> <duration> <round>: the arguments of load
+# for a front scenario (stream64*, messages64*), in ARGS.
+front_args() {
+	case $1 in
+	stream64*) ARGS=("$2" "$3" "$4" -stream -events "$EVENTS" -min-chunks "$EVENTS" -body "$STREAM64_BODY") ;;
+	messages64*) ARGS=("$2" "$3" "$4" -messages -events "$EVENTS" -min-chunks "$MESSAGES_DELTAS" -body "$MESSAGES64_BODY") ;;
+	esac
+}
+FRONTS=0
+[[ " ${TARGETS[*]} " == *" $FRONT_TARGET "* ]] && FRONTS=1
+
 log "warm-up: $WARMUP per target at c=$CONNS"
 for t in "${TARGETS[@]}"; do
 	load "$t" warmup "$CONNS" "$WARMUP" 0 -body "$BODY"
 	load "$t" warmup 1 1s 0 -stream -body "$STREAM_BODY"
 done
+if [[ $FRONTS == 1 ]]; then
+	for s in stream64 messages64; do
+		front_args "$s" "$CONNS" "$WARMUP" 0
+		load "$FRONT_TARGET" "warmup-$s" "${ARGS[@]}"
+	done
+fi
 [[ $FAILED == 0 ]] || { log "FAILED during warm-up: not measuring"; exit 1; }
 
-log "measuring: $ROUNDS round(s) x 4 scenarios x ${#TARGETS[@]} targets x $DURATION ($(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg))"
+log "measuring: $ROUNDS round(s) x (4 scenarios x ${#TARGETS[@]} targets$( ((FRONTS)) && echo " + 4 front scenarios on $FRONT_TARGET")) x $DURATION ($(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg))"
 n=0
 for round in $(seq 1 "$ROUNDS"); do
 	for scenario in latency throughput throughput256 stream; do
@@ -250,7 +352,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		latency) args=(1 "$DURATION" "$round" -body "$BODY") ;;
 		throughput) args=("$CONNS" "$DURATION" "$round" -body "$BODY") ;;
 		throughput256) args=("$CONNS2" "$DURATION" "$round" -body "$BODY") ;;
-		stream) args=(1 "$DURATION" "$round" -stream -body "$STREAM_BODY") ;;
+		stream) args=(1 "$DURATION" "$round" -stream -events "$CHUNKS" -body "$STREAM_BODY") ;;
 		esac
 		# Rotate the order of the targets from one scenario to the next, so
 		# that none always runs on the warmer (or the more disturbed) side:
@@ -267,6 +369,23 @@ for round in $(seq 1 "$ROUNDS"); do
 			[[ -z $LAST_LINE ]] || printf '%s\n' "$LAST_LINE" | tee -a "$RESULTS"
 		done
 	done
+	# The two fronts on the same target, back to back at each number of
+	# connections; which goes first alternates from round to round.
+	if [[ $FRONTS == 1 ]]; then
+		fronts=(stream64 messages64)
+		(( round % 2 == 0 )) && fronts=(messages64 stream64)
+		front_conns=(1)
+		(( CONNS > 1 )) && front_conns+=("$CONNS")
+		for c in "${front_conns[@]}"; do
+			for s in "${fronts[@]}"; do
+				scenario=$s; (( c > 1 )) && scenario=$s-tput
+				front_args "$s" "$c" "$DURATION" "$round"
+				log "round $round: $scenario -> $FRONT_TARGET"
+				load "$FRONT_TARGET" "$scenario" "${ARGS[@]}"
+				[[ -z $LAST_LINE ]] || printf '%s\n' "$LAST_LINE" | tee -a "$RESULTS"
+			done
+		done
+	fi
 done
 
 # ---- held streams --------------------------------------------------------
@@ -301,28 +420,35 @@ fi
 
 # ---- optional profiles ---------------------------------------------------
 if [[ ${BENCH_PROFILE:-0} == 1 ]]; then
+	profiles=()
 	for scenario in throughput stream; do
-		for t in "${TARGETS[@]}"; do
-			prof=$OUT/$t-$scenario-$STAMP.cpu.pprof
-			log "profiling caddy under $scenario load (c=$CONNS) on $t for 10 s -> $prof"
-			extra=(-body "$BODY")
-			[[ $scenario == stream ]] && extra=(-stream -body "$STREAM_BODY")
-			# In a subshell: a failure here does not fail the comparison. The
-			# run's JSON line goes next to the profile, to turn samples into
-			# time per request.
-			{ load "$t" "profile-$scenario" "$CONNS" 13s 0 "${extra[@]}"
-				printf '%s\n' "$LAST_LINE" >"${prof%.pprof}.load.json"; } &
-			lpid=$!
-			sleep 1
-			curl -fsS --max-time 30 -o "$prof" "$ADMIN/debug/pprof/profile?seconds=10" || log "profile capture failed"
-			wait "$lpid" || true
-			if [[ -s $prof ]]; then
-				go tool pprof -top -nodecount=40 "$prof" >"${prof%.pprof}.top.txt" 2>/dev/null || true
-				go tool pprof -top -cum -nodecount=40 -focus 'caddy-proxycast' "$prof" \
-					>"${prof%.pprof}.plugin-cum.txt" 2>/dev/null || true
-				log "top functions: ${prof%.pprof}.top.txt"
-			fi
-		done
+		for t in "${TARGETS[@]}"; do profiles+=("$t $scenario"); done
+	done
+	((FRONTS)) && profiles+=("$FRONT_TARGET stream64" "$FRONT_TARGET messages64")
+	for p in "${profiles[@]}"; do
+		read -r t scenario <<<"$p"
+		prof=$OUT/$t-$scenario-$STAMP.cpu.pprof
+		log "profiling caddy under $scenario load (c=$CONNS) on $t for 10 s -> $prof"
+		case $scenario in
+		throughput) extra=("$CONNS" 13s 0 -body "$BODY") ;;
+		stream) extra=("$CONNS" 13s 0 -stream -body "$STREAM_BODY") ;;
+		*) front_args "$scenario" "$CONNS" 13s 0; extra=("${ARGS[@]}") ;;
+		esac
+		# In a subshell: a failure here does not fail the comparison. The
+		# run's JSON line goes next to the profile, to turn samples into
+		# time per request.
+		{ load "$t" "profile-$scenario" "${extra[@]}"
+			printf '%s\n' "$LAST_LINE" >"${prof%.pprof}.load.json"; } &
+		lpid=$!
+		sleep 1
+		curl -fsS --max-time 30 -o "$prof" "$ADMIN/debug/pprof/profile?seconds=10" || log "profile capture failed"
+		wait "$lpid" || true
+		if [[ -s $prof ]]; then
+			go tool pprof -top -nodecount=40 "$prof" >"${prof%.pprof}.top.txt" 2>/dev/null || true
+			go tool pprof -top -cum -nodecount=40 -focus 'caddy-proxycast' "$prof" \
+				>"${prof%.pprof}.plugin-cum.txt" 2>/dev/null || true
+			log "top functions: ${prof%.pprof}.top.txt"
+		fi
 	done
 fi
 

@@ -2,10 +2,16 @@
 // benchmark: -c workers each send a request, wait for the whole answer and
 // send the next, for -d. It prints one JSON line of results on stdout and
 // exits with status 1 if any request failed (transport error, non-2xx
-// status, a body without -expect, or a stream without "data: [DONE]").
+// status, a body without -expect, a chat stream without "data: [DONE]",
+// an Anthropic Messages stream (-messages) whose events are out of order
+// or that does not end with message_stop, or a stream with fewer than
+// -min-chunks chunks).
 //
 //	load -url http://127.0.0.1:9801/v1/chat/completions -c 64 -d 10s \
 //	     -header 'Authorization: Bearer bench-key' -body '{"model":"qwen3-max",...}'
+//	load -url http://127.0.0.1:9804/v1/messages -c 1 -d 10s -messages -events 64 -min-chunks 62 \
+//	     -header 'x-api-key: bench-key' -header 'anthropic-version: 2023-06-01' \
+//	     -body '{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,...}'
 //
 // With -report FILE it instead reads such JSON lines (with the target and
 // scenario labels set) and prints the comparison table of run.sh.
@@ -38,20 +44,30 @@ func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 
 // Result is the JSON line printed for one run.
 type Result struct {
-	Target      string         `json:"target,omitempty"`
-	Scenario    string         `json:"scenario,omitempty"`
-	Round       int            `json:"round,omitempty"`
-	URL         string         `json:"url"`
-	Conns       int            `json:"c"`
-	Stream      bool           `json:"stream"`
-	Seconds     float64        `json:"seconds"`
-	Requests    int64          `json:"requests"`
-	Errors      int64          `json:"errors"`
-	Statuses    map[string]int `json:"statuses"`
-	RPS         float64        `json:"rps"`
-	Latency     Percentiles    `json:"latency_us"`
-	TTFC        *Percentiles   `json:"ttfc_us,omitempty"`
-	ChunksPerRq float64        `json:"chunks_per_req,omitempty"`
+	Target   string         `json:"target,omitempty"`
+	Scenario string         `json:"scenario,omitempty"`
+	Round    int            `json:"round,omitempty"`
+	URL      string         `json:"url"`
+	Conns    int            `json:"c"`
+	Stream   bool           `json:"stream"`
+	Seconds  float64        `json:"seconds"`
+	Requests int64          `json:"requests"`
+	Errors   int64          `json:"errors"`
+	Statuses map[string]int `json:"statuses"`
+	RPS      float64        `json:"rps"`
+	Latency  Percentiles    `json:"latency_us"`
+	TTFC     *Percentiles   `json:"ttfc_us,omitempty"`
+	// Tail is, for each stream, the time from its first data line to its
+	// end: the time the rest of the stream took once it had begun.
+	Tail *Percentiles `json:"tail_us,omitempty"`
+	// ChunksPerRq counts a chat stream's data lines but [DONE], and a
+	// Messages stream's content_block_delta events.
+	ChunksPerRq float64 `json:"chunks_per_req,omitempty"`
+	// Messages is set when the answers were Anthropic Messages streams.
+	Messages bool `json:"messages,omitempty"`
+	// UpstreamEvents is a label: the chunks the upstream sent per stream
+	// (its usage chunk not counted), for the report's figures per event.
+	UpstreamEvents int `json:"upstream_events,omitempty"`
 	// CPU is CPU time (user+system) per completed request, in µs, of each
 	// process named in -cpu-pids and of this load generator ("load"), over
 	// the run.
@@ -87,11 +103,23 @@ func percentiles(v []int64) Percentiles {
 }
 
 type worker struct {
-	lat, ttfc []int64
-	chunks    int64
-	errors    int64
-	statuses  map[int]int
-	samples   []string
+	lat, ttfc, tail []int64
+	chunks          int64
+	errors          int64
+	statuses        map[int]int
+	samples         []string
+}
+
+// spec is what every worker sends and what it checks in the answers.
+type spec struct {
+	url       string
+	hdr       http.Header
+	payload   []byte
+	stream    bool
+	messages  bool // the answer is an Anthropic Messages stream
+	expect    []byte
+	minChunks int
+	deadline  time.Time
 }
 
 func main() {
@@ -102,10 +130,13 @@ func main() {
 	body := flag.String("body", `{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}]}`, "request body (JSON); @file reads a file")
 	flag.Var(&headers, "header", "request header `Name: value` (repeatable)")
 	stream := flag.Bool("stream", false, "the answer is SSE: measure time to first chunk and require data: [DONE]")
+	messages := flag.Bool("messages", false, "the answer is an Anthropic Messages stream (implies -stream): require its events in order, ending with message_stop, and count content_block_delta events as chunks")
+	minChunks := flag.Int("min-chunks", 0, "fail a stream with fewer chunks than this (0: no check)")
+	events := flag.Int("events", 0, "label: the chunks the upstream sends per stream, for figures per event")
 	expect := flag.String("expect", "chat.completion", "substring every 2xx body must contain (empty: no check)")
 	timeout := flag.Duration("timeout", 30*time.Second, "timeout of one request")
 	target := flag.String("target", "", "label: the system under test (proxycast-iflow, proxycast-openai, reverse_proxy)")
-	scenario := flag.String("scenario", "", "label: the scenario (latency, throughput, stream)")
+	scenario := flag.String("scenario", "", "label: the scenario (latency, throughput, stream, stream64, messages64, …)")
 	round := flag.Int("round", 0, "label: the round number")
 	cpuPids := flag.String("cpu-pids", "", "name=pid,… of processes whose CPU time per request to report (Linux /proc)")
 	report := flag.String("report", "", "print the comparison table of a file of result lines, then exit; more files may follow the flags (rounds of one file after another: medians over all)")
@@ -135,6 +166,7 @@ func main() {
 		}
 		hdr.Set(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
+	*stream = *stream || *messages
 	if *stream {
 		hdr.Set("Accept", "text/event-stream")
 	}
@@ -160,13 +192,14 @@ func main() {
 	busy0, total0 := machineCPU()
 	cpu0 := readCPU(pids)
 	start := time.Now()
-	deadline := start.Add(*dur)
+	sp := spec{url: *url, hdr: hdr, payload: payload, stream: *stream, messages: *messages,
+		expect: []byte(*expect), minChunks: *minChunks, deadline: start.Add(*dur)}
 	workers := make([]*worker, *conns)
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &worker{statuses: map[int]int{}, lat: make([]int64, 0, 1<<14)}
 		workers[i] = w
-		wg.Go(func() { w.run(client, *url, hdr, payload, *stream, []byte(*expect), deadline) })
+		wg.Go(func() { w.run(client, &sp) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -174,13 +207,14 @@ func main() {
 	busy1, total1 := machineCPU()
 
 	res := Result{Target: *target, Scenario: *scenario, Round: *round, URL: *url, Conns: *conns,
-		Stream: *stream, Seconds: elapsed.Seconds(), Statuses: map[string]int{}}
-	var lat, ttfc []int64
+		Stream: *stream, Messages: *messages, UpstreamEvents: *events, Seconds: elapsed.Seconds(), Statuses: map[string]int{}}
+	var lat, ttfc, tail []int64
 	var chunks int64
 	var samples []string
 	for _, w := range workers {
 		lat = append(lat, w.lat...)
 		ttfc = append(ttfc, w.ttfc...)
+		tail = append(tail, w.tail...)
 		chunks += w.chunks
 		res.Errors += w.errors
 		for s, n := range w.statuses {
@@ -192,8 +226,8 @@ func main() {
 	res.RPS = float64(res.Requests) / elapsed.Seconds()
 	res.Latency = percentiles(lat)
 	if *stream {
-		p := percentiles(ttfc)
-		res.TTFC = &p
+		p, q := percentiles(ttfc), percentiles(tail)
+		res.TTFC, res.Tail = &p, &q
 		if res.Requests > 0 {
 			res.ChunksPerRq = float64(chunks) / float64(res.Requests)
 		}
@@ -223,7 +257,7 @@ func main() {
 	}
 }
 
-func (w *worker) run(client *http.Client, url string, hdr http.Header, payload []byte, stream bool, expect []byte, deadline time.Time) {
+func (w *worker) run(client *http.Client, sp *spec) {
 	var buf bytes.Buffer
 	br := bufio.NewReaderSize(nil, 32<<10)
 	fail := func(format string, args ...any) {
@@ -232,13 +266,13 @@ func (w *worker) run(client *http.Client, url string, hdr http.Header, payload [
 			w.samples = append(w.samples, fmt.Sprintf(format, args...))
 		}
 	}
-	for time.Now().Before(deadline) {
-		req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader(payload))
+	for time.Now().Before(sp.deadline) {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, sp.url, bytes.NewReader(sp.payload))
 		if err != nil {
 			fail("building request: %v", err)
 			return
 		}
-		req.Header = hdr.Clone()
+		req.Header = sp.hdr.Clone()
 		t0 := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
@@ -249,7 +283,7 @@ func (w *worker) run(client *http.Client, url string, hdr http.Header, payload [
 		}
 		w.statuses[resp.StatusCode]++
 		ok2xx := resp.StatusCode >= 200 && resp.StatusCode < 300
-		if stream && ok2xx && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		if sp.stream && ok2xx && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 			buf.Reset()
 			_, _ = buf.ReadFrom(resp.Body)
 			resp.Body.Close()
@@ -258,18 +292,32 @@ func (w *worker) run(client *http.Client, url string, hdr http.Header, payload [
 				resp.StatusCode, resp.Header.Get("Content-Type"), snippet(buf.Bytes()))
 			continue
 		}
-		if stream && ok2xx {
+		if sp.stream && ok2xx {
 			br.Reset(resp.Body)
-			first, done, n, rerr := readSSE(br)
+			var first time.Time
+			var n int
+			var rerr error
+			done := true
+			if sp.messages {
+				first, n, rerr = readMessages(br)
+			} else {
+				first, done, n, rerr = readSSE(br)
+			}
 			resp.Body.Close()
-			w.lat = append(w.lat, time.Since(t0).Microseconds())
+			end := time.Now()
+			w.lat = append(w.lat, end.Sub(t0).Microseconds())
 			switch {
+			case rerr != nil && sp.messages:
+				fail("status %d: the Messages stream: %v", resp.StatusCode, rerr)
 			case rerr != nil:
 				fail("status %d: reading the stream: %v", resp.StatusCode, rerr)
 			case !done:
 				fail("status %d: stream ended without data: [DONE] after %d chunks", resp.StatusCode, n)
+			case n < sp.minChunks:
+				fail("status %d: stream had %d chunks, want at least %d", resp.StatusCode, n, sp.minChunks)
 			default:
 				w.ttfc = append(w.ttfc, first.Sub(t0).Microseconds())
+				w.tail = append(w.tail, end.Sub(first).Microseconds())
 				w.chunks += int64(n)
 			}
 			continue
@@ -283,8 +331,8 @@ func (w *worker) run(client *http.Client, url string, hdr http.Header, payload [
 			fail("status %d: %s", resp.StatusCode, snippet(buf.Bytes()))
 		case rerr != nil:
 			fail("status %d: reading the body: %v", resp.StatusCode, rerr)
-		case len(expect) > 0 && !bytes.Contains(buf.Bytes(), expect):
-			fail("status %d without %q in the body: %s", resp.StatusCode, expect, snippet(buf.Bytes()))
+		case len(sp.expect) > 0 && !bytes.Contains(buf.Bytes(), sp.expect):
+			fail("status %d without %q in the body: %s", resp.StatusCode, sp.expect, snippet(buf.Bytes()))
 		}
 	}
 }
@@ -316,6 +364,141 @@ func readSSE(br *bufio.Reader) (first time.Time, done bool, n int, err error) {
 			return first, done, n, err
 		}
 	}
+}
+
+// readMessages reads an Anthropic Messages stream to its end and reports
+// when its first data line arrived and how many content_block_delta
+// events came. It fails the stream, as Anthropic's SDKs would, where
+// events come out of order: message_start not first or twice, a block
+// whose index skips or repeats, a delta or stop outside its block, a
+// block left open, a message_delta without usage (clients then count no
+// tokens) or none, anything after message_stop, an error event, a
+// "data: [DONE]" (Messages has none), or no message_stop at the end. It
+// reads only event names and block indexes: checking every data line's
+// JSON would cost the load generator, which shares the CPUs, more than
+// the proxy's translation.
+func readMessages(br *bufio.Reader) (first time.Time, n int, err error) {
+	var (
+		name    []byte // of the event whose data line comes next
+		last    string // the last event's name, for errors
+		started bool   // message_start came
+		open    bool   // a content block is open
+		block   int    // the open block's index, or the next one's
+		delta   bool   // message_delta came
+		stopped bool   // message_stop came
+	)
+	fail := func(format string, args ...any) (time.Time, int, error) {
+		return first, n, fmt.Errorf(format+" (after %d deltas, last event %q)", append(args, n, last)...)
+	}
+	for {
+		line, rerr := br.ReadSlice('\n')
+		switch {
+		case bytes.HasPrefix(line, []byte("event:")):
+			name = append(name[:0], bytes.TrimSpace(line[6:])...)
+		case bytes.HasPrefix(line, []byte("data:")):
+			if first.IsZero() {
+				first = time.Now()
+			}
+			data := bytes.TrimSpace(line[5:])
+			if bytes.Equal(data, []byte("[DONE]")) {
+				return fail("data: [DONE] in a Messages stream")
+			}
+			ev := string(name)
+			if ev == "" {
+				return fail("a data line without an event line: %s", snippet(data))
+			}
+			name = name[:0]
+			if stopped {
+				return fail("event %s after message_stop", ev)
+			}
+			if ev != "message_start" && ev != "ping" && ev != "error" && !started {
+				return fail("event %s before message_start", ev)
+			}
+			switch ev {
+			case "message_start":
+				if started {
+					return fail("a second message_start")
+				}
+				started = true
+			case "ping":
+			case "content_block_start":
+				if open {
+					return fail("content_block_start while block %d is open", block)
+				}
+				if i, ok := index(data); !ok || i != block {
+					return fail("content_block_start with index %s, want %d", indexText(data), block)
+				}
+				open = true
+			case "content_block_delta", "content_block_stop":
+				if !open {
+					return fail("%s with no block open", ev)
+				}
+				if i, ok := index(data); !ok || i != block {
+					return fail("%s with index %s in block %d", ev, indexText(data), block)
+				}
+				if ev == "content_block_delta" {
+					n++
+				} else {
+					open = false
+					block++
+				}
+			case "message_delta":
+				if open {
+					return fail("message_delta while block %d is open", block)
+				}
+				if delta {
+					return fail("a second message_delta")
+				}
+				if !bytes.Contains(data, []byte(`"usage"`)) {
+					return fail("message_delta without usage: %s", snippet(data))
+				}
+				delta = true
+			case "message_stop":
+				if !delta {
+					return fail("message_stop without message_delta before it")
+				}
+				stopped = true
+			case "error":
+				return fail("error event: %s", snippet(data))
+			default:
+				return fail("unknown event %q", ev)
+			}
+			last = ev
+		}
+		for errors.Is(rerr, bufio.ErrBufferFull) {
+			_, rerr = br.ReadSlice('\n')
+		}
+		if rerr == io.EOF {
+			if !stopped {
+				return fail("ended without event: message_stop")
+			}
+			return first, n, nil
+		}
+		if rerr != nil {
+			return first, n, rerr
+		}
+	}
+}
+
+// index reads a content block event's "index" member.
+func index(data []byte) (int, bool) {
+	i := bytes.Index(data, []byte(`"index":`))
+	if i < 0 {
+		return 0, false
+	}
+	rest := bytes.TrimLeft(data[i+len(`"index":`):], " ")
+	v, digits := 0, 0
+	for ; digits < len(rest) && digits < 9 && rest[digits] >= '0' && rest[digits] <= '9'; digits++ {
+		v = v*10 + int(rest[digits]-'0')
+	}
+	return v, digits > 0
+}
+
+func indexText(data []byte) string {
+	if i, ok := index(data); ok {
+		return strconv.Itoa(i)
+	}
+	return "(none)"
 }
 
 func snippet(b []byte) string {
@@ -417,6 +600,20 @@ const (
 	maxAddedP50 = 20
 )
 
+// frontPairs are the scenarios run.sh runs on one target through both
+// fronts, OpenAI chat and Anthropic Messages, over the same upstream
+// stream: at one connection and at BENCH_CONNS.
+var frontPairs = []struct{ chat, messages string }{
+	{"stream64", "messages64"},
+	{"stream64-tput", "messages64-tput"},
+}
+
+// minFrontRatio is the issue's bar for the Messages front: translation
+// costs under 10% of plain chat throughput, so the Messages front's
+// throughput at the most connections is at least 0.90 of the chat
+// front's on the same target and upstream.
+const minFrontRatio = 0.90
+
 // printReport prints the comparison table of the result lines in files and
 // returns the exit status: 1 if any run had errors. The rounds of each
 // file are numbered after those of the files before it, so that several
@@ -500,8 +697,9 @@ func printReport(files []string) int {
 	}
 	type row struct {
 		rps, p50, p99, t50, t99, cpu, up, ld, busy float64
+		tail, chunks                               float64 // p50 of first event to end; client chunks per request
 		errors                                     int64
-		n, c                                       int
+		n, c, events                               int // events: the upstream's chunks per stream
 	}
 	summarize := func(rs []Result) row {
 		var r row
@@ -519,7 +717,12 @@ func printReport(files []string) int {
 		if rs[0].TTFC != nil {
 			r.t50 = med(rs, func(x Result) float64 { return float64(x.TTFC.P50) })
 			r.t99 = med(rs, func(x Result) float64 { return float64(x.TTFC.P99) })
+			r.chunks = med(rs, func(x Result) float64 { return x.ChunksPerRq })
 		}
+		if rs[0].Tail != nil {
+			r.tail = med(rs, func(x Result) float64 { return float64(x.Tail.P50) })
+		}
+		r.events = rs[0].UpstreamEvents
 		for _, x := range rs {
 			r.errors += x.Errors
 		}
@@ -536,9 +739,29 @@ func printReport(files []string) int {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
 
+	// perEvent is the µs per upstream event of the time a stream took
+	// from its first event to its end: the upstream's events 2 to n came
+	// in that time.
+	perEvent := func(tail float64, events int) (float64, bool) {
+		if events < 2 || tail == 0 {
+			return 0, false
+		}
+		return tail / float64(events-1), true
+	}
+	evText := func(r row) (chunks, per string) {
+		chunks, per = "-", "-"
+		if r.chunks > 0 {
+			chunks = strconv.FormatFloat(r.chunks, 'f', 0, 64)
+		}
+		if v, ok := perEvent(r.tail, r.events); ok {
+			per = strconv.FormatFloat(v, 'f', 2, 64)
+		}
+		return chunks, per
+	}
+
 	// 1. Every scenario and target.
-	fmt.Printf("%-13s %-16s %3s %6s %8s %8s %8s %9s %9s %12s %9s %8s %5s %6s\n",
-		"scenario", "target", "c", "rounds", "req/s", "p50 µs", "p99 µs", "ttfc50 µs", "ttfc99 µs",
+	fmt.Printf("%-15s %-16s %3s %6s %8s %8s %8s %9s %9s %6s %6s %12s %9s %8s %5s %6s\n",
+		"scenario", "target", "c", "rounds", "req/s", "p50 µs", "p99 µs", "ttfc50 µs", "ttfc99 µs", "ev/req", "µs/ev",
 		"caddy µs/req", "upstr µs", "load µs", "busy%", "errors")
 	for _, s := range scenarios {
 		for _, t := range targets {
@@ -546,15 +769,132 @@ func printReport(files []string) int {
 			if !ok {
 				continue
 			}
-			fmt.Printf("%-13s %-16s %3d %6d %8.0f %8.0f %8.0f %9s %9s %12.1f %9.1f %8.1f %5.0f %6d\n",
-				s, t, r.c, r.n, r.rps, r.p50, r.p99, dash(r.t50), dash(r.t99), r.cpu, r.up, r.ld, r.busy, r.errors)
+			chunks, per := evText(r)
+			fmt.Printf("%-15s %-16s %3d %6d %8.0f %8.0f %8.0f %9s %9s %6s %6s %12.1f %9.1f %8.1f %5.0f %6d\n",
+				s, t, r.c, r.n, r.rps, r.p50, r.p99, dash(r.t50), dash(r.t99), chunks, per, r.cpu, r.up, r.ld, r.busy, r.errors)
+		}
+	}
+
+	// 2. The Messages front against the chat front on the same target
+	// and upstream stream: what translating costs.
+	for _, t := range targets {
+		type pair struct {
+			chat, messages string
+			c, m           row
+		}
+		var pairs []pair
+		for _, p := range frontPairs {
+			c, okC := sum[key{p.chat, t}]
+			m, okM := sum[key{p.messages, t}]
+			if okC && okM {
+				pairs = append(pairs, pair{p.chat, p.messages, c, m})
+			}
+		}
+		if len(pairs) == 0 {
+			continue
+		}
+		conns := func(c int) string {
+			if c == 1 {
+				return "1 conn"
+			}
+			return fmt.Sprintf("%d conns", c)
+		}
+		events := pairs[0].c.events
+		fmt.Println()
+		fmt.Printf("messages front vs chat front (%s: same target, same upstream, %d chunks a stream; medians):\n", t, events)
+		width := 0
+		for _, p := range pairs {
+			width = max(width, len(p.messages)+1+len(p.chat))
+		}
+		for _, p := range pairs {
+			c, m := p.c, p.m
+			line := fmt.Sprintf("  %-9s %-*s   req/s ratio %5.3f (%.0f vs %.0f req/s, %.0f vs %.0f events/s)",
+				conns(c.c), width, p.messages+"/"+p.chat, m.rps/c.rps, m.rps, c.rps, m.rps*float64(m.events), c.rps*float64(c.events))
+			line += fmt.Sprintf("   added ttfc p50 %+5.0f µs", m.t50-c.t50)
+			if pm, ok := perEvent(m.tail, m.events); ok {
+				if pc, ok := perEvent(c.tail, c.events); ok {
+					line += fmt.Sprintf("   added %+5.2f µs/event (first event to end p50 %.0f vs %.0f µs)", pm-pc, m.tail, c.tail)
+				}
+			}
+			if c.cpu > 0 {
+				line += fmt.Sprintf("   caddy CPU/req ratio %4.2f (%+.0f µs/req, %+.2f µs/event)",
+					m.cpu/c.cpu, m.cpu-c.cpu, (m.cpu-c.cpu)/float64(max(1, m.events)))
+			}
+			fmt.Println(line)
+		}
+		byRound := func(s string) map[int]Result {
+			out := map[int]Result{}
+			for _, r := range runs[key{s, t}] {
+				out[r.Round] = r
+			}
+			return out
+		}
+		type metric struct {
+			label  string
+			f      func(m, c Result) (float64, bool)
+			format string
+		}
+		metrics := []metric{
+			{"req/s ratio", func(m, c Result) (float64, bool) { return m.RPS / c.RPS, c.RPS > 0 }, "%6.3f"},
+			{"added µs/event", func(m, c Result) (float64, bool) {
+				if m.Tail == nil || c.Tail == nil {
+					return 0, false
+				}
+				pm, okM := perEvent(float64(m.Tail.P50), m.UpstreamEvents)
+				pc, okC := perEvent(float64(c.Tail.P50), c.UpstreamEvents)
+				return pm - pc, okM && okC
+			}, "%+6.2f"},
+			{"added ttfc p50", func(m, c Result) (float64, bool) {
+				if m.TTFC == nil || c.TTFC == nil {
+					return 0, false
+				}
+				return float64(m.TTFC.P50 - c.TTFC.P50), true
+			}, "%+6.0f"},
+			{"caddy CPU/req", func(m, c Result) (float64, bool) {
+				return m.CPU["caddy"] / c.CPU["caddy"], c.CPU["caddy"] > 0
+			}, "%6.3f"},
+		}
+		fmt.Println("  round by round (messages front / chat front; added: messages minus chat):")
+		for _, p := range pairs {
+			ms, cs := byRound(p.messages), byRound(p.chat)
+			for _, mt := range metrics {
+				var vals []float64
+				var parts []string
+				for _, rd := range slices.Sorted(maps.Keys(ms)) {
+					c, ok := cs[rd]
+					if !ok {
+						continue
+					}
+					if v, ok := mt.f(ms[rd], c); ok {
+						vals = append(vals, v)
+						parts = append(parts, fmt.Sprintf(mt.format, v))
+					}
+				}
+				if len(vals) == 0 {
+					continue
+				}
+				fmt.Printf("    %-9s %-15s %s   (median "+mt.format+", spread "+strings.Replace(mt.format, "+", "", 1)+")\n",
+					conns(p.c.c), mt.label, strings.Join(parts, " "), median(vals), slices.Max(vals)-slices.Min(vals))
+			}
+		}
+		// The bar: at the most connections measured.
+		top := pairs[0]
+		for _, p := range pairs[1:] {
+			if p.c.c > top.c.c {
+				top = p
+			}
+		}
+		if top.c.rps > 0 {
+			r := top.m.rps / top.c.rps
+			fmt.Printf("%-16s translation costs under %.0f%% of plain chat throughput: %s %.3f × %s at %s (want ≥ %.2f): %s\n",
+				t+":", 100*(1-minFrontRatio), top.messages, r, top.chat, conns(top.c.c), minFrontRatio, okWord(r >= minFrontRatio))
 		}
 	}
 	if !hasBaseline || len(compared) == 0 {
 		return errorStatus(totalErrors)
 	}
 
-	// 2. Each proxycast target against the baseline, from the medians.
+	// 3. Each proxycast target against the baseline, from the medians.
 	for _, t := range compared {
 		fmt.Println()
 		fmt.Printf("%s vs %s (same upstream, same run; medians):\n", t, baseline)
@@ -576,7 +916,7 @@ func printReport(files []string) int {
 		}
 	}
 
-	// 3. The same ratios round by round (each pair ran in the same round,
+	// 4. The same ratios round by round (each pair ran in the same round,
 	// minutes apart at most): how far one round is from the next.
 	rounds := map[int]bool{}
 	for _, rs := range runs {
@@ -633,7 +973,7 @@ func printReport(files []string) int {
 		}
 	}
 
-	// 4. One column per target, and each proxycast target's ratio to the
+	// 5. One column per target, and each proxycast target's ratio to the
 	// baseline.
 	short := func(t string) string { return strings.TrimPrefix(t, "proxycast-") }
 	fmt.Println()
@@ -692,7 +1032,7 @@ func printReport(files []string) int {
 		fmt.Println()
 	}
 
-	// 5. Issue 11's bar.
+	// 6. Issue 11's bar.
 	fmt.Println()
 	for _, t := range compared {
 		var verdicts []string

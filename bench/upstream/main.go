@@ -5,14 +5,20 @@
 // in the stream ("stream_options":{"include_usage":true}, as proxycast's
 // openai type does by default), it answers as OpenAI does: every chunk
 // has "usage":null, and one more chunk with "choices":[] and the usage
-// comes before [DONE]. It checks no signature or key, so that Caddy's
-// plain reverse_proxy gets the same answers as both proxycast targets.
-// Every reply is precomputed: the stub should never be the bottleneck.
+// comes before [DONE]. A stream whose body has "max_tokens" (or
+// "max_completion_tokens") N, from 2 to 4096, has N chunks instead of
+// -chunks: the stream64 and messages64 scenarios ask for theirs this way,
+// as it is what a Messages request translated into chat still carries. It
+// checks no signature or key, so that Caddy's plain reverse_proxy gets the
+// same answers as both proxycast targets. Every reply is precomputed (the
+// streams sized by max_tokens on their first request): the stub should
+// never be the bottleneck.
 //
 // GET /stats reports how many chat requests came, how many were streams,
-// how many of those asked for usage, and how many carried an
-// "Authorization: Bearer …" header (run.sh checks that the openai target
-// calls the stub the way a real OpenAI-compatible API is called).
+// how many of those asked for usage, how many were sized by max_tokens,
+// and how many carried an "Authorization: Bearer …" header (run.sh checks
+// that the openai target calls the stub the way a real OpenAI-compatible
+// API is called).
 //
 //	go run ./bench/upstream -listen 127.0.0.1:9800
 package main
@@ -96,6 +102,51 @@ func wantsUsage(body []byte) bool {
 	return bytes.HasPrefix(bytes.TrimLeft(rest[1:], " \t\r\n"), []byte("true"))
 }
 
+// maxChunks bounds the streams sized by max_tokens: a translator's
+// default max_tokens (thousands) would otherwise make the stub the
+// bottleneck.
+const maxChunks = 4096
+
+// bodyChunks reads "max_tokens": N or "max_completion_tokens": N from a
+// request body (the first that is there), for N from 2 to maxChunks. A
+// byte scan, like isStream.
+func bodyChunks(body []byte) (int, bool) {
+	for _, name := range []string{`"max_tokens"`, `"max_completion_tokens"`} {
+		i := bytes.Index(body, []byte(name))
+		if i < 0 {
+			continue
+		}
+		rest := bytes.TrimLeft(body[i+len(name):], " \t\r\n")
+		if len(rest) == 0 || rest[0] != ':' {
+			continue
+		}
+		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+		n, digits := 0, 0
+		for ; digits < len(rest) && rest[digits] >= '0' && rest[digits] <= '9' && n <= maxChunks; digits++ {
+			n = n*10 + int(rest[digits]-'0')
+		}
+		if digits > 0 && n >= 2 && n <= maxChunks {
+			return n, true
+		}
+		return 0, false
+	}
+	return 0, false
+}
+
+// streams are the precomputed chunks of a stream of n chunks, without
+// and with usage.
+type streams struct{ plain, withUsage [][]byte }
+
+func newStreams(n int) *streams {
+	s := &streams{plain: make([][]byte, n), withUsage: make([][]byte, n+1)}
+	for i := range s.plain {
+		s.plain[i] = chunk(i, n, false)
+		s.withUsage[i] = chunk(i, n, true)
+	}
+	s.withUsage[n] = usageChunk(n)
+	return s
+}
+
 // bodyDelay reads "bench_chunk_delay_ms": N from a request body: the
 // held-streams scenario asks for slow streams through both proxies this
 // way (proxycast forwards unknown body fields, reverse_proxy the body).
@@ -115,7 +166,7 @@ func bodyDelay(body []byte) (time.Duration, bool) {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9800", "address to listen on (keep it on loopback)")
-	nChunks := flag.Int("chunks", 16, "SSE chunks per streamed reply, [DONE] not counted")
+	nChunks := flag.Int("chunks", 16, "SSE chunks per streamed reply, [DONE] not counted (a body's max_tokens overrides it)")
 	chunkDelay := flag.Duration("chunk-delay", 0, "pause between SSE chunks (0: none)")
 	flag.Parse()
 	if *nChunks < 1 {
@@ -124,18 +175,21 @@ func main() {
 
 	body := []byte(completion)
 	bodyLen := strconv.Itoa(len(body))
-	// plain are the chunks of a stream that did not ask for usage;
-	// withUsage those of one that did, the usage chunk last.
-	plain := make([][]byte, *nChunks)
-	withUsage := make([][]byte, *nChunks+1)
-	for i := range plain {
-		plain[i] = chunk(i, *nChunks, false)
-		withUsage[i] = chunk(i, *nChunks, true)
+	// The streams of -chunks chunks, and those sized by max_tokens, made
+	// on first use. A stream that did not ask for usage gets plain, one
+	// that did withUsage, the usage chunk last.
+	defaults := newStreams(*nChunks)
+	var sized sync.Map // int -> *streams
+	streamsOf := func(n int) *streams {
+		if s, ok := sized.Load(n); ok {
+			return s.(*streams)
+		}
+		s, _ := sized.LoadOrStore(n, newStreams(n))
+		return s.(*streams)
 	}
-	withUsage[*nChunks] = usageChunk(*nChunks)
 	done := []byte("data: [DONE]\n\n")
 
-	var nChat, nStream, nUsage, nBearer atomic.Int64
+	var nChat, nStream, nUsage, nSized, nBearer atomic.Int64
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -143,8 +197,8 @@ func main() {
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"chat":%d,"stream":%d,"stream_usage":%d,"bearer":%d}`+"\n",
-			nChat.Load(), nStream.Load(), nUsage.Load(), nBearer.Load())
+		fmt.Fprintf(w, `{"chat":%d,"stream":%d,"stream_usage":%d,"stream_sized":%d,"bearer":%d}`+"\n",
+			nChat.Load(), nStream.Load(), nUsage.Load(), nSized.Load(), nBearer.Load())
 	})
 	mux.HandleFunc("/v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -171,10 +225,15 @@ func main() {
 			return
 		}
 		nStream.Add(1)
-		chunks := plain
+		set := defaults
+		if n, ok := bodyChunks(buf.Bytes()); ok {
+			nSized.Add(1)
+			set = streamsOf(n)
+		}
+		chunks := set.plain
 		if wantsUsage(buf.Bytes()) {
 			nUsage.Add(1)
-			chunks = withUsage
+			chunks = set.withUsage
 		}
 		h["Content-Type"] = []string{"text/event-stream"}
 		h["Cache-Control"] = []string{"no-cache"}
