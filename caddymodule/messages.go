@@ -94,8 +94,7 @@ func (h *Handler) countUpstream(r *http.Request, ps *providerState, model string
 	defer cancel()
 	key, err := entry.Value.keys.APIKey(ctx)
 	if err != nil {
-		return 0, &provider.Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "credential_unavailable",
-			Message: fmt.Sprintf("credential %q has no usable key right now", entry.ID), Kind: provider.KindTransient}
+		return 0, noKeyError(entry.ID)
 	}
 	n, err := ps.provider.(provider.TokenCounter).CountTokens(ctx, &provider.Call{
 		Model: model, Format: provider.FormatMessages, Body: body, APIKey: key,

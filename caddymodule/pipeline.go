@@ -294,8 +294,13 @@ func (cr *chatRequest) noKey(entry *credpool.Entry[*account], err error) *provid
 	}
 	// The renewal machinery has recorded why; no rest on top.
 	cr.log(entry.ID).Warn("credential has no usable key", zap.Error(err))
+	return noKeyError(entry.ID)
+}
+
+// noKeyError is the failure of a credential that has no usable key.
+func noKeyError(id string) *provider.Error {
 	return &provider.Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "credential_unavailable",
-		Message: fmt.Sprintf("credential %q has no usable key right now", entry.ID), Kind: provider.KindTransient}
+		Message: fmt.Sprintf("credential %q has no usable key right now", id), Kind: provider.KindTransient}
 }
 
 // callFailed classifies a call that failed before anything reached the
