@@ -167,13 +167,6 @@ func revCompletionID(msgID string) string {
 	return string(b)
 }
 
-// revBadAnswer is the error for a Messages answer that cannot be
-// translated.
-func revBadAnswer(format string, a ...any) *provider.Error {
-	return &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
-		Message: fmt.Sprintf(format, a...), Kind: provider.KindTransient}
-}
-
 // ChatAnswer translates a Messages answer into an OpenAI chat completion
 // for a client that asked for model: text blocks joined as the content,
 // thinking blocks (joined by blank lines) as reasoning_content and, with
@@ -184,10 +177,10 @@ func revBadAnswer(format string, a ...any) *provider.Error {
 func ChatAnswer(msg []byte, model string) ([]byte, error) {
 	var m revAnswer
 	if err := json.Unmarshal(msg, &m); err != nil {
-		return nil, revBadAnswer("the upstream's answer is not a Messages answer: %v", err)
+		return nil, provider.BadReply("the upstream's answer is not a Messages answer: %v", err)
 	}
 	if m.Type != "message" {
-		return nil, revBadAnswer("the upstream's answer is not a Messages answer (type %q)", m.Type)
+		return nil, provider.BadReply("the upstream's answer is not a Messages answer (type %q)", m.Type)
 	}
 	var text, thinking strings.Builder
 	out := revAnswerMessage{Role: "assistant"}
@@ -210,7 +203,7 @@ func ChatAnswer(msg []byte, model string) ([]byte, error) {
 			if in := bytes.TrimSpace(b.Input); len(in) > 0 && string(in) != "null" {
 				var c bytes.Buffer
 				if err := json.Compact(&c, in); err != nil {
-					return nil, revBadAnswer("content[%d].input of the upstream's answer is not JSON", i)
+					return nil, provider.BadReply("content[%d].input of the upstream's answer is not JSON", i)
 				}
 				args = c.Bytes()
 			}

@@ -4,32 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 
+	"github.com/proxycast/caddy-proxycast/chatstream"
 	"github.com/proxycast/caddy-proxycast/provider"
 )
-
-// chatCompletion is what the translation reads of a chat completion.
-type chatCompletion struct {
-	Choices []struct {
-		Message struct {
-			Content          json.RawMessage `json:"content"`
-			ReasoningContent string          `json:"reasoning_content"`
-			Reasoning        string          `json:"reasoning"`
-			Refusal          *string         `json:"refusal"`
-			ToolCalls        []struct {
-				ID       string `json:"id"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"message"`
-		FinishReason *string `json:"finish_reason"`
-	} `json:"choices"`
-}
 
 // outBlock is a content block of an answer.
 type outBlock struct {
@@ -60,70 +40,41 @@ type outMessage struct {
 	Usage        outUsage   `json:"usage"`
 }
 
-func badReply(format string, a ...any) error {
-	return &provider.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
-		Message: fmt.Sprintf(format, a...), Kind: provider.KindTransient}
-}
-
 // Answer translates an OpenAI chat completion into a Messages answer for
 // a client that asked for model.
 func Answer(chat []byte, model string) ([]byte, error) {
-	var c chatCompletion
-	if err := json.Unmarshal(chat, &c); err != nil || len(c.Choices) == 0 {
-		return nil, badReply("the upstream's completion cannot be read as one (no choices)")
+	c, err := chatstream.ReadCompletion(chat)
+	if err != nil {
+		return nil, err
 	}
-	ch := c.Choices[0]
 	var blocks []outBlock
-	if r := firstOf(ch.Message.ReasoningContent, ch.Message.Reasoning); r != "" {
+	if r := c.Reasoning; r != "" {
 		blocks = append(blocks, outBlock{Type: "thinking", Thinking: &r, Signature: new(string)})
 	}
-	text := ""
-	if c := ch.Message.Content; len(c) > 0 && c[0] == '[' {
-		thinking, parts := contentParts(c)
-		if thinking != "" && len(blocks) == 0 {
-			blocks = append(blocks, outBlock{Type: "thinking", Thinking: &thinking, Signature: new(string)})
-		}
-		text = parts
-	} else if len(c) > 0 && string(c) != "null" && json.Unmarshal(c, &text) != nil {
-		return nil, badReply("the upstream's completion has content that is neither text nor parts")
-	}
-	if text == "" && ch.Message.Refusal != nil {
-		text = *ch.Message.Refusal
+	text := c.Text
+	if text == "" {
+		text = c.Refusal
 	}
 	if text != "" {
 		blocks = append(blocks, outBlock{Type: "text", Text: &text})
 	}
-	for _, tc := range ch.Message.ToolCalls {
+	for _, tc := range c.Calls {
 		input := json.RawMessage("{}")
-		if args := bytes.TrimSpace([]byte(tc.Function.Arguments)); len(args) > 0 {
+		if args := bytes.TrimSpace([]byte(tc.Arguments)); len(args) > 0 {
 			if !json.Valid(args) || args[0] != '{' {
-				return nil, badReply("the upstream called tool %q with arguments that are not a JSON object", tc.Function.Name)
+				return nil, provider.BadReply("the upstream called tool %q with arguments that are not a JSON object", tc.Name)
 			}
 			input = args
 		}
-		blocks = append(blocks, outBlock{Type: "tool_use", ID: toolID(tc.ID), Name: tc.Function.Name, Input: input})
+		blocks = append(blocks, outBlock{Type: "tool_use", ID: toolID(tc.ID), Name: tc.Name, Input: input})
 	}
 	if blocks == nil {
 		empty := ""
 		blocks = []outBlock{{Type: "text", Text: &empty}}
 	}
-	finish := ""
-	if ch.FinishReason != nil {
-		finish = *ch.FinishReason
-	}
-	stop := stopReason(finish, len(ch.Message.ToolCalls) > 0)
-	u, _ := provider.UsageOf(chat)
+	stop := stopReason(c.Finish, len(c.Calls) > 0)
 	return json.Marshal(outMessage{Type: "message", ID: newMessageID(), Role: "assistant", Model: model, Content: blocks,
-		StopReason: &stop, Usage: usageOut(u)})
-}
-
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
+		StopReason: &stop, Usage: usageOut(c.Usage)})
 }
 
 func usageOut(u provider.Usage) outUsage {
@@ -187,7 +138,7 @@ func ErrorBody(typ, message string) []byte {
 // UsageOf reads the usage of a Messages answer, or of a message_start or
 // message_delta event; Prompt counts every input token, cached or not.
 func UsageOf(data []byte) (provider.Usage, bool) {
-	if !bytes.Contains(data, usageKey) {
+	if !bytes.Contains(data, []byte(`"usage"`)) {
 		return provider.Usage{}, false
 	}
 	raw, ok := provider.Field(data, "usage")

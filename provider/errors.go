@@ -69,6 +69,13 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
 }
 
+// BadReply is the failure of an upstream whose reply cannot be read as
+// its protocol says: a 502 another credential may not get.
+func BadReply(format string, a ...any) *Error {
+	return &Error{Status: http.StatusBadGateway, Type: "api_error", Code: "upstream_bad_reply",
+		Message: fmt.Sprintf(format, a...), Kind: KindTransient}
+}
+
 // TypeForStatus is the OpenAI error type conventionally paired with an
 // HTTP status.
 func TypeForStatus(status int) string {
