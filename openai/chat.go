@@ -15,32 +15,15 @@ import (
 	"github.com/proxycast/caddy-proxycast/provider"
 )
 
-// Chat sends one chat completion request.
+// Chat sends one chat completion request, or a Responses request to an
+// upstream that speaks the API.
 func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Response, error) {
-	body := p.prepare(call.Body, call.Stream)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.APIBase+"/chat/completions", bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("%s: building the request: %w", p.label(), err)
+	if call.Format == provider.FormatResponses {
+		return p.respond(ctx, call)
 	}
-	req.Header = p.header(call.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	if call.Stream {
-		req.Header.Set("Accept", "text/event-stream")
-	} else {
-		req.Header.Set("Accept", "application/json")
-	}
-	resp, err := p.send(req, call.Transport)
+	resp, err := p.post(ctx, call, "/chat/completions", p.prepare(call.Body, call.Stream))
 	if err != nil {
 		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		raw := provider.ReadErrorBody(resp.Body)
-		e := provider.StatusError(p.label(), resp.StatusCode, resp.Header, raw, call.Model, call.APIKey)
-		if e.Kind == provider.KindClient {
-			e.Message += p.fixFor(e.Message, body)
-		}
-		return nil, e
 	}
 	if call.Stream && provider.IsEventStream(resp.Header.Get("Content-Type")) {
 		return &provider.Response{
@@ -65,6 +48,37 @@ func (p *Provider) Chat(ctx context.Context, call *provider.Call) (*provider.Res
 		return &provider.Response{ContentType: "text/event-stream", Events: events}, nil
 	}
 	return &provider.Response{ContentType: "application/json", Body: raw}, nil
+}
+
+// post sends body to {api_base}{path} and returns the upstream's 200
+// answer; any other status is the upstream's error, with a hint where the
+// instance could leave out the member refused.
+func (p *Provider) post(ctx context.Context, call *provider.Call, path string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.APIBase+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%s: building the request: %w", p.label(), err)
+	}
+	req.Header = p.header(call.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	if call.Stream {
+		req.Header.Set("Accept", "text/event-stream")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+	resp, err := p.send(req, call.Transport)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		raw := provider.ReadErrorBody(resp.Body)
+		e := provider.StatusError(p.label(), resp.StatusCode, resp.Header, raw, call.Model, call.APIKey)
+		if e.Kind == provider.KindClient {
+			e.Message += p.fixFor(e.Message, body)
+		}
+		return nil, e
+	}
+	return resp, nil
 }
 
 // FetchModels reads the model list from {api_base}/models.

@@ -54,6 +54,10 @@ type Provider struct {
 	// StreamUsage asks for usage in streams (stream_options.include_usage)
 	// when the client did not.
 	StreamUsage bool
+	// Responses is whether the upstream speaks OpenAI's Responses API
+	// itself at {api_base}/responses: Responses requests then go there
+	// as they came, instead of being translated into chat.
+	Responses bool
 }
 
 // Check reports the first thing wrong with the settings.

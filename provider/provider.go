@@ -44,6 +44,10 @@ const (
 	// /v1/messages takes them, answers as message objects, and stream
 	// events whose data's "type" member is the SSE event's name.
 	FormatMessages
+	// FormatResponses is OpenAI's Responses API: bodies as POST
+	// /v1/responses takes them, answers as Response objects, and stream
+	// events whose data's "type" member is the SSE event's name.
+	FormatResponses
 )
 
 func (f Format) String() string {
@@ -52,6 +56,8 @@ func (f Format) String() string {
 		return "chat"
 	case FormatMessages:
 		return "messages"
+	case FormatResponses:
+		return "responses"
 	}
 	return "format(" + strconv.Itoa(int(f)) + ")"
 }

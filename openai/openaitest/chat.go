@@ -62,6 +62,11 @@ const (
 	// a test can go away mid-stream; the fake notices and counts it
 	// (CanceledStreams). A non-stream request is answered at once.
 	SlowStream
+	// StreamFailed answers a Responses stream with response.created,
+	// response.in_progress and then response.failed with a server_error,
+	// as OpenAI ends a response that failed after it began. A plain
+	// Responses request, and any chat request, gets ServerError's answer.
+	StreamFailed
 )
 
 var behaviorNames = [...]string{
@@ -78,6 +83,7 @@ var behaviorNames = [...]string{
 	BadRequest:          "BadRequest",
 	StreamBreak:         "StreamBreak",
 	SlowStream:          "SlowStream",
+	StreamFailed:        "StreamFailed",
 }
 
 func (b Behavior) String() string {
@@ -174,6 +180,7 @@ type call struct {
 
 	key     string
 	req     *chatRequest
+	resp    *respRequest
 	id      string
 	created int64
 }
@@ -312,43 +319,7 @@ func (c *call) chat() {
 		return
 	}
 
-	name := b.String()
-	switch b {
-	case Unauthorized:
-		c.scripted(name, http.StatusUnauthorized, errIncorrectKey(c.key))
-		return
-	case Forbidden:
-		c.scripted(name, http.StatusForbidden, errForbidden(req.model))
-		return
-	case PaymentRequired:
-		c.scripted(name, http.StatusPaymentRequired, errPaymentRequired)
-		return
-	case InsufficientQuota:
-		c.scripted(name, http.StatusTooManyRequests, errQuota)
-		return
-	case RateLimited:
-		c.w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-		c.scripted(name, http.StatusTooManyRequests, errRateLimited)
-		return
-	case RateLimitedDate:
-		c.w.Header().Set("Retry-After", now.Add(wait).UTC().Format(http.TimeFormat))
-		c.scripted(name, http.StatusTooManyRequests, errRateLimited)
-		return
-	case RateLimitedBodyHint:
-		c.scripted(name, http.StatusTooManyRequests, apiError{
-			Message: fmt.Sprintf("Rate limit reached for model `%s` in organization `org-openaitest` on tokens per minute (TPM): Limit 30000, Used 29000, Requested 1500. Please try again in %s. Visit https://platform.openai.com/account/rate-limits to learn more.", req.model, hint.Round(time.Millisecond)),
-			Type:    "tokens",
-			Code:    "rate_limit_exceeded",
-		})
-		return
-	case ServerError:
-		c.scripted(name, http.StatusInternalServerError, errServer)
-		return
-	case Overloaded:
-		c.scripted(name, http.StatusServiceUnavailable, errOverloaded)
-		return
-	case BadRequest:
-		c.scripted(name, http.StatusBadRequest, errBadRequest)
+	if c.behave(b, req.model, wait, hint, now) {
 		return
 	}
 
@@ -366,6 +337,57 @@ func (c *call) chat() {
 	default:
 		c.completion(ans)
 	}
+}
+
+// behave answers as an error Behavior says, after every check has
+// passed; it reports whether it answered.
+func (c *call) behave(b Behavior, model string, wait, hint time.Duration, now time.Time) bool {
+	name := b.String()
+	switch b {
+	case Unauthorized:
+		c.scripted(name, http.StatusUnauthorized, errIncorrectKey(c.key))
+		return true
+	case Forbidden:
+		c.scripted(name, http.StatusForbidden, errForbidden(model))
+		return true
+	case PaymentRequired:
+		c.scripted(name, http.StatusPaymentRequired, errPaymentRequired)
+		return true
+	case InsufficientQuota:
+		c.scripted(name, http.StatusTooManyRequests, errQuota)
+		return true
+	case RateLimited:
+		c.w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+		c.scripted(name, http.StatusTooManyRequests, errRateLimited)
+		return true
+	case RateLimitedDate:
+		c.w.Header().Set("Retry-After", now.Add(wait).UTC().Format(http.TimeFormat))
+		c.scripted(name, http.StatusTooManyRequests, errRateLimited)
+		return true
+	case RateLimitedBodyHint:
+		c.scripted(name, http.StatusTooManyRequests, apiError{
+			Message: fmt.Sprintf("Rate limit reached for model `%s` in organization `org-openaitest` on tokens per minute (TPM): Limit 30000, Used 29000, Requested 1500. Please try again in %s. Visit https://platform.openai.com/account/rate-limits to learn more.", model, hint.Round(time.Millisecond)),
+			Type:    "tokens",
+			Code:    "rate_limit_exceeded",
+		})
+		return true
+	case ServerError:
+		c.scripted(name, http.StatusInternalServerError, errServer)
+		return true
+	case StreamFailed:
+		if c.r.URL.Path == responsesPath && c.resp != nil && c.resp.stream {
+			return false
+		}
+		c.scripted(name, http.StatusInternalServerError, errServer)
+		return true
+	case Overloaded:
+		c.scripted(name, http.StatusServiceUnavailable, errOverloaded)
+		return true
+	case BadRequest:
+		c.scripted(name, http.StatusBadRequest, errBadRequest)
+		return true
+	}
+	return false
 }
 
 // toolCall is one function call of an answer.

@@ -6,6 +6,8 @@
 //
 //	POST /v1/chat/completions   chat API (APIBase() + "/chat/completions")
 //	GET  /v1/models             model list (APIBase() + "/models")
+//	POST /v1/responses          Responses API, with SetResponses (most
+//	                            OpenAI-compatible services have none)
 //
 // Any other path answers 404 with OpenAI's "Invalid URL (POST /x)" error,
 // and another method on either path 405 "Invalid method for URL", so that
@@ -92,8 +94,9 @@ func DefaultModels() []string { return slices.Clone(defaultModels) }
 
 // Paths of the endpoints.
 const (
-	chatPath   = "/v1/chat/completions"
-	modelsPath = "/v1/models"
+	chatPath      = "/v1/chat/completions"
+	modelsPath    = "/v1/models"
+	responsesPath = "/v1/responses"
 )
 
 // Server is the fake OpenAI-compatible service. Create it with NewServer
@@ -118,25 +121,27 @@ type Server struct {
 	required   map[string]string // canonical header name → value
 
 	// what the chat endpoint takes and answers
-	models        []string
-	modelsStatus  int
-	behaviors     map[string]Behavior
-	retryAfter    time.Duration
-	retryHint     time.Duration
-	usage         Usage
-	refused       map[string]bool
-	refuseUnknown bool
-	noSpace       bool
-	toolIndex     ToolIndexMode
-	reasoning     string
+	models          []string
+	modelsStatus    int
+	behaviors       map[string]Behavior
+	retryAfter      time.Duration
+	retryHint       time.Duration
+	usage           Usage
+	refused         map[string]bool
+	refuseUnknown   bool
+	noSpace         bool
+	toolIndex       ToolIndexMode
+	reasoning       string
+	speaksResponses bool
 
 	// records
-	requests    []Request
-	chats       int
-	modelsCalls int
-	canceled    int
-	canceledCh  chan struct{} // closed and replaced when canceled grows
-	requestLog  func(Request)
+	requests      []Request
+	chats         int
+	responseCalls int
+	modelsCalls   int
+	canceled      int
+	canceledCh    chan struct{} // closed and replaced when canceled grows
+	requestLog    func(Request)
 }
 
 // New returns a Server that is not listening. Serve s.Handler() yourself
@@ -517,6 +522,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case chatPath:
 		s.chats++
+	case responsesPath:
+		s.responseCalls++
 	case modelsPath:
 		s.modelsCalls++
 	}
@@ -537,6 +544,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.chat()
 	case r.URL.Path == modelsPath:
 		c.listModels()
+	case r.URL.Path == responsesPath && s.responsesOn():
+		c.responses()
 	default:
 		c.fail(http.StatusNotFound, apiError{
 			Message: "Invalid URL (" + r.Method + " " + r.URL.Path + ")",
