@@ -241,6 +241,7 @@ func TestUnmarshalErrors(t *testing.T) {
 		{"openai bad api_base", "proxycast {\napi_keys k\nprovider ds {\ntype openai\napi_base api.deepseek.com\n}\n}", `api_base: "api.deepseek.com" is not an http or https URL`, 5},
 		{"openai unknown option", "proxycast {\napi_keys k\nprovider ds {\ntype openai\napi_base https://x.example/v1\nmodel x\n}\n}", `unrecognized openai provider option "model"`, 6},
 		{"openai odd rename_params", "proxycast {\napi_keys k\nprovider ds {\ntype openai\napi_base https://x.example/v1\nrename_params a\n}\n}", `rename_params needs pairs`, 6},
+		{"openai bad responses", "proxycast {\napi_keys k\nprovider ds {\ntype openai\napi_base https://x.example/v1\nresponses passthrough\n}\n}", `responses takes native`, 6},
 		{"openai bad stream_usage", "proxycast {\napi_keys k\nprovider ds {\ntype openai\napi_base https://x.example/v1\nstream_usage maybe\n}\n}", `stream_usage takes on or off`, 6},
 		{"openai short refresh", "proxycast {\napi_keys k\nprovider ds {\ntype openai\napi_base https://x.example/v1\nmodels_from_upstream 1s\n}\n}", `is not a refresh interval of 1m or more`, 6},
 		{"pool naming an undeclared instance", "proxycast {\napi_keys k\ncredential_pool {\ndeepseek {\n}\n}\n}", `unknown provider "deepseek"`, 4},

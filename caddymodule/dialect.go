@@ -2,6 +2,9 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,10 +12,11 @@ import (
 
 	"github.com/proxycast/caddy-proxycast/anthropic"
 	"github.com/proxycast/caddy-proxycast/provider"
+	"github.com/proxycast/caddy-proxycast/responses"
 )
 
-// A dialect is an API as clients speak it: OpenAI chat completions or
-// Anthropic Messages. The pipeline (auth, route, pick, call, relay,
+// A dialect is an API as clients speak it: OpenAI chat completions,
+// Anthropic Messages or OpenAI Responses. The pipeline (auth, route, pick, call, relay,
 // failover, metrics) is the same for all; a dialect supplies the format
 // of its bodies, its error objects and the framing of its streams.
 type dialect interface {
@@ -43,10 +47,13 @@ type framer interface {
 }
 
 // dialectFor is the dialect of a request to a path under /v1/: the
-// Messages API's paths, and the model list when an Anthropic client
+// Responses and Messages APIs' paths, and the model list when an Anthropic client
 // (which always sends anthropic-version) asks for it. h may be nil where
 // no stream is served.
 func dialectFor(path string, r *http.Request, h *Handler) dialect {
+	if path == "/v1/responses" || strings.HasPrefix(path, "/v1/responses/") {
+		return responsesDialect{}
+	}
 	if path == "/v1/messages" || strings.HasPrefix(path, "/v1/messages/") ||
 		(strings.HasPrefix(path, "/v1/models") && isAnthropicClient(r)) {
 		d := messagesDialect{}
@@ -202,4 +209,121 @@ func eventType(data []byte) []byte {
 		return []byte(t)
 	}
 	return []byte("message")
+}
+
+// responsesDialect is OpenAI's Responses API, as Codex speaks it. Its
+// errors are OpenAI's, as chat's are.
+type responsesDialect struct{ chatDialect }
+
+func (responsesDialect) format() provider.Format { return provider.FormatResponses }
+
+func (responsesDialect) framer(bool) framer { return &responsesFramer{} }
+
+// responsesFramer writes a Responses stream: every event named after its
+// data's type. It follows the sequence numbers and the response's id, so
+// that a failure can end the stream with the response.failed event that
+// would come next.
+type responsesFramer struct {
+	next               int64
+	id, created, model []byte
+}
+
+var sequenceKey = []byte(`,"sequence_number":`)
+
+func (f *responsesFramer) event(dst, data []byte) []byte {
+	typ := eventType(data)
+	f.follow(data, typ)
+	dst = append(dst, "event: "...)
+	dst = append(dst, typ...)
+	dst = append(dst, '\n')
+	return appendData(dst, data)
+}
+
+// follow notes an event's sequence number, and the response of
+// response.created. The translators write the number right after the
+// type, as OpenAI does; other places are looked for.
+func (f *responsesFramer) follow(data, typ []byte) {
+	n := int64(-1)
+	if rest, ok := bytes.CutPrefix(data[min(len(data), len(typePrefix)+len(typ)+1):], sequenceKey); ok {
+		n = leadingInt(rest)
+	}
+	if n < 0 {
+		if raw, ok := provider.Field(data, "sequence_number"); ok {
+			n = leadingInt(raw)
+		}
+	}
+	if n >= f.next {
+		f.next = n + 1
+	}
+	if f.id == nil && string(typ) == "response.created" {
+		if resp, ok := provider.Field(data, "response"); ok {
+			id, _ := provider.StringField(resp, "id")
+			model, _ := provider.Field(resp, "model")
+			created, _ := provider.Field(resp, "created_at")
+			f.id, f.model, f.created = []byte(id), bytes.Clone(model), bytes.Clone(created)
+		}
+	}
+}
+
+// leadingInt reads the non-negative integer b starts with, or -1.
+func leadingInt(b []byte) int64 {
+	n, digits := int64(0), 0
+	for _, c := range b {
+		if c < '0' || c > '9' || digits > 15 {
+			break
+		}
+		n, digits = n*10+int64(c-'0'), digits+1
+	}
+	if digits == 0 {
+		return -1
+	}
+	return n
+}
+
+func (*responsesFramer) end(dst []byte) []byte { return dst }
+
+// fail ends the stream with response.failed. Its error code is one of
+// the Responses API's, which clients act on: Codex waits out
+// rate_limit_exceeded for the time the message names, stops at
+// insufficient_quota, and retries server errors.
+func (f *responsesFramer) fail(dst []byte, e *provider.Error) []byte {
+	code, msg := "server_error", e.Message
+	switch {
+	case e.Kind == provider.KindQuota:
+		code = "insufficient_quota"
+	case e.Kind == provider.KindRateLimit || e.Status == http.StatusTooManyRequests:
+		code = "rate_limit_exceeded"
+		if e.RetryAfter > 0 {
+			msg += fmt.Sprintf(" Please try again in %.0fs.", math.Ceil(e.RetryAfter.Seconds()))
+		}
+	case e.Code == provider.CodeOverloaded || e.Status == http.StatusServiceUnavailable:
+		code = "server_is_overloaded"
+	}
+	if f.id == nil {
+		f.id = []byte(responses.NewID())
+	}
+	dst = append(dst, "event: response.failed\ndata: "...)
+	dst = append(dst, `{"type":"response.failed","sequence_number":`...)
+	dst = strconv.AppendInt(dst, f.next, 10)
+	dst = append(dst, `,"response":{"id":`...)
+	dst = strconv.AppendQuote(dst, string(f.id))
+	dst = append(dst, `,"object":"response","created_at":`...)
+	if len(f.created) > 0 {
+		dst = append(dst, f.created...)
+	} else {
+		dst = strconv.AppendInt(dst, time.Now().Unix(), 10)
+	}
+	dst = append(dst, `,"status":"failed","error":{"code":"`...)
+	dst = append(dst, code...)
+	dst = append(dst, `","message":`...)
+	m, _ := json.Marshal(msg)
+	dst = append(dst, m...)
+	dst = append(dst, `},"incomplete_details":null,"model":`...)
+	if len(f.model) > 0 {
+		dst = append(dst, f.model...)
+	} else {
+		dst = append(dst, `null`...)
+	}
+	f.next++
+	return append(dst, `,"output":[],"usage":null}}`+"\n\n"...)
 }

@@ -53,12 +53,13 @@ const (
 // credential that served a request.
 const CredentialHeader = "X-Proxycast-Credential"
 
-// Handler serves OpenAI's chat completions API (POST /v1/chat/completions)
-// and Anthropic's Messages API (POST /v1/messages and
-// /v1/messages/count_tokens), with GET /v1/models, from a pool of
-// upstream provider accounts; a request in either API goes to a provider
-// of any format, translated where the provider speaks the other. Requests
-// outside /v1/ go to the next handler.
+// Handler serves OpenAI's chat completions API (POST /v1/chat/completions),
+// Anthropic's Messages API (POST /v1/messages and
+// /v1/messages/count_tokens) and OpenAI's Responses API (POST
+// /v1/responses), with GET /v1/models, from a pool of upstream provider
+// accounts; a request in any of them goes to a provider of any format,
+// translated where the provider speaks another. Requests outside /v1/ go
+// to the next handler.
 type Handler struct {
 	// APIKeys are the keys clients present as `Authorization: Bearer <key>`
 	// or `x-api-key: <key>`. Placeholders such as {env.PROXYCAST_API_KEY}
@@ -456,11 +457,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	switch {
-	case path == "/v1/chat/completions", path == "/v1/messages":
+	case path == "/v1/chat/completions", path == "/v1/messages", path == "/v1/responses":
 		if r.Method != http.MethodPost {
 			return methodNotAllowed(w, r, d, http.MethodPost)
 		}
 		return h.serveChat(w, r, d)
+	case strings.HasPrefix(path, "/v1/responses/"):
+		// GET, DELETE and cancel of a stored response, and its input items.
+		d.writeError(w, clientError(http.StatusNotFound, "invalid_request_error", "response_not_stored",
+			fmt.Sprintf("%s %s: this gateway does not store responses (store: true is taken as false); send the whole conversation in input", r.Method, path)))
+		return nil
 	case path == "/v1/messages/count_tokens":
 		if r.Method != http.MethodPost {
 			return methodNotAllowed(w, r, d, http.MethodPost)

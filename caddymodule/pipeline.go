@@ -18,6 +18,7 @@ import (
 
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
+	"github.com/proxycast/caddy-proxycast/responses"
 )
 
 // maxModelName bounds the model name a client may send; it keeps glob
@@ -46,7 +47,10 @@ type chatRequest struct {
 	// (stream_options.include_usage); when it did not, an upstream's
 	// usage-only chunk is counted but not passed on.
 	wantsUsage bool
-	logger     *zap.Logger
+	// responses is a Responses request translated for the provider,
+	// which its answer is translated back for.
+	responses *responses.Request
+	logger    *zap.Logger
 }
 
 // log returns a logger for one attempt. It is built only when there is

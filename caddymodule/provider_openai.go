@@ -65,6 +65,14 @@ type OpenAI struct {
 	// shown to a client that did not ask for it. Default: on.
 	StreamUsage *bool `json:"stream_usage,omitempty"`
 
+	// Responses says how OpenAI Responses requests (POST /v1/responses,
+	// what Codex sends) reach the upstream: "translate" turns them into
+	// chat completions and the answers back, so that any chat API serves
+	// them; "native" sends them to {api_base}/responses as they came, for
+	// upstreams that speak the Responses API (OpenAI itself), built-in
+	// tools included. Default: translate.
+	Responses string `json:"responses,omitempty"`
+
 	p openai.Provider
 }
 
@@ -95,6 +103,13 @@ func (m *OpenAI) Provision(caddy.Context) error {
 		StaticModels: slices.Clone(m.ModelList),
 		DropParams:   slices.Clone(m.DropParams),
 		StreamUsage:  m.StreamUsage == nil || *m.StreamUsage,
+	}
+	switch m.Responses {
+	case "", "translate":
+	case "native":
+		p.Responses = true
+	default:
+		return fmt.Errorf("responses: %q is neither native nor translate", m.Responses)
 	}
 	refresh, err := modelsRefresh(m.ModelsFromUpstream, m.RefreshInterval)
 	if err != nil {
@@ -134,6 +149,7 @@ func (m *OpenAI) setName(name string) { m.p.Name = name }
 //		drop_params   <member...>          # repeatable
 //		rename_params <old> <new> [<old> <new>...]
 //		stream_usage  on|off               # default on
+//		responses     native|translate     # default translate
 //	}
 //
 // The dispenser is positioned on the provider's name.
@@ -204,8 +220,13 @@ func (m *OpenAI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			on := args[0] == "on"
 			m.StreamUsage = &on
+		case "responses":
+			if len(args) != 1 || (args[0] != "native" && args[0] != "translate") {
+				return d.Err("responses takes native (the upstream speaks the Responses API) or translate (into chat, the default)")
+			}
+			m.Responses = args[0]
 		default:
-			return d.Errf("unrecognized openai provider option %q (want api_base, models, models_from_upstream, header, auth_header, drop_params, rename_params or stream_usage)", option)
+			return d.Errf("unrecognized openai provider option %q (want api_base, models, models_from_upstream, header, auth_header, drop_params, rename_params, stream_usage or responses)", option)
 		}
 	}
 	if m.APIBase == "" {
@@ -224,7 +245,12 @@ func (m *OpenAI) NewAuth(spec provider.CredentialSpec) (provider.Auth, error) {
 	return m.p.NewAuth(spec)
 }
 
-// Chat sends a chat request.
+// Speaks says whether the instance takes Responses requests as they
+// are, besides chat.
+func (m *OpenAI) Speaks() []provider.Format { return m.p.Speaks() }
+
+// Chat sends a chat request, or a Responses request to an upstream that
+// speaks the API.
 func (m *OpenAI) Chat(ctx context.Context, call *provider.Call) (*provider.Response, error) {
 	return m.p.Chat(ctx, call)
 }

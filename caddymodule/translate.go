@@ -8,6 +8,7 @@ import (
 
 	"github.com/proxycast/caddy-proxycast/anthropic"
 	"github.com/proxycast/caddy-proxycast/provider"
+	"github.com/proxycast/caddy-proxycast/responses"
 )
 
 // DefaultMaxTokens is the max_tokens an OpenAI chat request that names
@@ -16,7 +17,10 @@ const DefaultMaxTokens = 8192
 
 // translate chooses the provider's format for the request and turns the
 // client's body into it: as it came (with the model rewritten) where the
-// provider speaks the client's format, else translated.
+// provider speaks the client's format, else translated. Chat is the hub
+// of every translation: a request goes into chat, then on into the
+// provider's format where that is not chat; answers come back the same
+// way.
 func (cr *chatRequest) translate(body []byte) ([]byte, *provider.Error) {
 	client := cr.dialect.format()
 	speaks := cr.ps.formats
@@ -27,19 +31,35 @@ func (cr *chatRequest) translate(body []byte) ([]byte, *provider.Error) {
 		}
 		return body, nil
 	}
-	var out []byte
-	var err error
 	switch {
-	case client == provider.FormatMessages && slices.Contains(speaks, provider.FormatChat):
+	case slices.Contains(speaks, provider.FormatChat):
 		cr.format = provider.FormatChat
-		out, err = anthropic.ChatRequest(body, cr.model)
-	case client == provider.FormatChat && slices.Contains(speaks, provider.FormatMessages):
+	case slices.Contains(speaks, provider.FormatMessages):
 		cr.format = provider.FormatMessages
-		out, err = anthropic.MessagesRequest(body, cr.model, maxTokensOf(cr.ps.provider))
 	default:
 		return nil, clientError(http.StatusBadRequest, "invalid_request_error", "unsupported_format",
 			fmt.Sprintf("provider %q speaks none of the formats a %s request can be translated into", cr.ps.name, client))
 	}
+	chat, err := body, error(nil)
+	switch client {
+	case provider.FormatMessages:
+		chat, err = anthropic.ChatRequest(body, cr.model)
+	case provider.FormatResponses:
+		if cr.responses, err = responses.ChatRequest(body, cr.model, cr.asked); err == nil {
+			chat = cr.responses.Chat
+		}
+	}
+	if err != nil {
+		e := asClientError(err)
+		if client == provider.FormatResponses && e.Code == "unsupported_parameter" {
+			e.Message = fmt.Sprintf("provider %q takes chat completions, not the Responses API: %s", cr.ps.name, e.Message)
+		}
+		return nil, e
+	}
+	if cr.format == provider.FormatChat {
+		return chat, nil
+	}
+	out, err := anthropic.MessagesRequest(chat, cr.model, maxTokensOf(cr.ps.provider))
 	if err != nil {
 		return nil, asClientError(err)
 	}
@@ -65,34 +85,55 @@ func asClientError(err error) *provider.Error {
 }
 
 // translateAnswer turns a provider's plain answer into the client's
-// format.
+// format, through chat.
 func (cr *chatRequest) translateAnswer(body []byte) ([]byte, error) {
-	switch client := cr.dialect.format(); {
-	case client == cr.format:
+	client := cr.dialect.format()
+	if client == cr.format {
 		return body, nil
-	case client == provider.FormatMessages && cr.format == provider.FormatChat:
-		return anthropic.Answer(body, cr.asked)
-	case client == provider.FormatChat && cr.format == provider.FormatMessages:
-		return anthropic.ChatAnswer(body, cr.asked)
 	}
-	return nil, fmt.Errorf("no translation of %s answers into %s", cr.format, cr.dialect.format())
+	if cr.format == provider.FormatMessages {
+		chat, err := anthropic.ChatAnswer(body, cr.asked)
+		if err != nil {
+			return nil, err
+		}
+		body = chat
+	}
+	switch client {
+	case provider.FormatMessages:
+		return anthropic.Answer(body, cr.asked)
+	case provider.FormatResponses:
+		return cr.responses.Answer(body)
+	}
+	return body, nil
 }
 
-// translateStream turns a provider's stream into the client's format.
+// translateStream turns a provider's stream into the client's format,
+// through chat.
 func (cr *chatRequest) translateStream(events provider.EventReader) provider.EventReader {
-	switch client := cr.dialect.format(); {
-	case client == provider.FormatMessages && cr.format == provider.FormatChat:
+	client := cr.dialect.format()
+	if client == cr.format {
+		return events
+	}
+	if cr.format == provider.FormatMessages {
+		// A Responses stream ends with the usage, whether asked or not.
+		events = anthropic.StreamToChat(events, cr.asked, cr.wantsUsage || client == provider.FormatResponses)
+	}
+	switch client {
+	case provider.FormatMessages:
 		return anthropic.StreamFromChat(events, cr.asked)
-	case client == provider.FormatChat && cr.format == provider.FormatMessages:
-		return anthropic.StreamToChat(events, cr.asked, cr.wantsUsage)
+	case provider.FormatResponses:
+		return cr.responses.Stream(events)
 	}
 	return events
 }
 
 // usageOf reads the usage an answer or stream event in format reports.
 func usageOf(format provider.Format, data []byte) (provider.Usage, bool) {
-	if format == provider.FormatMessages {
+	switch format {
+	case provider.FormatMessages:
 		return anthropic.UsageOf(data)
+	case provider.FormatResponses:
+		return responses.UsageOf(data)
 	}
 	return provider.UsageOf(data)
 }

@@ -4,7 +4,8 @@
 # and for Anthropic's API on 127.0.0.1:9779, serves
 # examples/quickstart/Caddyfile on 127.0.0.1:8999 (admin API on
 # localhost:2019) and sends plain and streamed requests through it, in
-# OpenAI's chat API and in Anthropic's Messages API. The stand-in has a demo account for
+# OpenAI's chat API, Anthropic's Messages API (Claude Code) and OpenAI's
+# Responses API (Codex). The stand-in has a demo account for
 # each way of adding one: a browser login (its login page logs
 # demo@example.com in at once; the callback is localhost:11451) and a
 # cookie (BXAuth=demo-cookie). Offline: no iFlow account and no network
@@ -166,6 +167,15 @@ curl -sSN http://127.0.0.1:8999/v1/messages \
 	-H "anthropic-version: 2023-06-01" \
 	-H "Content-Type: application/json" \
 	-d '{"model": "claude-demo-sonnet", "max_tokens": 256, "stream": true, "messages": [{"role": "user", "content": "Hello, Anthropic!"}]}' | tee "$work/anthropic.txt"
+curl -sS http://127.0.0.1:8999/v1/responses \
+	-H "Authorization: Bearer $client_key" \
+	-H "Content-Type: application/json" \
+	-d '{"model": "glm-4.6", "instructions": "Be brief.", "input": "Hello, Codex!", "store": false}' | tee "$work/responses.json"
+echo
+curl -sSN http://127.0.0.1:8999/v1/responses \
+	-H "Authorization: Bearer $client_key" \
+	-H "Content-Type: application/json" \
+	-d '{"model": "demo-chat", "input": [{"role": "user", "content": [{"type": "input_text", "text": "Stream me, Codex!"}]}], "stream": true, "store": false}' | tee "$work/responses.txt"
 set +x
 
 fail() {
@@ -177,7 +187,9 @@ fail() {
 if ! grep -q '"echo: Hello!"' "$work/plain.json" || ! grep -q '^data: \[DONE\]' "$work/stream.txt" ||
 	! grep -q 'echo: Hello, OpenAI-compatible!' "$work/openai.json" ||
 	! grep -q '"type":"message"' "$work/messages.json" || ! grep -q 'echo: Hello, Claude Code!' "$work/messages.json" ||
-	! grep -q '^event: message_stop' "$work/anthropic.txt"; then
+	! grep -q '^event: message_stop' "$work/anthropic.txt" ||
+	! grep -q '"object":"response"' "$work/responses.json" || ! grep -q 'echo: Hello, Codex!' "$work/responses.json" ||
+	! grep -q '^event: response.completed' "$work/responses.txt" || ! grep -q 'echo: Stream me, Codex!' "$work/responses.txt"; then
 	fail "the demo requests did not get the expected answers"
 fi
 echo "==> quickstart works"
