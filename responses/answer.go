@@ -159,6 +159,16 @@ func (r *Request) appendCall(b []byte, id, callID, name string, args []byte) []b
 	b = chatstream.AppendString(b, name)
 	b = append(b, `,"arguments":`...)
 	b = chatstream.AppendString(b, string(args))
+	return r.appendNamespace(b, name)
+}
+
+// appendNamespace closes a call's item with the namespace of its tool,
+// where it came in one.
+func (r *Request) appendNamespace(b []byte, name string) []byte {
+	if ns := r.namespace[name]; ns != "" {
+		b = append(b, `,"namespace":`...)
+		b = chatstream.AppendString(b, ns)
+	}
 	return append(b, '}')
 }
 

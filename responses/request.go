@@ -23,6 +23,8 @@ type Request struct {
 	model  string          // the model the client asked for
 	echo   []byte          // the request's settings, as members of a Response
 	custom map[string]bool // the names of custom (free-form) tools
+	// namespace names the namespace of each tool that came in one.
+	namespace map[string]string
 }
 
 type request struct {
@@ -280,57 +282,8 @@ func builtIn(typ string) string {
 // choice.
 func (out *chatBody) setTools(tools []json.RawMessage, choice json.RawMessage, r *Request) error {
 	for i, raw := range tools {
-		at := "tools[" + strconv.Itoa(i) + "]"
-		var t struct {
-			Type        string          `json:"type"`
-			Name        string          `json:"name"`
-			Description string          `json:"description"`
-			Parameters  json.RawMessage `json:"parameters"`
-			Strict      *bool           `json:"strict"`
-			Format      *struct {
-				Type       string `json:"type"`
-				Syntax     string `json:"syntax"`
-				Definition string `json:"definition"`
-			} `json:"format"`
-		}
-		if err := json.Unmarshal(raw, &t); err != nil {
-			return refuse(at, "must be a tool object")
-		}
-		switch t.Type {
-		case "function":
-			if t.Name == "" {
-				return refuse(at+".name", "field required")
-			}
-			def := chatToolDef{Name: t.Name, Description: t.Description, Strict: t.Strict}
-			if isSet(t.Parameters) {
-				def.Parameters = t.Parameters
-			}
-			out.Tools = append(out.Tools, chatTool{Type: "function", Function: def})
-		case "custom":
-			if t.Name == "" {
-				return refuse(at+".name", "field required")
-			}
-			// A free-form tool becomes a function of one string; its
-			// calls go back as custom_tool_call items.
-			desc := t.Description
-			if f := t.Format; f != nil && f.Type == "grammar" {
-				desc = strings.TrimSpace(desc + "\n\nThe input must follow this " + f.Syntax + " grammar:\n" + f.Definition)
-			}
-			params, _ := json.Marshal(map[string]any{
-				"type":                 "object",
-				"properties":           map[string]any{"input": map[string]string{"type": "string", "description": "The tool's input, as free text."}},
-				"required":             []string{"input"},
-				"additionalProperties": false,
-			})
-			out.Tools = append(out.Tools, chatTool{Type: "function", Function: chatToolDef{Name: t.Name, Description: desc, Parameters: params}})
-			if r.custom == nil {
-				r.custom = map[string]bool{}
-			}
-			r.custom[t.Name] = true
-		case "":
-			return refuse(at+".type", "field required")
-		default:
-			return unsupported(at+".type", "%s", builtIn(t.Type))
+		if err := out.addTool(raw, "tools["+strconv.Itoa(i)+"]", "", r); err != nil {
+			return err
 		}
 	}
 	if !isSet(choice) {
@@ -388,6 +341,89 @@ func (out *chatBody) setTools(tools []json.RawMessage, choice json.RawMessage, r
 		}
 	default:
 		return unsupported("tool_choice.type", "%s", builtIn(c.Type))
+	}
+	return nil
+}
+
+// addTool translates one function or custom tool, or the tools of a
+// namespace; a chat upstream knows tools by their names alone, so every
+// name must be unique.
+func (out *chatBody) addTool(raw json.RawMessage, at, ns string, r *Request) error {
+	var t struct {
+		Type        string            `json:"type"`
+		Name        string            `json:"name"`
+		Description string            `json:"description"`
+		Parameters  json.RawMessage   `json:"parameters"`
+		Strict      *bool             `json:"strict"`
+		Tools       []json.RawMessage `json:"tools"`
+		Format      *struct {
+			Type       string `json:"type"`
+			Syntax     string `json:"syntax"`
+			Definition string `json:"definition"`
+		} `json:"format"`
+	}
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return refuse(at, "must be a tool object")
+	}
+	if t.Type == "function" || t.Type == "custom" {
+		if slices.ContainsFunc(out.Tools, func(c chatTool) bool { return c.Function.Name == t.Name }) {
+			return refuse(at+".name", "%q is the name of another tool too; a chat upstream tells tools apart by their names alone", t.Name)
+		}
+	}
+	switch t.Type {
+	case "function":
+		if t.Name == "" {
+			return refuse(at+".name", "field required")
+		}
+		def := chatToolDef{Name: t.Name, Description: t.Description, Strict: t.Strict}
+		if isSet(t.Parameters) {
+			def.Parameters = t.Parameters
+		}
+		out.Tools = append(out.Tools, chatTool{Type: "function", Function: def})
+	case "custom":
+		if t.Name == "" {
+			return refuse(at+".name", "field required")
+		}
+		// A free-form tool becomes a function of one string; its
+		// calls go back as custom_tool_call items.
+		desc := t.Description
+		if f := t.Format; f != nil && f.Type == "grammar" {
+			desc = strings.TrimSpace(desc + "\n\nThe input must follow this " + f.Syntax + " grammar:\n" + f.Definition)
+		}
+		params, _ := json.Marshal(map[string]any{
+			"type":                 "object",
+			"properties":           map[string]any{"input": map[string]string{"type": "string", "description": "The tool's input, as free text."}},
+			"required":             []string{"input"},
+			"additionalProperties": false,
+		})
+		out.Tools = append(out.Tools, chatTool{Type: "function", Function: chatToolDef{Name: t.Name, Description: desc, Parameters: params}})
+		if r.custom == nil {
+			r.custom = map[string]bool{}
+		}
+		r.custom[t.Name] = true
+	case "namespace":
+		// A group of tools the model calls by name and namespace: a chat
+		// upstream knows no namespaces, so its tools join the others,
+		// and their calls go back with the namespace.
+		if ns != "" || t.Name == "" {
+			return refuse(at, "a namespace needs a name, and cannot hold another")
+		}
+		for j, inner := range t.Tools {
+			if err := out.addTool(inner, at+".tools["+strconv.Itoa(j)+"]", t.Name, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "":
+		return refuse(at+".type", "field required")
+	default:
+		return unsupported(at+".type", "%s", builtIn(t.Type))
+	}
+	if ns != "" {
+		if r.namespace == nil {
+			r.namespace = map[string]string{}
+		}
+		r.namespace[t.Name] = ns
 	}
 	return nil
 }

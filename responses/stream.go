@@ -181,7 +181,8 @@ func (s *stream) StartBlock(k chatstream.Kind, c *chatstream.Call) {
 		b = chatstream.AppendString(b, s.callID)
 		b = append(b, `,"name":`...)
 		b = chatstream.AppendString(b, c.Name)
-		s.emitFrom(start, append(b, "}}"...))
+		b = s.r.appendNamespace(b, c.Name)
+		s.emitFrom(start, append(b, '}'))
 	}
 }
 

@@ -105,6 +105,29 @@ func TestStreamEvents(t *testing.T) {
 	}
 }
 
+// TestStreamNamespace: a call of a tool that came in a namespace says
+// its namespace, in the added and the done item.
+func TestStreamNamespace(t *testing.T) {
+	r := translated(t, `{"model":"m","input":"x","tools":[{"type":"namespace","name":"multi_agent_v1","tools":[{"type":"function","name":"spawn_agent"}]}]}`)
+	evs, err := drain(t, r, `{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"spawn_agent","arguments":"{}"}}]}}]}`,
+		`{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if item, ok := e["item"].(map[string]any); ok && item["type"] == "function_call" {
+			if item["namespace"] != "multi_agent_v1" || item["name"] != "spawn_agent" {
+				t.Errorf("%s: %v", e["type"], item)
+			}
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d function_call items in added and done events, want 2", n)
+	}
+}
+
 // TestStreamIncomplete: a stream cut for length ends with
 // response.incomplete, its message item incomplete.
 func TestStreamIncomplete(t *testing.T) {
