@@ -2,7 +2,8 @@
 # Benchmark proxycast (an iflow provider and an openai-type provider)
 # against Caddy's plain reverse_proxy, all in front of the same stub
 # upstream, in the same Caddy process and the same run, and proxycast's
-# Anthropic Messages front against its chat front on the openai target.
+# Anthropic Messages and OpenAI Responses fronts against its chat front on
+# the openai target.
 # Loopback only; stops by itself.
 #
 #   bench/run.sh                        # from anywhere; see bench/README.md
@@ -94,6 +95,11 @@ MSG_HDR=(-header 'x-api-key: bench-key' -header 'anthropic-version: 2023-06-01')
 # A Messages stream carries the text of the stub's chunks but the first
 # (role, empty content) and the last (finish_reason, empty delta).
 MESSAGES_DELTAS=$((EVENTS - 2))
+# The Responses front (what Codex speaks), translated for the same
+# upstream: max_output_tokens becomes max_tokens; its text comes in as
+# many response.output_text.delta events as the Messages front's deltas.
+RESPONSES_URL=http://127.0.0.1:9804/v1/responses
+RESPONSES64_BODY='{"model":"qwen3-max","max_output_tokens":'$EVENTS',"input":"hello","stream":true,"store":false}'
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -308,6 +314,9 @@ load() {
 		url=$MESSAGES_URL
 		HDR=("${MSG_HDR[@]}")
 	fi
+	if [[ $scenario == responses* || $scenario == *-responses* ]]; then
+		url=$RESPONSES_URL
+	fi
 	local rc=0
 	LAST_LINE=$(timeout "$(( $(secs "$d") + 60 ))" "$OUT/load" -url "$url" -c "$c" -d "$d" "${HDR[@]}" \
 		-target "$target" -scenario "$scenario" -round "$round" \
@@ -326,6 +335,7 @@ front_args() {
 	case $1 in
 	stream64*) ARGS=("$2" "$3" "$4" -stream -events "$EVENTS" -min-chunks "$EVENTS" -body "$STREAM64_BODY") ;;
 	messages64*) ARGS=("$2" "$3" "$4" -messages -events "$EVENTS" -min-chunks "$MESSAGES_DELTAS" -body "$MESSAGES64_BODY") ;;
+	responses64*) ARGS=("$2" "$3" "$4" -responses -events "$EVENTS" -min-chunks "$MESSAGES_DELTAS" -body "$RESPONSES64_BODY") ;;
 	esac
 }
 FRONTS=0
@@ -337,14 +347,14 @@ for t in "${TARGETS[@]}"; do
 	load "$t" warmup 1 1s 0 -stream -body "$STREAM_BODY"
 done
 if [[ $FRONTS == 1 ]]; then
-	for s in stream64 messages64; do
+	for s in stream64 messages64 responses64; do
 		front_args "$s" "$CONNS" "$WARMUP" 0
 		load "$FRONT_TARGET" "warmup-$s" "${ARGS[@]}"
 	done
 fi
 [[ $FAILED == 0 ]] || { log "FAILED during warm-up: not measuring"; exit 1; }
 
-log "measuring: $ROUNDS round(s) x (4 scenarios x ${#TARGETS[@]} targets$( ((FRONTS)) && echo " + 4 front scenarios on $FRONT_TARGET")) x $DURATION ($(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg))"
+log "measuring: $ROUNDS round(s) x (4 scenarios x ${#TARGETS[@]} targets$( ((FRONTS)) && echo " + 6 front scenarios on $FRONT_TARGET")) x $DURATION ($(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg))"
 n=0
 for round in $(seq 1 "$ROUNDS"); do
 	for scenario in latency throughput throughput256 stream; do
@@ -372,8 +382,10 @@ for round in $(seq 1 "$ROUNDS"); do
 	# The two fronts on the same target, back to back at each number of
 	# connections; which goes first alternates from round to round.
 	if [[ $FRONTS == 1 ]]; then
-		fronts=(stream64 messages64)
-		(( round % 2 == 0 )) && fronts=(messages64 stream64)
+		# The three fronts, rotated: each goes first in one round of three.
+		all_fronts=(stream64 messages64 responses64)
+		fronts=()
+		for (( i = 0; i < 3; i++ )); do fronts+=("${all_fronts[(i + round) % 3]}"); done
 		front_conns=(1)
 		(( CONNS > 1 )) && front_conns+=("$CONNS")
 		for c in "${front_conns[@]}"; do
@@ -424,7 +436,7 @@ if [[ ${BENCH_PROFILE:-0} == 1 ]]; then
 	for scenario in throughput stream; do
 		for t in "${TARGETS[@]}"; do profiles+=("$t $scenario"); done
 	done
-	((FRONTS)) && profiles+=("$FRONT_TARGET stream64" "$FRONT_TARGET messages64")
+	((FRONTS)) && profiles+=("$FRONT_TARGET stream64" "$FRONT_TARGET messages64" "$FRONT_TARGET responses64")
 	for p in "${profiles[@]}"; do
 		read -r t scenario <<<"$p"
 		prof=$OUT/$t-$scenario-$STAMP.cpu.pprof

@@ -65,6 +65,8 @@ type Result struct {
 	ChunksPerRq float64 `json:"chunks_per_req,omitempty"`
 	// Messages is set when the answers were Anthropic Messages streams.
 	Messages bool `json:"messages,omitempty"`
+	// Responses is set when the answers were OpenAI Responses streams.
+	Responses bool `json:"responses,omitempty"`
 	// UpstreamEvents is a label: the chunks the upstream sent per stream
 	// (its usage chunk not counted), for the report's figures per event.
 	UpstreamEvents int `json:"upstream_events,omitempty"`
@@ -117,6 +119,7 @@ type spec struct {
 	payload   []byte
 	stream    bool
 	messages  bool // the answer is an Anthropic Messages stream
+	responses bool // the answer is an OpenAI Responses stream
 	expect    []byte
 	minChunks int
 	deadline  time.Time
@@ -130,6 +133,7 @@ func main() {
 	body := flag.String("body", `{"model":"qwen3-max","messages":[{"role":"user","content":"hello"}]}`, "request body (JSON); @file reads a file")
 	flag.Var(&headers, "header", "request header `Name: value` (repeatable)")
 	stream := flag.Bool("stream", false, "the answer is SSE: measure time to first chunk and require data: [DONE]")
+	responses := flag.Bool("responses", false, "the answer is an OpenAI Responses stream (implies -stream): require sequence numbers from 0 by one, response.created first and response.completed last, and count response.output_text.delta events as chunks")
 	messages := flag.Bool("messages", false, "the answer is an Anthropic Messages stream (implies -stream): require its events in order, ending with message_stop, and count content_block_delta events as chunks")
 	minChunks := flag.Int("min-chunks", 0, "fail a stream with fewer chunks than this (0: no check)")
 	events := flag.Int("events", 0, "label: the chunks the upstream sends per stream, for figures per event")
@@ -166,7 +170,7 @@ func main() {
 		}
 		hdr.Set(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
-	*stream = *stream || *messages
+	*stream = *stream || *messages || *responses
 	if *stream {
 		hdr.Set("Accept", "text/event-stream")
 	}
@@ -192,7 +196,7 @@ func main() {
 	busy0, total0 := machineCPU()
 	cpu0 := readCPU(pids)
 	start := time.Now()
-	sp := spec{url: *url, hdr: hdr, payload: payload, stream: *stream, messages: *messages,
+	sp := spec{url: *url, hdr: hdr, payload: payload, stream: *stream, messages: *messages, responses: *responses,
 		expect: []byte(*expect), minChunks: *minChunks, deadline: start.Add(*dur)}
 	workers := make([]*worker, *conns)
 	var wg sync.WaitGroup
@@ -207,7 +211,7 @@ func main() {
 	busy1, total1 := machineCPU()
 
 	res := Result{Target: *target, Scenario: *scenario, Round: *round, URL: *url, Conns: *conns,
-		Stream: *stream, Messages: *messages, UpstreamEvents: *events, Seconds: elapsed.Seconds(), Statuses: map[string]int{}}
+		Stream: *stream, Messages: *messages, Responses: *responses, UpstreamEvents: *events, Seconds: elapsed.Seconds(), Statuses: map[string]int{}}
 	var lat, ttfc, tail []int64
 	var chunks int64
 	var samples []string
@@ -300,6 +304,8 @@ func (w *worker) run(client *http.Client, sp *spec) {
 			done := true
 			if sp.messages {
 				first, n, rerr = readMessages(br)
+			} else if sp.responses {
+				first, n, rerr = readResponses(br)
 			} else {
 				first, done, n, rerr = readSSE(br)
 			}
@@ -309,6 +315,8 @@ func (w *worker) run(client *http.Client, sp *spec) {
 			switch {
 			case rerr != nil && sp.messages:
 				fail("status %d: the Messages stream: %v", resp.StatusCode, rerr)
+			case rerr != nil && sp.responses:
+				fail("status %d: the Responses stream: %v", resp.StatusCode, rerr)
 			case rerr != nil:
 				fail("status %d: reading the stream: %v", resp.StatusCode, rerr)
 			case !done:
@@ -362,6 +370,84 @@ func readSSE(br *bufio.Reader) (first time.Time, done bool, n int, err error) {
 		}
 		if err != nil {
 			return first, done, n, err
+		}
+	}
+}
+
+var sequenceKey = []byte(`"sequence_number":`)
+
+// readResponses reads an OpenAI Responses stream to its end and reports
+// when its first data line arrived and how many response.output_text.delta
+// events came. It fails the stream, as Codex would, where an event has
+// no event line or another sequence_number than the one after the last,
+// where response.created is not first, on response.failed or error, on a
+// "data: [DONE]", and where response.completed is missing or not last.
+// Like readMessages it reads names and numbers, not every event's JSON.
+func readResponses(br *bufio.Reader) (first time.Time, n int, err error) {
+	var name []byte
+	seq, completed := 0, false
+	fail := func(format string, args ...any) (time.Time, int, error) {
+		return first, n, fmt.Errorf(format+" (after %d events, %d deltas)", append(args, seq, n)...)
+	}
+	for {
+		line, rerr := br.ReadSlice('\n')
+		switch {
+		case bytes.HasPrefix(line, []byte("event:")):
+			name = append(name[:0], bytes.TrimSpace(line[6:])...)
+		case bytes.HasPrefix(line, []byte("data:")):
+			if first.IsZero() {
+				first = time.Now()
+			}
+			data := bytes.TrimSpace(line[5:])
+			ev := string(name)
+			switch {
+			case bytes.Equal(data, []byte("[DONE]")):
+				return fail("data: [DONE] in a Responses stream")
+			case ev == "":
+				return fail("a data line without an event line: %s", snippet(data))
+			case completed:
+				return fail("event %s after response.completed", ev)
+			case seq == 0 && ev != "response.created":
+				return fail("the stream begins with %s", ev)
+			case ev == "response.failed" || ev == "error":
+				return fail("%s: %s", ev, snippet(data))
+			}
+			i := bytes.Index(data, sequenceKey)
+			got := -1
+			if i >= 0 {
+				got = 0
+				for _, c := range data[i+len(sequenceKey):] {
+					if c < '0' || c > '9' {
+						break
+					}
+					got = got*10 + int(c-'0')
+				}
+			}
+			if got != seq {
+				return fail("%s has sequence_number %d, want %d", ev, got, seq)
+			}
+			seq++
+			name = name[:0]
+			switch ev {
+			case "response.output_text.delta":
+				n++
+			case "response.completed":
+				completed = true
+			}
+		}
+		// A long data line (response.completed holds the whole output) is
+		// read past: its start had the name and the number.
+		for errors.Is(rerr, bufio.ErrBufferFull) {
+			_, rerr = br.ReadSlice('\n')
+		}
+		if rerr == io.EOF {
+			if !completed {
+				return fail("the stream ended without response.completed")
+			}
+			return first, n, nil
+		}
+		if rerr != nil {
+			return first, n, rerr
 		}
 	}
 }
@@ -603,9 +689,11 @@ const (
 // frontPairs are the scenarios run.sh runs on one target through both
 // fronts, OpenAI chat and Anthropic Messages, over the same upstream
 // stream: at one connection and at BENCH_CONNS.
-var frontPairs = []struct{ chat, messages string }{
-	{"stream64", "messages64"},
-	{"stream64-tput", "messages64-tput"},
+var frontPairs = []struct{ front, chat, other string }{
+	{"messages", "stream64", "messages64"},
+	{"messages", "stream64-tput", "messages64-tput"},
+	{"responses", "stream64", "responses64"},
+	{"responses", "stream64-tput", "responses64-tput"},
 }
 
 // minFrontRatio is the issue's bar for the Messages front: translation
@@ -775,121 +863,125 @@ func printReport(files []string) int {
 		}
 	}
 
-	// 2. The Messages front against the chat front on the same target
+	// 2. The Messages and Responses fronts against the chat front on the
+	// same target
 	// and upstream stream: what translating costs.
-	for _, t := range targets {
-		type pair struct {
-			chat, messages string
-			c, m           row
-		}
-		var pairs []pair
-		for _, p := range frontPairs {
-			c, okC := sum[key{p.chat, t}]
-			m, okM := sum[key{p.messages, t}]
-			if okC && okM {
-				pairs = append(pairs, pair{p.chat, p.messages, c, m})
+	for _, front := range []string{"messages", "responses"} {
+		for _, t := range targets {
+			type pair struct {
+				chat, other string
+				c, m        row
 			}
-		}
-		if len(pairs) == 0 {
-			continue
-		}
-		conns := func(c int) string {
-			if c == 1 {
-				return "1 conn"
-			}
-			return fmt.Sprintf("%d conns", c)
-		}
-		events := pairs[0].c.events
-		fmt.Println()
-		fmt.Printf("messages front vs chat front (%s: same target, same upstream, %d chunks a stream; medians):\n", t, events)
-		width := 0
-		for _, p := range pairs {
-			width = max(width, len(p.messages)+1+len(p.chat))
-		}
-		for _, p := range pairs {
-			c, m := p.c, p.m
-			line := fmt.Sprintf("  %-9s %-*s   req/s ratio %5.3f (%.0f vs %.0f req/s, %.0f vs %.0f events/s)",
-				conns(c.c), width, p.messages+"/"+p.chat, m.rps/c.rps, m.rps, c.rps, m.rps*float64(m.events), c.rps*float64(c.events))
-			line += fmt.Sprintf("   added ttfc p50 %+5.0f µs", m.t50-c.t50)
-			if pm, ok := perEvent(m.tail, m.events); ok {
-				if pc, ok := perEvent(c.tail, c.events); ok {
-					line += fmt.Sprintf("   added %+5.2f µs/event (first event to end p50 %.0f vs %.0f µs)", pm-pc, m.tail, c.tail)
+			var pairs []pair
+			for _, p := range frontPairs {
+				c, okC := sum[key{p.chat, t}]
+				m, okM := sum[key{p.other, t}]
+				if p.front == front && okC && okM {
+					pairs = append(pairs, pair{p.chat, p.other, c, m})
 				}
 			}
-			if c.cpu > 0 {
-				line += fmt.Sprintf("   caddy CPU/req ratio %4.2f (%+.0f µs/req, %+.2f µs/event)",
-					m.cpu/c.cpu, m.cpu-c.cpu, (m.cpu-c.cpu)/float64(max(1, m.events)))
+			if len(pairs) == 0 {
+				continue
 			}
-			fmt.Println(line)
-		}
-		byRound := func(s string) map[int]Result {
-			out := map[int]Result{}
-			for _, r := range runs[key{s, t}] {
-				out[r.Round] = r
+			conns := func(c int) string {
+				if c == 1 {
+					return "1 conn"
+				}
+				return fmt.Sprintf("%d conns", c)
 			}
-			return out
-		}
-		type metric struct {
-			label  string
-			f      func(m, c Result) (float64, bool)
-			format string
-		}
-		metrics := []metric{
-			{"req/s ratio", func(m, c Result) (float64, bool) { return m.RPS / c.RPS, c.RPS > 0 }, "%6.3f"},
-			{"added µs/event", func(m, c Result) (float64, bool) {
-				if m.Tail == nil || c.Tail == nil {
-					return 0, false
+			events := pairs[0].c.events
+			fmt.Println()
+			fmt.Printf("%s front vs chat front (%s: same target, same upstream, %d chunks a stream; medians):\n", front, t, events)
+			width := 0
+			for _, p := range pairs {
+				width = max(width, len(p.other)+1+len(p.chat))
+			}
+			for _, p := range pairs {
+				c, m := p.c, p.m
+				line := fmt.Sprintf("  %-9s %-*s   req/s ratio %5.3f (%.0f vs %.0f req/s, %.0f vs %.0f events/s)",
+					conns(c.c), width, p.other+"/"+p.chat, m.rps/c.rps, m.rps, c.rps, m.rps*float64(m.events), c.rps*float64(c.events))
+				line += fmt.Sprintf("   added ttfc p50 %+5.0f µs", m.t50-c.t50)
+				if pm, ok := perEvent(m.tail, m.events); ok {
+					if pc, ok := perEvent(c.tail, c.events); ok {
+						line += fmt.Sprintf("   added %+5.2f µs/event (first event to end p50 %.0f vs %.0f µs)", pm-pc, m.tail, c.tail)
+					}
 				}
-				pm, okM := perEvent(float64(m.Tail.P50), m.UpstreamEvents)
-				pc, okC := perEvent(float64(c.Tail.P50), c.UpstreamEvents)
-				return pm - pc, okM && okC
-			}, "%+6.2f"},
-			{"added ttfc p50", func(m, c Result) (float64, bool) {
-				if m.TTFC == nil || c.TTFC == nil {
-					return 0, false
+				if c.cpu > 0 {
+					line += fmt.Sprintf("   caddy CPU/req ratio %4.2f (%+.0f µs/req, %+.2f µs/event)",
+						m.cpu/c.cpu, m.cpu-c.cpu, (m.cpu-c.cpu)/float64(max(1, m.events)))
 				}
-				return float64(m.TTFC.P50 - c.TTFC.P50), true
-			}, "%+6.0f"},
-			{"caddy CPU/req", func(m, c Result) (float64, bool) {
-				return m.CPU["caddy"] / c.CPU["caddy"], c.CPU["caddy"] > 0
-			}, "%6.3f"},
-		}
-		fmt.Println("  round by round (messages front / chat front; added: messages minus chat):")
-		for _, p := range pairs {
-			ms, cs := byRound(p.messages), byRound(p.chat)
-			for _, mt := range metrics {
-				var vals []float64
-				var parts []string
-				for _, rd := range slices.Sorted(maps.Keys(ms)) {
-					c, ok := cs[rd]
-					if !ok {
+				fmt.Println(line)
+			}
+			byRound := func(s string) map[int]Result {
+				out := map[int]Result{}
+				for _, r := range runs[key{s, t}] {
+					out[r.Round] = r
+				}
+				return out
+			}
+			type metric struct {
+				label  string
+				f      func(m, c Result) (float64, bool)
+				format string
+			}
+			metrics := []metric{
+				{"req/s ratio", func(m, c Result) (float64, bool) { return m.RPS / c.RPS, c.RPS > 0 }, "%6.3f"},
+				{"added µs/event", func(m, c Result) (float64, bool) {
+					if m.Tail == nil || c.Tail == nil {
+						return 0, false
+					}
+					pm, okM := perEvent(float64(m.Tail.P50), m.UpstreamEvents)
+					pc, okC := perEvent(float64(c.Tail.P50), c.UpstreamEvents)
+					return pm - pc, okM && okC
+				}, "%+6.2f"},
+				{"added ttfc p50", func(m, c Result) (float64, bool) {
+					if m.TTFC == nil || c.TTFC == nil {
+						return 0, false
+					}
+					return float64(m.TTFC.P50 - c.TTFC.P50), true
+				}, "%+6.0f"},
+				{"caddy CPU/req", func(m, c Result) (float64, bool) {
+					return m.CPU["caddy"] / c.CPU["caddy"], c.CPU["caddy"] > 0
+				}, "%6.3f"},
+			}
+			fmt.Printf("  round by round (%[1]s front / chat front; added: %[1]s minus chat):\n", front)
+			for _, p := range pairs {
+				ms, cs := byRound(p.other), byRound(p.chat)
+				for _, mt := range metrics {
+					var vals []float64
+					var parts []string
+					for _, rd := range slices.Sorted(maps.Keys(ms)) {
+						c, ok := cs[rd]
+						if !ok {
+							continue
+						}
+						if v, ok := mt.f(ms[rd], c); ok {
+							vals = append(vals, v)
+							parts = append(parts, fmt.Sprintf(mt.format, v))
+						}
+					}
+					if len(vals) == 0 {
 						continue
 					}
-					if v, ok := mt.f(ms[rd], c); ok {
-						vals = append(vals, v)
-						parts = append(parts, fmt.Sprintf(mt.format, v))
-					}
+					fmt.Printf("    %-9s %-15s %s   (median "+mt.format+", spread "+strings.Replace(mt.format, "+", "", 1)+")\n",
+						conns(p.c.c), mt.label, strings.Join(parts, " "), median(vals), slices.Max(vals)-slices.Min(vals))
 				}
-				if len(vals) == 0 {
-					continue
+			}
+			// The bar: at the most connections measured.
+			top := pairs[0]
+			for _, p := range pairs[1:] {
+				if p.c.c > top.c.c {
+					top = p
 				}
-				fmt.Printf("    %-9s %-15s %s   (median "+mt.format+", spread "+strings.Replace(mt.format, "+", "", 1)+")\n",
-					conns(p.c.c), mt.label, strings.Join(parts, " "), median(vals), slices.Max(vals)-slices.Min(vals))
 			}
-		}
-		// The bar: at the most connections measured.
-		top := pairs[0]
-		for _, p := range pairs[1:] {
-			if p.c.c > top.c.c {
-				top = p
+			if top.c.rps > 0 {
+				r := top.m.rps / top.c.rps
+				fmt.Printf("%-16s translation costs under %.0f%% of plain chat throughput: %s %.3f × %s at %s (want ≥ %.2f): %s\n",
+					t+":", 100*(1-minFrontRatio), top.other, r, top.chat, conns(top.c.c), minFrontRatio, okWord(r >= minFrontRatio))
 			}
-		}
-		if top.c.rps > 0 {
-			r := top.m.rps / top.c.rps
-			fmt.Printf("%-16s translation costs under %.0f%% of plain chat throughput: %s %.3f × %s at %s (want ≥ %.2f): %s\n",
-				t+":", 100*(1-minFrontRatio), top.messages, r, top.chat, conns(top.c.c), minFrontRatio, okWord(r >= minFrontRatio))
 		}
 	}
+
 	if !hasBaseline || len(compared) == 0 {
 		return errorStatus(totalErrors)
 	}

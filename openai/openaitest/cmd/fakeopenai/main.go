@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	listen := fs.String("listen", "127.0.0.1:9778", "address to serve on")
 	authHeader := fs.String("auth-header", "Authorization", "request header that carries the key")
 	authPrefix := fs.String("auth-prefix", "", "text before the key in that header (default \"Bearer \" for Authorization, none for another header)")
+	responses := fs.Bool("responses", false, "also serve the Responses API (POST /v1/responses), as OpenAI does")
 	var keys, models listFlag
 	fs.Var(&keys, "key", "API key to accept (repeat or comma-separate)")
 	fs.Var(&models, "model", "model to list and accept (repeat or comma-separate; default "+strings.Join(openaitest.DefaultModels(), ",")+")")
@@ -91,6 +92,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		s.SetModels(models...)
 	}
 	s.SetAuthHeader(*authHeader, *authPrefix)
+	s.SetResponses(*responses)
 	s.SetRequestLog(func(r openaitest.Request) {
 		logger.Printf("%s %s key=%s model=%q stream=%t status=%d %s", r.Method, r.Path, fingerprint(r.Key), r.Model, r.Stream, r.Status, r.Outcome)
 	})
