@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -210,5 +211,29 @@ func TestStreamReasoning(t *testing.T) {
 	}
 	if evs[6]["text"] != "let me think" || evs[9]["output_index"] != 1.0 {
 		t.Errorf("summary done %v, message added %v", evs[6], evs[9])
+	}
+}
+
+// BenchmarkStream: a 64-chunk chat stream into Responses events, and its
+// request, as the bench's responses64 scenario sends it.
+func BenchmarkStream(b *testing.B) {
+	chunks := [][]byte{[]byte(roleChunk)}
+	for i := range 64 {
+		chunks = append(chunks, []byte(`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"tok`+strconv.Itoa(i)+` "},"finish_reason":null}]}`))
+	}
+	chunks = append(chunks, []byte(stopChunk), []byte(`{"choices":[],"usage":{"prompt_tokens":30,"completion_tokens":64,"total_tokens":94}}`))
+	body := []byte(`{"model":"qwen3-max","max_output_tokens":64,"input":"hello","stream":true,"store":false}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := ChatRequest(body, "qwen3-max", "qwen3-max")
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := r.Stream(&provider.SliceEvents{Events: chunks})
+		for {
+			if _, err := s.Next(); err != nil {
+				break
+			}
+		}
 	}
 }

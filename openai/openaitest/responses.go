@@ -36,7 +36,7 @@ func (s *Server) ResponsesCount() int {
 // respFields are the top-level members the Responses endpoint takes;
 // OpenAI refuses others.
 var respFields = []string{
-	"background", "conversation", "include", "input", "instructions", "max_output_tokens", "max_tool_calls",
+	"background", "client_metadata", "conversation", "include", "input", "instructions", "max_output_tokens", "max_tool_calls",
 	"metadata", "model", "parallel_tool_calls", "previous_response_id", "prompt", "prompt_cache_key",
 	"prompt_cache_retention", "reasoning", "safety_identifier", "service_tier", "store", "stream", "stream_options",
 	"temperature", "text", "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user",
