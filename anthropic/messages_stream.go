@@ -1,8 +1,6 @@
 package anthropic
 
 import (
-	"errors"
-	"io"
 	"strconv"
 
 	"github.com/proxycast/caddy-proxycast/chatstream"
@@ -12,16 +10,11 @@ import (
 // fromChat turns chat chunks into Messages events. Events are produced
 // into a queue a chunk at a time; Next hands them out.
 type fromChat struct {
-	chunks   provider.EventReader
-	buffered provider.BufferedEvents
-	model    string
-	dec      chatstream.Decoder
-	queue    [][]byte // events ready, in buf, from head on
-	head     int
-	buf      []byte
-	started  bool
-	ended    bool
-	index    int // the index of the open block, or of the next one
+	out     chatstream.Emitter
+	model   string
+	dec     chatstream.Decoder
+	started bool
+	index   int // the index of the open block, or of the next one
 }
 
 // StreamFromChat turns a stream of OpenAI chat.completion.chunk events
@@ -32,51 +25,9 @@ type fromChat struct {
 // at the end message_delta (stop reason, usage) and message_stop. A
 // failure of chunks is returned as it is, for the caller's error event.
 func StreamFromChat(chunks provider.EventReader, model string) provider.EventReader {
-	f := &fromChat{chunks: chunks, model: model}
+	f := &fromChat{model: model}
 	f.dec.Sink = f
-	if b, ok := chunks.(provider.BufferedEvents); ok {
-		f.buffered = b
-		return bufferedFromChat{f}
-	}
-	return f
-}
-
-type bufferedFromChat struct{ *fromChat }
-
-// EventBuffered reports whether the next event is at hand.
-func (b bufferedFromChat) EventBuffered() bool {
-	return b.head < len(b.queue) || b.ended || b.buffered.EventBuffered()
-}
-
-func (f *fromChat) Close() error { return f.chunks.Close() }
-
-func (f *fromChat) Next() ([]byte, error) {
-	for f.head == len(f.queue) {
-		if f.ended {
-			return nil, io.EOF
-		}
-		f.buf, f.queue, f.head = f.buf[:0], f.queue[:0], 0
-		data, err := f.chunks.Next()
-		if errors.Is(err, io.EOF) {
-			f.end()
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		f.chunk(data)
-	}
-	ev := f.queue[f.head]
-	f.head++
-	return ev, nil
-}
-
-// emitFrom queues the event that b holds from start: events are written
-// one after another into buf, which is reused once they have all been
-// read (an event need only stay valid until the next call of Next).
-func (f *fromChat) emitFrom(start int, b []byte) {
-	f.buf = b
-	f.queue = append(f.queue, b[start:len(b):len(b)])
+	return chatstream.Translate(chunks, f, &f.out)
 }
 
 var messageStop = []byte(`{"type":"message_stop"}`)
@@ -86,22 +37,23 @@ func (f *fromChat) start() {
 		return
 	}
 	f.started = true
-	start, b := len(f.buf), append(f.buf, `{"type":"message_start","message":{"id":"`...)
+	start, b := f.out.Append(`{"type":"message_start","message":{"id":"`)
 	b = append(b, newMessageID()...)
 	b = append(b, `","type":"message","role":"assistant","model":`...)
 	b = appendString(b, f.model)
 	b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`...)
-	f.emitFrom(start, b)
+	f.out.Emit(start, b)
 }
 
-func (f *fromChat) chunk(data []byte) {
+// Chunk translates one chat chunk.
+func (f *fromChat) Chunk(data []byte) {
 	f.start()
 	f.dec.Chunk(data)
 }
 
 // StartBlock starts a content block.
 func (f *fromChat) StartBlock(k chatstream.Kind, c *chatstream.Call) {
-	start, b := len(f.buf), append(f.buf, `{"type":"content_block_start","index":`...)
+	start, b := f.out.Append(`{"type":"content_block_start","index":`)
 	b = strconv.AppendInt(b, int64(f.index), 10)
 	switch k {
 	case chatstream.Text:
@@ -115,7 +67,7 @@ func (f *fromChat) StartBlock(k chatstream.Kind, c *chatstream.Call) {
 		b = appendString(b, c.Name)
 		b = append(b, `,"input":{}}}`...)
 	}
-	f.emitFrom(start, b)
+	f.out.Emit(start, b)
 }
 
 // BlockDelta adds to the open block.
@@ -124,7 +76,7 @@ func (f *fromChat) BlockDelta(k chatstream.Kind, data []byte) {
 		f.inputDelta(string(data))
 		return
 	}
-	start, b := len(f.buf), append(f.buf, `{"type":"content_block_delta","index":`...)
+	start, b := f.out.Append(`{"type":"content_block_delta","index":`)
 	b = strconv.AppendInt(b, int64(f.index), 10)
 	if k == chatstream.Text {
 		b = append(b, `,"delta":{"type":"text_delta","text":`...)
@@ -132,7 +84,7 @@ func (f *fromChat) BlockDelta(k chatstream.Kind, data []byte) {
 		b = append(b, `,"delta":{"type":"thinking_delta","thinking":`...)
 	}
 	b = append(b, data...)
-	f.emitFrom(start, append(b, "}}"...))
+	f.out.Emit(start, append(b, "}}"...))
 }
 
 // StopBlock stops the open block; a tool block whose call sent no argument
@@ -141,26 +93,26 @@ func (f *fromChat) StopBlock(k chatstream.Kind, c *chatstream.Call) {
 	if k == chatstream.Tool && !c.HasArgs() {
 		f.inputDelta("{}")
 	}
-	start, b := len(f.buf), append(f.buf, `{"type":"content_block_stop","index":`...)
+	start, b := f.out.Append(`{"type":"content_block_stop","index":`)
 	b = strconv.AppendInt(b, int64(f.index), 10)
-	f.emitFrom(start, append(b, '}'))
+	f.out.Emit(start, append(b, '}'))
 	f.index++
 }
 
 func (f *fromChat) inputDelta(part string) {
-	start, b := len(f.buf), append(f.buf, `{"type":"content_block_delta","index":`...)
+	start, b := f.out.Append(`{"type":"content_block_delta","index":`)
 	b = strconv.AppendInt(b, int64(f.index), 10)
 	b = append(b, `,"delta":{"type":"input_json_delta","partial_json":`...)
 	b = appendString(b, part)
-	f.emitFrom(start, append(b, "}}"...))
+	f.out.Emit(start, append(b, "}}"...))
 }
 
-// end closes the message: the blocks, the stop reason and usage.
-func (f *fromChat) end() {
+// End closes the message: the blocks, the stop reason and usage.
+func (f *fromChat) End() error {
 	f.start()
 	f.dec.End()
 	u := usageOut(f.dec.Usage())
-	start, b := len(f.buf), append(f.buf, `{"type":"message_delta","delta":{"stop_reason":`...)
+	start, b := f.out.Append(`{"type":"message_delta","delta":{"stop_reason":`)
 	b = appendString(b, stopReason(f.dec.Finish(), len(f.dec.Calls()) > 0))
 	b = append(b, `,"stop_sequence":null},"usage":{"input_tokens":`...)
 	b = strconv.AppendInt(b, u.InputTokens, 10)
@@ -168,9 +120,9 @@ func (f *fromChat) end() {
 	b = strconv.AppendInt(b, u.OutputTokens, 10)
 	b = append(b, `,"cache_read_input_tokens":`...)
 	b = strconv.AppendInt(b, u.CacheReadInputTokens, 10)
-	f.emitFrom(start, append(b, "}}"...))
-	f.queue = append(f.queue, messageStop)
-	f.ended = true
+	f.out.Emit(start, append(b, "}}"...))
+	f.out.EmitStatic(messageStop)
+	return nil
 }
 
 // appendString appends s as a JSON string.

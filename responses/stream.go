@@ -1,8 +1,6 @@
 package responses
 
 import (
-	"errors"
-	"io"
 	"strconv"
 	"time"
 
@@ -21,25 +19,16 @@ import (
 // one from 0. A failure of chunks, or a stream that ends before its
 // finish_reason, is returned for the caller's response.failed.
 func (r *Request) Stream(chunks provider.EventReader) provider.EventReader {
-	s := &stream{chunks: chunks, r: r, id: newID("resp_"), created: time.Now().Unix()}
+	s := &stream{r: r, id: newID("resp_"), created: time.Now().Unix()}
 	s.dec.Sink = s
-	if b, ok := chunks.(provider.BufferedEvents); ok {
-		s.buffered = b
-		return bufferedStream{s}
-	}
-	return s
+	return chatstream.Translate(chunks, s, &s.out)
 }
 
 type stream struct {
-	chunks   provider.EventReader
-	buffered provider.BufferedEvents
-	r        *Request
-	dec      chatstream.Decoder
-	queue    [][]byte // events ready, in buf, from head on
-	head     int
-	buf      []byte
-	started  bool
-	ended    bool
+	out     chatstream.Emitter
+	r       *Request
+	dec     chatstream.Decoder
+	started bool
 
 	id      string
 	created int64
@@ -56,57 +45,21 @@ type stream struct {
 	output []byte
 }
 
-type bufferedStream struct{ *stream }
-
-// EventBuffered reports whether the next event is at hand.
-func (b bufferedStream) EventBuffered() bool {
-	return b.head < len(b.queue) || b.ended || b.buffered.EventBuffered()
-}
-
-func (s *stream) Close() error { return s.chunks.Close() }
-
 // errCut is the failure of a chat stream that ended before it said how
 // it finished: the answer may be cut anywhere.
 func errCut() error {
 	return provider.BadReply("the upstream's stream ended before its finish_reason: the answer may be cut short")
 }
 
-func (s *stream) Next() ([]byte, error) {
-	for s.head == len(s.queue) {
-		if s.ended {
-			return nil, io.EOF
-		}
-		s.buf, s.queue, s.head = s.buf[:0], s.queue[:0], 0
-		data, err := s.chunks.Next()
-		if errors.Is(err, io.EOF) {
-			if s.dec.Finish() == "" {
-				return nil, errCut()
-			}
-			s.end()
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		s.start()
-		s.dec.Chunk(data)
-	}
-	ev := s.queue[s.head]
-	s.head++
-	return ev, nil
+// Chunk translates one chat chunk.
+func (s *stream) Chunk(data []byte) {
+	s.start()
+	s.dec.Chunk(data)
 }
 
-// emitFrom queues the event that b holds from start: events are written
-// one after another into buf, which is reused once they have all been
-// read (an event need only stay valid until the next call of Next).
-func (s *stream) emitFrom(start int, b []byte) {
-	s.buf = b
-	s.queue = append(s.queue, b[start:len(b):len(b)])
-}
-
-// event begins an event of typ in buf.
+// event begins an event of typ.
 func (s *stream) event(typ string) (int, []byte) {
-	start, b := len(s.buf), append(s.buf, `{"type":"`...)
+	start, b := s.out.Append(`{"type":"`)
 	b = append(b, typ...)
 	b = append(b, `","sequence_number":`...)
 	b = strconv.AppendInt(b, s.seq, 10)
@@ -136,7 +89,7 @@ func (s *stream) start() {
 		start, b := s.event(typ)
 		b = append(b, `,"response":`...)
 		b = s.r.head(b, s.id, s.created, "in_progress")
-		s.emitFrom(start, append(b, `,"output":[],"incomplete_details":null,"usage":null}}`...))
+		s.out.Emit(start, append(b, `,"output":[],"incomplete_details":null,"usage":null}}`...))
 	}
 }
 
@@ -150,18 +103,18 @@ func (s *stream) StartBlock(k chatstream.Kind, c *chatstream.Call) {
 		s.itemID = newID("rs_")
 		b = append(b, `,"item":{"id":"`...)
 		b = append(b, s.itemID...)
-		s.emitFrom(start, append(b, `","type":"reasoning","summary":[]}}`...))
+		s.out.Emit(start, append(b, `","type":"reasoning","summary":[]}}`...))
 		start, b = s.event("response.reasoning_summary_part.added")
 		b = s.item(b)
-		s.emitFrom(start, append(b, `,"summary_index":0,"part":{"type":"summary_text","text":""}}`...))
+		s.out.Emit(start, append(b, `,"summary_index":0,"part":{"type":"summary_text","text":""}}`...))
 	case chatstream.Text:
 		s.itemID = newID("msg_")
 		b = append(b, `,"item":{"id":"`...)
 		b = append(b, s.itemID...)
-		s.emitFrom(start, append(b, `","type":"message","status":"in_progress","role":"assistant","content":[]}}`...))
+		s.out.Emit(start, append(b, `","type":"message","status":"in_progress","role":"assistant","content":[]}}`...))
 		start, b = s.event("response.content_part.added")
 		b = s.item(b)
-		s.emitFrom(start, append(b, `,"content_index":0,"part":{"type":"output_text","annotations":[],"logprobs":[],"text":""}}`...))
+		s.out.Emit(start, append(b, `,"content_index":0,"part":{"type":"output_text","annotations":[],"logprobs":[],"text":""}}`...))
 	default:
 		s.itemID, s.callID, s.custom = s.r.callItemID(c.Name), c.ID, s.r.custom[c.Name]
 		if s.callID == "" {
@@ -174,7 +127,7 @@ func (s *stream) StartBlock(k chatstream.Kind, c *chatstream.Call) {
 			b = chatstream.AppendString(b, s.callID)
 			b = append(b, `,"name":`...)
 			b = chatstream.AppendString(b, c.Name)
-			s.emitFrom(start, append(b, `,"input":""}}`...))
+			s.out.Emit(start, append(b, `,"input":""}}`...))
 			return
 		}
 		b = append(b, `","type":"function_call","status":"in_progress","arguments":"","call_id":`...)
@@ -182,7 +135,7 @@ func (s *stream) StartBlock(k chatstream.Kind, c *chatstream.Call) {
 		b = append(b, `,"name":`...)
 		b = chatstream.AppendString(b, c.Name)
 		b = s.r.appendNamespace(b, c.Name)
-		s.emitFrom(start, append(b, '}'))
+		s.out.Emit(start, append(b, '}'))
 	}
 }
 
@@ -215,14 +168,13 @@ func (s *stream) BlockDelta(k chatstream.Kind, data []byte) {
 		b = chatstream.AppendString(b, string(data))
 		b = append(b, '}')
 	}
-	s.emitFrom(start, b)
+	s.out.Emit(start, b)
 }
 
 // StopBlock ends the open item.
 func (s *stream) StopBlock(k chatstream.Kind, c *chatstream.Call) {
 	status, _ := outcome(s.dec.Finish())
-	mark := len(s.buf)
-	var start int
+	var start, mark int
 	var b []byte
 	switch k {
 	case chatstream.Reasoning:
@@ -230,12 +182,12 @@ func (s *stream) StopBlock(k chatstream.Kind, c *chatstream.Call) {
 		b = s.item(b)
 		b = append(b, `,"summary_index":0,"text":"`...)
 		b = append(b, s.text...)
-		s.emitFrom(start, append(b, `"}`...))
+		s.out.Emit(start, append(b, `"}`...))
 		start, b = s.event("response.reasoning_summary_part.done")
 		b = s.item(b)
 		b = append(b, `,"summary_index":0,"part":{"type":"summary_text","text":"`...)
 		b = append(b, s.text...)
-		s.emitFrom(start, append(b, `"}}`...))
+		s.out.Emit(start, append(b, `"}}`...))
 		start, b = s.event("response.output_item.done")
 		b = s.outputIndex(b)
 		b = append(b, `,"item":`...)
@@ -246,14 +198,14 @@ func (s *stream) StopBlock(k chatstream.Kind, c *chatstream.Call) {
 		b = s.item(b)
 		b = append(b, `,"content_index":0,"text":"`...)
 		b = append(b, s.text...)
-		s.emitFrom(start, append(b, `","logprobs":[]}`...))
+		s.out.Emit(start, append(b, `","logprobs":[]}`...))
 		start, b = s.event("response.content_part.done")
 		b = s.item(b)
 		b = append(b, `,"content_index":0,"part":`...)
 		b = append(b, outputText...)
 		b = append(b, '"')
 		b = append(b, s.text...)
-		s.emitFrom(start, append(b, `"}}`...))
+		s.out.Emit(start, append(b, `"}}`...))
 		start, b = s.event("response.output_item.done")
 		b = s.outputIndex(b)
 		b = append(b, `,"item":`...)
@@ -266,7 +218,7 @@ func (s *stream) StopBlock(k chatstream.Kind, c *chatstream.Call) {
 			if !s.r.custom[c.Name] {
 				start, b = s.event("response.function_call_arguments.delta")
 				b = s.item(b)
-				s.emitFrom(start, append(b, `,"delta":"{}"}`...))
+				s.out.Emit(start, append(b, `,"delta":"{}"}`...))
 			}
 		}
 		if input, ok := s.r.customInput(c.Name, args); ok {
@@ -279,7 +231,7 @@ func (s *stream) StopBlock(k chatstream.Kind, c *chatstream.Call) {
 					b = append(b, `,"input":`...)
 				}
 				b = chatstream.AppendString(b, input)
-				s.emitFrom(start, append(b, '}'))
+				s.out.Emit(start, append(b, '}'))
 			}
 		} else {
 			start, b = s.event("response.function_call_arguments.done")
@@ -288,7 +240,7 @@ func (s *stream) StopBlock(k chatstream.Kind, c *chatstream.Call) {
 			b = chatstream.AppendString(b, c.Name)
 			b = append(b, `,"arguments":`...)
 			b = chatstream.AppendString(b, string(args))
-			s.emitFrom(start, append(b, '}'))
+			s.out.Emit(start, append(b, '}'))
 		}
 		start, b = s.event("response.output_item.done")
 		b = s.outputIndex(b)
@@ -300,7 +252,7 @@ func (s *stream) StopBlock(k chatstream.Kind, c *chatstream.Call) {
 		s.output = append(s.output, ',')
 	}
 	s.output = append(s.output, b[mark:]...)
-	s.emitFrom(start, append(b, '}'))
+	s.out.Emit(start, append(b, '}'))
 	s.index++
 }
 
@@ -312,8 +264,12 @@ func (s *stream) quoted() []byte {
 	return append(q, '"')
 }
 
-// end closes the open item and sends the terminal event.
-func (s *stream) end() {
+// End closes the open item and sends the terminal event; a stream
+// without its finish_reason may have been cut anywhere, and fails.
+func (s *stream) End() error {
+	if s.dec.Finish() == "" {
+		return errCut()
+	}
 	s.start()
 	s.dec.End()
 	status, reason := outcome(s.dec.Finish())
@@ -326,6 +282,6 @@ func (s *stream) end() {
 	b = appendIncomplete(b, reason)
 	b = append(b, `,"usage":`...)
 	b = appendUsage(b, s.dec.Usage())
-	s.emitFrom(start, append(b, "}}"...))
-	s.ended = true
+	s.out.Emit(start, append(b, "}}"...))
+	return nil
 }
