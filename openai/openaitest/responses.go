@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 )
 
 // SetResponses turns the Responses API (POST /v1/responses) on or off.
@@ -512,7 +511,7 @@ func (c *call) respStream(b Behavior, req *respRequest, out []respItem) {
 	seq := 0
 	send := func(typ string, fields map[string]any) bool {
 		if ctx.Err() != nil {
-			c.s.noteCanceled(c.idx)
+			c.gone()
 			return false
 		}
 		// type first and sequence_number second, as OpenAI writes them.
@@ -608,19 +607,4 @@ func (c *call) respStream(b Behavior, req *respRequest, out []respItem) {
 		}
 	}
 	send("response."+status, map[string]any{"response": final})
-}
-
-// pause waits d, or reports false when the client or the fake goes away.
-func (c *call) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.s.done:
-		return false
-	case <-c.r.Context().Done():
-		c.s.noteCanceled(c.idx)
-		return false
-	}
 }

@@ -126,15 +126,7 @@ func (c *call) stream(b Behavior, ans answer) {
 	usageOn := c.req.includeUsage
 
 	ctx := c.r.Context()
-	// gone notes a client that left before the end; a stream cut short by
-	// Close is not the client's doing.
-	gone := func() {
-		select {
-		case <-s.done:
-		default:
-			s.noteCanceled(c.idx)
-		}
-	}
+	gone := c.gone
 	send := func(v any) bool {
 		if ctx.Err() != nil {
 			gone()
@@ -157,19 +149,6 @@ func (c *call) stream(b Behavior, ans answer) {
 		}
 		return true
 	}
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-s.done:
-			return false
-		case <-ctx.Done():
-			gone()
-			return false
-		}
-	}
 
 	switch b {
 	case StreamBreak:
@@ -188,7 +167,7 @@ func (c *call) stream(b Behavior, ans answer) {
 			if i == 0 {
 				delta["role"] = "assistant"
 			}
-			if !send(c.chunk(delta, nil, usageOn)) || !wait(slowTick) {
+			if !send(c.chunk(delta, nil, usageOn)) || !c.pause(slowTick) {
 				return
 			}
 			ans.text += delta["content"].(string)
@@ -218,4 +197,29 @@ func (c *call) stream(b Behavior, ans answer) {
 		}
 	}
 	send("[DONE]")
+}
+
+// pause waits d, or reports false when the client or the fake goes away.
+func (c *call) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.s.done:
+		return false
+	case <-c.r.Context().Done():
+		c.gone()
+		return false
+	}
+}
+
+// gone notes a client that left a stream before its end; a stream cut
+// short by Close is not the client's doing.
+func (c *call) gone() {
+	select {
+	case <-c.s.done:
+	default:
+		c.s.noteCanceled(c.idx)
+	}
 }
