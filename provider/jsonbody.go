@@ -171,39 +171,101 @@ func appendQuoted(out []byte, s string) []byte {
 // with the index of the key's opening quote, the key's raw bytes (between
 // the quotes) and the value's span.
 func eachMember(body []byte, fn func(ks int, key []byte, vs, ve int)) {
-	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return
+	ScanObject(body, skipSpace(body, 0), func(ks int, key []byte, vs int) int {
+		ve := skipValue(body, vs)
+		if ve >= 0 {
+			fn(ks, key, vs, ve)
+		}
+		return ve
+	})
+}
+
+// ScanObject reads the members of the object at b[i] in one pass: fn gets
+// the index of each key's opening quote, the key's raw bytes (between the
+// quotes, escapes unread; compare with KeyIs) and where its value starts,
+// and returns where the value ends: SkipValue(b, vs) to pass it by, or
+// the end of its own reading of it, so that nested values are read in
+// place rather than skipped and read again. A negative return stops the
+// scan. ScanObject returns the index after the object's '}', or -1 where
+// b[i] is not a well-formed object or fn stopped.
+func ScanObject(b []byte, i int, fn func(ks int, key []byte, vs int) int) int {
+	if i < 0 || i >= len(b) || b[i] != '{' {
+		return -1
 	}
-	i++
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1
+	}
 	for {
-		i = skipSpace(body, i)
-		if i >= len(body) || body[i] != '"' {
-			return
+		if i >= len(b) || b[i] != '"' {
+			return -1
 		}
 		ks := i
-		ke := skipString(body, i)
+		ke := skipString(b, i)
 		if ke < 0 {
-			return
+			return -1
 		}
-		key := body[i+1 : ke-1]
-		i = skipSpace(body, ke)
-		if i >= len(body) || body[i] != ':' {
-			return
+		i = skipSpace(b, ke)
+		if i >= len(b) || b[i] != ':' {
+			return -1
 		}
-		vs := skipSpace(body, i+1)
-		ve := skipValue(body, vs)
+		ve := fn(ks, b[ks+1:ke-1], skipSpace(b, i+1))
 		if ve < 0 {
-			return
+			return -1
 		}
-		fn(ks, key, vs, ve)
-		i = skipSpace(body, ve)
-		if i >= len(body) || body[i] != ',' {
-			return
+		i = skipSpace(b, ve)
+		if i >= len(b) {
+			return -1
 		}
-		i++
+		switch b[i] {
+		case '}':
+			return i + 1
+		case ',':
+			i = skipSpace(b, i+1)
+		default:
+			return -1
+		}
 	}
 }
+
+// ScanArray is ScanObject for the elements of the array at b[i]: fn gets
+// each element's position (0, 1, ...) and start, and returns its end.
+func ScanArray(b []byte, i int, fn func(n, vs int) int) int {
+	if i < 0 || i >= len(b) || b[i] != '[' {
+		return -1
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1
+	}
+	for n := 0; ; n++ {
+		ve := fn(n, i)
+		if ve < 0 {
+			return -1
+		}
+		i = skipSpace(b, ve)
+		if i >= len(b) {
+			return -1
+		}
+		switch b[i] {
+		case ']':
+			return i + 1
+		case ',':
+			i = skipSpace(b, i+1)
+		default:
+			return -1
+		}
+	}
+}
+
+// SkipValue returns the index after the JSON value starting at b[i], or
+// -1 where none ends. Like the rest of this file it trusts b to be valid
+// JSON, and only finds where a value ends.
+func SkipValue(b []byte, i int) int { return skipValue(b, i) }
+
+// KeyIs reports whether a key's raw bytes, as ScanObject gives them, name
+// key.
+func KeyIs(raw []byte, key string) bool { return keyIs(raw, key) }
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
@@ -213,14 +275,22 @@ func skipSpace(b []byte, i int) int {
 }
 
 // skipString returns the index after the string starting at b[i] == '"'.
+// A quote ends it unless an odd run of backslashes escapes it.
 func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
+	for j := i + 1; j < len(b); {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return -1
 		}
+		q += j
+		esc := 0
+		for k := q - 1; k > i && b[k] == '\\'; k-- {
+			esc++
+		}
+		if esc%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
 	}
 	return -1
 }

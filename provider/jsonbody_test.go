@@ -34,6 +34,7 @@ func TestField(t *testing.T) {
 		{"braces in string", `{"a":"}{][","b":2}`, "b", `2`, true},
 		{"quotes and escapes in string", `{"a":"say \"hi\" \\","b":"x"}`, "b", `"x"`, true},
 		{"trailing backslash in string", `{"a":"\\\\","b":"x"}`, "b", `"x"`, true},
+		{"escaped quote after escaped backslash", `{"a":"\\\"}\\","b":"x"}`, "b", `"x"`, true},
 		{"escaped key", `{"mo\u0064el":"glm"}`, "model", `"glm"`, true},
 		{"escaped quote in key", `{"a\"b":1}`, `a"b`, `1`, true},
 		{"key with quote not matched by plain", `{"a\"b":1}`, `a\"b`, "", false},
