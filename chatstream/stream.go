@@ -85,13 +85,6 @@ type chunkToolCall struct {
 	} `json:"function"`
 }
 
-var (
-	usageKey     = []byte(`"usage"`)
-	reasoningKey = []byte(`"reasoning"`)
-	toolCallsKey = []byte(`"tool_calls"`)
-	finishKey    = []byte(`"finish_reason"`)
-)
-
 // Finish is the finish_reason the stream has given ("" while none).
 func (d *Decoder) Finish() string { return d.finish }
 
@@ -102,37 +95,26 @@ func (d *Decoder) Usage() provider.Usage { return d.usage }
 func (d *Decoder) Calls() []*Call { return d.calls }
 
 // Chunk reads one chat.completion.chunk. Most chunks carry a little
-// text: it is found by scanning and its JSON string passed on as it came;
-// only chunks with tool calls are decoded.
+// text: it is found in one pass and its JSON string passed on as it came;
+// only tool calls are decoded.
 func (d *Decoder) Chunk(data []byte) {
-	// One pass finds both members, where the chunk mentions usage at all.
-	var choices []byte
-	if bytes.Contains(data, usageKey) {
-		var usage []byte
-		choices, usage = provider.Fields2(data, "choices", "usage")
-		if u, ok := provider.ParseUsage(usage); ok {
+	ch := readChunk(data)
+	if ch.usage != nil {
+		if u, ok := provider.ParseUsage(ch.usage); ok {
 			d.usage = u
 		}
-	} else {
-		choices, _ = provider.Field(data, "choices")
 	}
-	choice := provider.FirstElement(choices)
-	if len(choice) == 0 || choice[0] != '{' {
+	if !ch.choice {
 		return
 	}
-	delta, _ := provider.Field(choice, "delta")
-	// Scans that find nothing in most chunks are ruled out first.
-	c, r := provider.Fields2(delta, "content", "reasoning_content")
-	if nonEmptyString(r) {
+	if r := ch.reasoningContent; nonEmptyString(r) {
 		d.delta(Reasoning, r)
-	} else if bytes.Contains(delta, reasoningKey) {
-		if r, ok := provider.Field(delta, "reasoning"); ok && nonEmptyString(r) {
-			d.delta(Reasoning, r)
-		}
+	} else if r := ch.reasoning; nonEmptyString(r) {
+		d.delta(Reasoning, r)
 	}
-	if ok := c != nil; ok && nonEmptyString(c) {
+	if c := ch.content; nonEmptyString(c) {
 		d.delta(Text, c)
-	} else if ok && len(c) > 0 && c[0] == '[' {
+	} else if len(c) > 0 && c[0] == '[' {
 		thinking, text := ContentParts(c)
 		if thinking != "" {
 			d.delta(Reasoning, AppendString(nil, thinking))
@@ -141,9 +123,7 @@ func (d *Decoder) Chunk(data []byte) {
 			d.delta(Text, AppendString(nil, text))
 		}
 	}
-	if !bytes.Contains(delta, toolCallsKey) {
-		// no tool calls
-	} else if tc, ok := provider.Field(delta, "tool_calls"); ok && len(tc) > 0 && tc[0] == '[' {
+	if tc := ch.toolCalls; len(tc) > 0 && tc[0] == '[' {
 		var calls []chunkToolCall
 		if json.Unmarshal(tc, &calls) == nil {
 			for i := range calls {
@@ -151,11 +131,15 @@ func (d *Decoder) Chunk(data []byte) {
 			}
 		}
 	}
-	if !namesFinish(choice) {
-		return
-	}
-	if fr, ok := provider.StringField(choice, "finish_reason"); ok && fr != "" {
-		d.finish = fr
+	if fr := ch.finishReason; nonEmptyString(fr) {
+		if bytes.IndexByte(fr, '\\') < 0 {
+			d.finish = string(fr[1 : len(fr)-1])
+		} else {
+			var s string
+			if json.Unmarshal(fr, &s) == nil && s != "" {
+				d.finish = s
+			}
+		}
 	}
 }
 
@@ -175,18 +159,6 @@ func (d *Decoder) End() {
 		d.openNext()
 	}
 	d.closeAll()
-}
-
-// namesFinish reports whether a choice may have a finish_reason that is a
-// string; most chunks' is null, and need not be read.
-func namesFinish(choice []byte) bool {
-	i := bytes.Index(choice, finishKey)
-	if i < 0 {
-		return false
-	}
-	rest := bytes.TrimLeft(choice[i+len(finishKey):], " \t\r\n")
-	rest, ok := bytes.CutPrefix(rest, []byte{':'})
-	return !ok || !bytes.HasPrefix(bytes.TrimLeft(rest, " \t\r\n"), []byte("null"))
 }
 
 // ContentParts reads content given as parts, as Mistral's reasoning
