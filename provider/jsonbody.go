@@ -209,23 +209,30 @@ func ScanObject(b []byte, i int, fn func(ks int, key []byte, vs int) int) int {
 		if i >= len(b) || b[i] != ':' {
 			return -1
 		}
-		ve := fn(ks, b[ks+1:ke-1], skipSpace(b, i+1))
-		if ve < 0 {
-			return -1
-		}
-		i = skipSpace(b, ve)
-		if i >= len(b) {
-			return -1
-		}
-		switch b[i] {
-		case '}':
-			return i + 1
-		case ',':
-			i = skipSpace(b, i+1)
-		default:
-			return -1
+		var end bool
+		if i, end = afterValue(b, fn(ks, b[ks+1:ke-1], skipSpace(b, i+1)), '}'); end {
+			return i
 		}
 	}
+}
+
+// afterValue reads past a value ending at ve and what follows it: a
+// comma, to the next value (end false), or the closing bracket, to after
+// it (end true). i is -1, and end true, on anything else.
+func afterValue(b []byte, ve int, closing byte) (i int, end bool) {
+	if ve < 0 {
+		return -1, true
+	}
+	i = skipSpace(b, ve)
+	switch {
+	case i >= len(b):
+		return -1, true
+	case b[i] == closing:
+		return i + 1, true
+	case b[i] == ',':
+		return skipSpace(b, i+1), false
+	}
+	return -1, true
 }
 
 // ScanArray is ScanObject for the elements of the array at b[i]: fn gets
@@ -239,21 +246,9 @@ func ScanArray(b []byte, i int, fn func(n, vs int) int) int {
 		return i + 1
 	}
 	for n := 0; ; n++ {
-		ve := fn(n, i)
-		if ve < 0 {
-			return -1
-		}
-		i = skipSpace(b, ve)
-		if i >= len(b) {
-			return -1
-		}
-		switch b[i] {
-		case ']':
-			return i + 1
-		case ',':
-			i = skipSpace(b, i+1)
-		default:
-			return -1
+		var end bool
+		if i, end = afterValue(b, fn(n, i), ']'); end {
+			return i
 		}
 	}
 }
