@@ -46,6 +46,9 @@ func (f *fromChat) start() {
 }
 
 // Chunk translates one chat chunk.
+// Usage is the usage the chat stream reported.
+func (f *fromChat) Usage() provider.Usage { return f.dec.Usage() }
+
 func (f *fromChat) Chunk(data []byte) {
 	f.start()
 	f.dec.Chunk(data)

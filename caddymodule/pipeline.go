@@ -246,8 +246,7 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	if watch != nil {
 		resp.Events = watch.wrap(resp.Events)
 	}
-	counted := &usageCounter{EventReader: resp.Events, format: cr.format}
-	events := cr.translateStream(counted)
+	events, usage := cr.translateStream(resp.Events)
 	// Wait for the first event before answering, so that a stream that
 	// fails at once can still go to another credential. end is io.EOF
 	// for a stream with no event at all.
@@ -260,8 +259,8 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	ttfb := time.Now()
 	every, ping := cr.dialect.keepalive()
 	mid := relay(cr.w, events, first, end, cr.dialect.framer(cr.wantsUsage), every, ping)
-	if !counted.used.IsZero() {
-		acc.used(counted.used)
+	if used := usage(); !used.IsZero() {
+		acc.used(used)
 	}
 	if mid != nil && ctx.Err() == nil {
 		cr.streamFailed(entry, mid)
@@ -561,11 +560,12 @@ type usageCounter struct {
 	provider.EventReader
 	format provider.Format
 	used   provider.Usage
+	off    bool // the translation reads the usage itself
 }
 
 func (c *usageCounter) Next() ([]byte, error) {
 	data, err := c.EventReader.Next()
-	if err == nil {
+	if err == nil && !c.off {
 		if u, ok := usageOf(c.format, data); ok {
 			c.used = mergeUsage(c.used, u)
 		}

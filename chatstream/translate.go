@@ -37,6 +37,8 @@ type Translation interface {
 	// End is called at the end of the chunks: it emits the last events,
 	// or says why the stream may not end here.
 	End() error
+	// Usage is the last usage the chunks reported.
+	Usage() provider.Usage
 }
 
 // Translate returns the events t makes of chunks, in order. A failure of
@@ -59,6 +61,10 @@ type reader struct {
 }
 
 func (r *reader) Close() error { return r.chunks.Close() }
+
+// Usage is the last usage the chunks read so far reported, for whoever
+// counts what a stream cost without reading every chunk again.
+func (r *reader) Usage() provider.Usage { return r.t.Usage() }
 
 func (r *reader) Next() ([]byte, error) {
 	e := r.e

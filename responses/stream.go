@@ -51,6 +51,9 @@ func errCut() error {
 	return provider.BadReply("the upstream's stream ended before its finish_reason: the answer may be cut short")
 }
 
+// Usage is the usage the chat stream reported.
+func (s *stream) Usage() provider.Usage { return s.dec.Usage() }
+
 // Chunk translates one chat chunk.
 func (s *stream) Chunk(data []byte) {
 	s.start()
