@@ -203,12 +203,13 @@ func appendUsage(b []byte, u provider.Usage) []byte {
 
 const idAlphabet = "0123456789abcdef"
 
-// newID is a random id with prefix, as OpenAI's look (resp_ and 48 hex
-// digits).
+// newID is a random id with prefix, in hex digits as OpenAI's are.
 func newID(prefix string) string {
-	var r [24]byte
+	// 128 random bits, as many as a UUID: an id goes out with every
+	// delta of its item, so it is kept no longer than that.
+	var r [16]byte
 	_, _ = rand.Read(r[:])
-	b := make([]byte, len(prefix), len(prefix)+48)
+	b := make([]byte, len(prefix), len(prefix)+2*len(r))
 	copy(b, prefix)
 	for _, c := range r {
 		b = append(b, idAlphabet[c>>4], idAlphabet[c&0xf])

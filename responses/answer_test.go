@@ -7,7 +7,7 @@ import (
 	"github.com/proxycast/caddy-proxycast/provider"
 )
 
-var ids = regexp.MustCompile(`"(resp|msg|rs|fc|ctc|call)_[0-9a-f]{48}"`)
+var ids = regexp.MustCompile(`"(resp|msg|rs|fc|ctc|call)_[0-9a-f]{32}"`)
 
 // stable replaces generated ids and times so that answers compare.
 func stable(b []byte) []byte {
