@@ -21,6 +21,7 @@ import (
 
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
+	"github.com/proxycast/caddy-proxycast/ui"
 )
 
 func init() {
@@ -48,6 +49,9 @@ const maxAdminDrain = 1 << 20
 //	POST   /proxycast/oauth/{provider}                  start a browser login
 //	GET    /proxycast/oauth/{provider}/{state}          how that login went
 //	DELETE /proxycast/oauth/{provider}/{state}          cancel that login while it waits for the browser
+//	POST   /proxycast/oauth/{provider}/{state}/callback complete it with the callback URL, pasted from a browser elsewhere
+//	GET    /proxycast/providers                         the provider instances, with the auth types they take
+//	GET    /proxycast/ui/                               the management page
 //
 // Caddy provisions admin modules apart from the apps, so the handlers are
 // looked up when a request comes.
@@ -121,6 +125,14 @@ func (a AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	switch {
+	case len(segs) == 1 && segs[0] == "providers":
+		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		writeAdminJSON(w, http.StatusOK, listProviders())
+		return nil
+	case len(segs) >= 1 && segs[0] == "ui":
+		return serveUI(w, r)
 	case len(segs) == 1 && segs[0] == "credentials":
 		if err := method(http.MethodGet); err != nil {
 			return err
@@ -158,6 +170,11 @@ func (a AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return startOAuth(w, r, segs[1])
+	case len(segs) == 4 && segs[0] == "oauth" && segs[3] == "callback":
+		if err := method(http.MethodPost); err != nil {
+			return err
+		}
+		return pasteCallback(w, r, segs[1], segs[2])
 	case len(segs) == 3 && segs[0] == "oauth" && r.Method == http.MethodDelete:
 		return cancelOAuth(w, segs[1], segs[2])
 	case len(segs) == 3 && segs[0] == "oauth":
@@ -279,6 +296,43 @@ func inForce(f func(prov string, c effectiveCredential, e *credpool.Entry[*accou
 			}
 		}
 	}
+}
+
+// providerView is a provider instance as the admin API shows it.
+type providerView struct {
+	Name string `json:"name"`
+	// Type is the instance's module: iflow, openai, anthropic.
+	Type string `json:"type"`
+	// AuthTypes are the auth types its credentials take.
+	AuthTypes []string `json:"auth_types"`
+	// Login says whether POST /proxycast/oauth/{name} logs in through the
+	// browser.
+	Login bool `json:"login"`
+	// Credentials counts the credentials in force, and set aside.
+	Credentials int `json:"credentials"`
+}
+
+// listProviders shows the provider instances of the running handlers, by
+// name (the newest config's where several configs run).
+func listProviders() []providerView {
+	out := []providerView{}
+	seen := map[string]bool{}
+	for _, h := range live.newestFirst() {
+		for _, name := range sortedKeys(h.providers) {
+			ps := h.providers[name]
+			b := ps.build.Load()
+			if b == nil || seen[name] {
+				continue
+			}
+			seen[name] = true
+			typ, _ := provider.StringField(h.providerConfigs[name], "type")
+			_, login := ps.provider.(provider.Login)
+			out = append(out, providerView{Name: name, Type: typ, AuthTypes: provider.AuthTypesOf(ps.provider),
+				Login: login, Credentials: len(b.creds) + len(b.leftOut)})
+		}
+	}
+	slices.SortFunc(out, func(a, b providerView) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // listCredentials shows every credential in force, and the runtime ones
@@ -789,3 +843,15 @@ func adminLog(r *http.Request, msg, prov, id string) {
 
 // Interface guards
 var _ caddy.AdminRouter = (*AdminAPI)(nil)
+
+// uiPage serves the management page's files.
+var uiPage = ui.Handler(ui.Prefix)
+
+// serveUI serves the management page. Caddy's admin endpoint turns away
+// a browser's own navigation to it (the cross-site check wants an Origin
+// that navigations lack), so browsers reach it through `caddy proxycast
+// ui`, which forwards here.
+func serveUI(w http.ResponseWriter, r *http.Request) error {
+	uiPage.ServeHTTP(w, r)
+	return nil
+}

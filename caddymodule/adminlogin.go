@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,8 @@ type adminLogin struct {
 	started  time.Time
 	port     int // of its callback
 	ls       *loginServer
+
+	done chan struct{} // closed when the outcome is known
 
 	mu      sync.Mutex
 	status  string // pending, done, failed
@@ -147,7 +151,7 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 	// tokens, and only one account could win. A new login on the port of
 	// a pending one takes the port over (the pending one fails): a login
 	// whose client went away would otherwise hold it until its timeout.
-	al := &adminLogin{provider: prov, id: body.ID, started: time.Now(), status: "pending"}
+	al := &adminLogin{provider: prov, id: body.ID, started: time.Now(), status: "pending", done: make(chan struct{})}
 	loginsMu.Lock()
 	var taken []*adminLogin
 	for s, old := range logins {
@@ -219,6 +223,7 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 			al.status, al.account = "done", res.account
 		}
 		al.mu.Unlock()
+		close(al.done)
 		log := caddy.Log().Named("admin.api.proxycast")
 		if err != nil {
 			log.Warn("browser login failed", zap.String("provider", prov), zap.String("credential", cred.ID), zap.Error(err))
@@ -255,6 +260,51 @@ func oauthStatus(w http.ResponseWriter, prov, state string) error {
 	}
 	writeAdminJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// callbackBody is the body of POST /proxycast/oauth/{provider}/{state}/callback.
+type callbackBody struct {
+	// URL is the address the browser was sent back to after the login,
+	// http://localhost:<port>/oauth2callback?code=…&state=…, copied from
+	// a browser that cannot reach Caddy's machine.
+	URL string `json:"url"`
+}
+
+// pasteCallback completes a pending login with a callback URL pasted by
+// its user, and answers how it went, as GET does.
+func pasteCallback(w http.ResponseWriter, r *http.Request, prov, state string) error {
+	var body callbackBody
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	loginsMu.Lock()
+	al := logins[state]
+	loginsMu.Unlock()
+	if al == nil || al.provider != prov {
+		return errorf(http.StatusNotFound, "", "no login with state %q for provider %q", state, prov)
+	}
+	u, err := url.Parse(strings.TrimSpace(body.URL))
+	if body.URL == "" || err != nil || u.RawQuery == "" {
+		return errorf(http.StatusBadRequest, "url", "url must be the whole address the browser shows after the login, %s?code=…&state=…", al.ls.Redirect)
+	}
+	res, err := al.ls.complete(r.Context(), u.Query())
+	switch {
+	case errors.Is(err, errNotThisLogin):
+		return errorf(http.StatusBadRequest, "url", "this callback URL is not of this login (its state differs); paste the address from the browser tab this login opened")
+	case err != nil:
+		al.mu.Lock()
+		status := al.status
+		al.mu.Unlock()
+		return errorf(http.StatusConflict, "", "the login for credential %q has ended already: it is %s", al.id, status)
+	}
+	al.ls.result <- res
+	// The login's own goroutine stores the token and adds the credential;
+	// a client that stops waiting reads the outcome with GET.
+	select {
+	case <-al.done:
+	case <-r.Context().Done():
+	}
+	return oauthStatus(w, prov, state)
 }
 
 // cancelOAuth ends a pending login and frees its callback port.

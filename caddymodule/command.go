@@ -31,20 +31,21 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "proxycast",
-		Usage: "<login|import-cookie> [flags]",
-		Short: "Adds iFlow accounts for the proxycast handler",
+		Usage: "<login|import-cookie|ui> [flags]",
+		Short: "Adds iFlow accounts for the proxycast handler, and serves its management page",
 		Long: `
-Adds iFlow accounts for the proxycast handler.
+Adds iFlow accounts for the proxycast handler, and serves its management page.
 
   caddy proxycast login iflow        logs in through the browser and stores an OAuth token file
   caddy proxycast import-cookie      checks a platform.iflow.cn cookie and stores the key it yields
+  caddy proxycast ui                 serves the management page on 127.0.0.1:2020 for a running Caddy
 
 Both store what they obtain where a running Caddy looks for it: a relative
 --token-file is a key under proxycast/ in Caddy's storage (the data directory
 with the default file storage; use --config to take the storage from your
 config), an absolute one is a plain file.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(loginCommand(), importCookieCommand())
+			cmd.AddCommand(loginCommand(), importCookieCommand(), uiCommand())
 		},
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,8 @@ type loginServer struct {
 	Port int
 
 	holder loginHolder
+	login  provider.Login
+	client *http.Client     // carries the credential's proxy
 	result chan loginResult // gets exactly one result, from whoever settles the login
 	srv    *http.Server
 	lns    []net.Listener
@@ -175,6 +178,8 @@ func startLoginServer(l provider.Login, port int, client *http.Client, holder lo
 		State:    randomState(),
 		Port:     port,
 		holder:   holder,
+		login:    l,
+		client:   client,
 		result:   make(chan loginResult, 1),
 		lns:      lns,
 	}
@@ -182,7 +187,7 @@ func startLoginServer(l provider.Login, port int, client *http.Client, holder lo
 	ls.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/oauth2callback":
-			ls.callback(w, r, l, client)
+			ls.callback(w, r)
 		case holderPath:
 			if !loopbackHost(r.Host) {
 				http.Error(w, "ask through localhost", http.StatusForbidden)
@@ -201,19 +206,24 @@ func startLoginServer(l provider.Login, port int, client *http.Client, holder lo
 	return ls, nil
 }
 
-func (ls *loginServer) callback(w http.ResponseWriter, r *http.Request, l provider.Login, client *http.Client) {
-	q := r.URL.Query()
+// Why a callback does not complete the login under way.
+var (
+	errNotThisLogin = errors.New("this is not the callback of the login under way; if you started a login, start it again")
+	errLoginEnded   = errors.New("this login has ended already; look at its outcome where you started it")
+)
+
+// complete settles the login with a callback's query: the browser's, or
+// that of a callback URL pasted where the browser runs on another
+// machine than Caddy. A query of another login (any web page can make a
+// browser ask for the callback URL) is turned away with errNotThisLogin
+// and the login goes on; after the first callback, errLoginEnded. The
+// result is not yet handed over: hand it to ls.result.
+func (ls *loginServer) complete(ctx context.Context, q url.Values) (loginResult, error) {
 	if q.Get("state") != ls.State {
-		// Not this login's callback (any web page can make the browser
-		// ask for this URL): turned away, and the login goes on.
-		http.Error(w, "this is not the callback of the login under way; if you started a login, start it again", http.StatusBadRequest)
-		return
+		return loginResult{}, errNotThisLogin
 	}
 	if !ls.settle() {
-		// The page reloaded, or the login ended meanwhile: the first
-		// callback decides.
-		http.Error(w, "this login has ended already; look at its outcome where you started it", http.StatusConflict)
-		return
+		return loginResult{}, errLoginEnded
 	}
 	var res loginResult
 	switch {
@@ -222,7 +232,20 @@ func (ls *loginServer) callback(w http.ResponseWriter, r *http.Request, l provid
 	case q.Get("code") == "":
 		res.err = errors.New("the callback carried no code")
 	default:
-		res.state, res.account, res.err = l.CompleteLogin(r.Context(), client, q.Get("code"), ls.Redirect)
+		res.state, res.account, res.err = ls.login.CompleteLogin(ctx, ls.client, q.Get("code"), ls.Redirect)
+	}
+	return res, nil
+}
+
+func (ls *loginServer) callback(w http.ResponseWriter, r *http.Request) {
+	res, err := ls.complete(r.Context(), r.URL.Query())
+	switch {
+	case errors.Is(err, errNotThisLogin):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
 	}
 	status, page := http.StatusOK, "<h1>Logged in</h1><p>You can close this window.</p>"
 	if res.account != "" && res.err == nil {

@@ -114,6 +114,9 @@ func (m *IFlow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Models lists iFlow's models.
 func (m *IFlow) Models() []string { return m.p.Models() }
 
+// AuthTypes are the auth types iFlow credentials take.
+func (m *IFlow) AuthTypes() []string { return m.p.AuthTypes() }
+
 // NewAuth checks one iFlow credential.
 func (m *IFlow) NewAuth(spec provider.CredentialSpec) (provider.Auth, error) {
 	return m.p.NewAuth(spec)

@@ -22,6 +22,11 @@ const (
 	CookieRenewBefore = 48 * time.Hour
 )
 
+// AuthTypes are the auth types iFlow credentials take.
+func (p *Provider) AuthTypes() []string {
+	return []string{provider.AuthOAuth, provider.AuthCookie, provider.AuthAPIKey}
+}
+
 // NewAuth checks a credential's settings and says how its key is obtained.
 func (p *Provider) NewAuth(spec provider.CredentialSpec) (provider.Auth, error) {
 	switch spec.AuthType {

@@ -186,6 +186,21 @@ type ModelSource interface {
 	FetchModels(ctx context.Context, call *Call) ([]string, error)
 }
 
+// AuthTyper is implemented by providers whose credentials take other
+// auth types than api_key; the admin API lists them, so that a management
+// page offers only what the provider takes.
+type AuthTyper interface {
+	AuthTypes() []string
+}
+
+// AuthTypesOf lists the auth types p's credentials take.
+func AuthTypesOf(p Provider) []string {
+	if a, ok := p.(AuthTyper); ok {
+		return a.AuthTypes()
+	}
+	return []string{AuthAPIKey}
+}
+
 // TokenImporter is implemented by providers that take a token given by a
 // person (through the admin API) as a credential's state.
 type TokenImporter interface {
