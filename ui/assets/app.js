@@ -199,7 +199,7 @@ function row(c) {
     el('td', { class: 'num' }, fmtNum(c.requests)),
     el('td', { class: 'num' + (c.failures ? ' bad-text' : '') }, fmtNum(c.failures)),
     tokens,
-    el('td', { class: 'error-cell' }, c.last_error || '—'),
+    el('td', { class: c.last_error ? 'error-cell' : '' }, c.last_error || '—'),
     actions);
 }
 
@@ -208,11 +208,23 @@ function renderTable(section, name) {
   const words = view.filter.toLowerCase().split(/\s+/).filter(Boolean);
   const shown = sorted(all.filter((c) => matches(c, words)));
   const body = section.querySelector('tbody');
-  const rows = shown.map(row);
+  // A row that has not changed is kept, node and all: a click on it while
+  // the page refreshes still lands.
+  const cache = section.rows || new Map();
+  const next = new Map();
+  const rows = shown.map((c) => {
+    const sig = lang + JSON.stringify(c);
+    const kept = cache.get(c.id);
+    const tr = kept && kept.sig === sig ? kept.tr : row(c);
+    next.set(c.id, { sig, tr });
+    return tr;
+  });
+  section.rows = next;
   if (rows.length === 0) {
     rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 13 }, all.length ? t('noMatch') : t('noCredentials'))));
   }
-  body.replaceChildren(...rows);
+  const same = rows.length === body.children.length && rows.every((r, i) => body.children[i] === r);
+  if (!same) body.replaceChildren(...rows);
   section.querySelector('.count').textContent = words.length ? t('shown', shown.length, all.length) : t('credentials', all.length);
   for (const th of section.querySelectorAll('th[data-sort]')) {
     const on = th.dataset.sort === view.sort.key;
@@ -465,10 +477,18 @@ async function onRowAction(ev) {
 function confirmDelete(prov, id) {
   const d = document.getElementById('confirm');
   d.querySelector('.confirm-text').textContent = t('confirmDelete', id, prov);
-  d.returnValue = '';
   d.showModal();
+  // The buttons answer, not the dialog's close event, which a browser
+  // may put off in a tab in the background.
   return new Promise((resolve) => {
-    d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
+    const answer = (ok) => (ev) => {
+      ev.preventDefault();
+      d.close();
+      resolve(ok);
+    };
+    d.querySelector('button[value="ok"]').onclick = answer(true);
+    d.querySelector('button[value="cancel"]').onclick = answer(false);
+    d.oncancel = () => resolve(false);
   });
 }
 
