@@ -23,7 +23,7 @@ import (
 
 // browserContext starts headless Chromium (Debian's chromium package;
 // .ci/run installs it). Without it the test is skipped, except in CI.
-func browserContext(t *testing.T) context.Context {
+func browserContext(t *testing.T, lang string) context.Context {
 	t.Helper()
 	var path string
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -40,7 +40,7 @@ func browserContext(t *testing.T) context.Context {
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 1000), chromedp.Flag("lang", "en-US"))
+		chromedp.WindowSize(1440, 1000), chromedp.Flag("lang", lang), chromedp.Flag("accept-lang", lang))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
@@ -105,7 +105,7 @@ func watchPage(t *testing.T, ctx context.Context) *pageWatch {
 // refresh that keeps what is typed, the filter, sorting, the language
 // switch; and no secret anywhere in the page or in what it was sent.
 func TestManagementPage(t *testing.T) {
-	ctx := browserContext(t)
+	ctx := browserContext(t, "en-US")
 	srv := fakeIFlow(t, "sk-a")
 	web := srv.AddAccount("browser@example.com", "")
 	good := srv.AddCookieAccount("bx-ui-cookie")
@@ -120,9 +120,9 @@ func TestManagementPage(t *testing.T) {
 
 	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		step, cancel := context.WithTimeout(ctx, 20*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		if err := chromedp.Do(step, actions...); err != nil {
+		if err := chromedp.Do(sctx, actions...); err != nil {
 			msg, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("message").innerText`))
 			w.mu.Lock()
 			defer w.mu.Unlock()
@@ -139,12 +139,16 @@ func TestManagementPage(t *testing.T) {
 		return v
 	}
 	q := func(sel string) string { b, _ := json.Marshal(sel); return string(b) }
-	// setv sets a field's value as typing would end.
-	setv := func(sel, v string) chromedp.Action[chromedp.Void] {
+	// step runs a statement in the page, as a step.
+	step := func(stmt string) chromedp.Action[chromedp.Void] {
 		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			_, err := chromedp.Evaluate[bool](`((e) => { e.value = `+q(v)+`; e.dispatchEvent(new Event("input", {bubbles: true})); return true })(document.querySelector(`+q(sel)+`))`)(ctx, tg)
+			_, err := chromedp.Evaluate[bool](`(() => { `+stmt+`; return true })()`)(ctx, tg)
 			return chromedp.Void{}, err
 		}
+	}
+	// setv sets a field's value as typing would end.
+	setv := func(sel, v string) chromedp.Action[chromedp.Void] {
+		return step(`const e = document.querySelector(` + q(sel) + `); e.value = ` + q(v) + `; e.dispatchEvent(new Event("input", {bubbles: true}))`)
 	}
 	text := func(sel string) string {
 		t.Helper()
@@ -250,8 +254,8 @@ func TestManagementPage(t *testing.T) {
 	// The same with the browser on another machine: no tab opens here,
 	// the user logs in there and pastes the address it ends on.
 	srv.AddAccount("far@example.com", "")
-	js(`window.open = () => null, "no tabs"`)
 	run("a login for another machine",
+		step(`window.realOpen = window.open; window.open = () => null`),
 		chromedp.SendKeys(chromedp.CSS(form("oauth")+`input[name="id"]`), "ui-far"),
 		setv(form("oauth")+`input[name="port"]`, strconv.Itoa(freePort(t))),
 		chromedp.Click(chromedp.CSS(form("oauth")+`button[type="submit"]`)),
@@ -266,6 +270,19 @@ func TestManagementPage(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(rowSel("ui-far"))),
 		chromedp.WaitVisible(chromedp.CSS(form("oauth")+`.login-state.good-text`)))
 	waitFor(t, "ui-far's account on the page", func() bool { return strings.Contains(text(rowSel("ui-far")), "far@example.com") })
+
+	// A login that iFlow refuses ends failed, with its reason.
+	srv.SetAuthorizeError("access_denied")
+	run("a refused login",
+		step(`window.open = window.realOpen`),
+		setv(form("oauth")+`input[name="id"]`, "ui-refused"),
+		setv(form("oauth")+`input[name="port"]`, strconv.Itoa(freePort(t))),
+		chromedp.Click(chromedp.CSS(form("oauth")+`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(form("oauth")+`.login-state.bad-text`)))
+	if m := text(form("oauth") + `.form-message`); !strings.Contains(m, "The login failed") || !strings.Contains(m, "access_denied") {
+		t.Errorf("after a refused login: %q", m)
+	}
+	srv.SetAuthorizeError("")
 
 	// Disable, enable, edit, refresh now, delete.
 	run("disabling",
@@ -382,6 +399,28 @@ func TestManagementPage(t *testing.T) {
 func call(ctx context.Context, cmd cdp.Command[cdp.Empty, cdp.Empty]) error {
 	_, err := chromedp.Call(ctx, cmd, cdp.Empty{})
 	return err
+}
+
+// TestManagementPageChinese: a browser that prefers Chinese gets the
+// product page's words without touching the switch.
+func TestManagementPageChinese(t *testing.T) {
+	ctx := browserContext(t, "zh-CN")
+	srv := fakeIFlow(t, "sk-a")
+	startWithStorage(t, t.TempDir(), adminSite(srv))
+	page := startUI(t, adminAddr)
+	if err := chromedp.Do(ctx, chromedp.Navigate(page),
+		chromedp.WaitVisible(chromedp.CSS(`section[data-provider="iflow"] tr[data-id="a"]`))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[document.documentElement.lang,
+		document.querySelector('h1 [data-t="title"]').innerText,
+		document.querySelector('.tab[data-kind="oauth"]').innerText,
+		document.querySelector('.tab[data-kind="cookie"]').innerText,
+		document.querySelector('tr[data-id="a"] .badge').innerText,
+		document.getElementById('lang').innerText].join("|")`))
+	if err != nil || got != "zh-CN|提供商|OAuth 登录|Cookie 导入|可用|English" {
+		t.Errorf("a Chinese browser sees %q (%v)", got, err)
+	}
 }
 
 // TestScreenshotsCommitted: the README shows the test's screenshots.
