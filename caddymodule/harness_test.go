@@ -275,12 +275,22 @@ func events(body string) []string {
 // admin sends one request to the admin API.
 func admin(t *testing.T, method, path, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, adminURL+path, strings.NewReader(body))
+	return send(t, method, adminURL+path, body, nil)
+}
+
+// send sends one request with a JSON body, if any, and header, and
+// returns the answer's status and body.
+func send(t *testing.T, method, url, body string, header map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := testClient.Do(req)
 	if err != nil {

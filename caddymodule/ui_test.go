@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -47,28 +46,6 @@ func startUI(t *testing.T, admin string) string {
 	return page
 }
 
-// browse sends one request as a browser would from the page at base.
-func browse(t *testing.T, method, url, body string, header map[string]string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := testClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
-}
-
 // sameOrigin are the headers a browser sends with a fetch of the page at
 // page (origin scheme://host:port).
 func sameOrigin(page string, change bool) map[string]string {
@@ -86,10 +63,10 @@ func checkForwarder(t *testing.T, page string) {
 	t.Helper()
 	api := strings.TrimSuffix(page, "ui/")
 	navigate := map[string]string{"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
-	if status, body := browse(t, "GET", page, "", navigate); status != 200 || !strings.Contains(body, "app.js") {
+	if status, body := send(t, "GET", page, "", navigate); status != 200 || !strings.Contains(body, "app.js") {
 		t.Fatalf("the page: %d %.200s", status, body)
 	}
-	status, body := browse(t, "GET", api+"providers", "", sameOrigin(page, false))
+	status, body := send(t, "GET", api+"providers", "", sameOrigin(page, false))
 	var provs []struct {
 		Name, Type  string
 		AuthTypes   []string `json:"auth_types"`
@@ -104,11 +81,11 @@ func checkForwarder(t *testing.T, page string) {
 		t.Errorf("providers: %+v", p)
 	}
 	add := `{"id":"via-ui","auth_type":"api_key","api_key":"sk-via-ui"}`
-	if status, body := browse(t, "POST", api+"credentials/iflow", add, sameOrigin(page, true)); status != 201 || strings.Contains(body, "sk-via-ui") {
+	if status, body := send(t, "POST", api+"credentials/iflow", add, sameOrigin(page, true)); status != 201 || strings.Contains(body, "sk-via-ui") {
 		t.Fatalf("add through the forwarder: %d %s", status, body)
 	}
 	listed := func() bool {
-		status, body := browse(t, "GET", api+"credentials", "", sameOrigin(page, false))
+		status, body := send(t, "GET", api+"credentials", "", sameOrigin(page, false))
 		if status != 200 {
 			t.Fatalf("list through the forwarder: %d %s", status, body)
 		}
@@ -128,7 +105,7 @@ func checkForwarder(t *testing.T, page string) {
 		{"Caddy's own config", "GET", strings.TrimSuffix(api, "proxycast/") + "config/", "", sameOrigin(page, false), 404},
 		{"Caddy's stop", "POST", strings.TrimSuffix(api, "proxycast/") + "stop", "", sameOrigin(page, true), 404},
 	} {
-		if status, body := browse(t, tt.method, tt.url, tt.body, tt.header); status != tt.status {
+		if status, body := send(t, tt.method, tt.url, tt.body, tt.header); status != tt.status {
 			t.Errorf("%s: %d %s; want %d", tt.name, status, body, tt.status)
 		}
 	}
@@ -143,7 +120,7 @@ func checkForwarder(t *testing.T, page string) {
 	if !listed() {
 		t.Fatal("a refused request deleted the credential")
 	}
-	if status, body := browse(t, "DELETE", api+"credentials/iflow/via-ui", "", sameOrigin(page, true)); status != 200 && status != 204 {
+	if status, body := send(t, "DELETE", api+"credentials/iflow/via-ui", "", sameOrigin(page, true)); status != 200 && status != 204 {
 		t.Fatalf("delete through the forwarder: %d %s", status, body)
 	}
 	if listed() {
@@ -159,7 +136,7 @@ func TestUIForwarder(t *testing.T) {
 
 	// Straight to the admin listener, a browser's navigation has no
 	// Origin, and Caddy refuses it; curl is served.
-	status, body := browse(t, "GET", adminURL+"/proxycast/ui/", "", map[string]string{"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"})
+	status, body := send(t, "GET", adminURL+"/proxycast/ui/", "", map[string]string{"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"})
 	if status != 403 {
 		t.Errorf("a browser's navigation to the admin listener: %d %.200s (the README says Caddy refuses it)", status, body)
 	}
