@@ -30,6 +30,7 @@ fake_openai=127.0.0.1:9778
 fake_anthropic=127.0.0.1:9779
 admin=localhost:2019
 login_port=11451
+ui_listen=127.0.0.1:2020
 demo_cookie="BXAuth=demo-cookie"
 work=$(mktemp -d)
 pids=()
@@ -64,6 +65,9 @@ for host in 127.0.0.1 ::1; do
 done
 if $check && [ -n "$login_taken" ]; then
 	taken+=("$login_taken")
+fi
+if $check && listening 127.0.0.1 2020; then
+	taken+=("2020 on 127.0.0.1 (caddy proxycast ui, the management page)")
 fi
 if ((${#taken[@]})); then
 	echo "error: the quickstart needs these ports, and something holds them:" >&2
@@ -216,6 +220,10 @@ $root in another terminal:
   Import a cookie: paste $demo_cookie when asked:
     ./caddy proxycast import-cookie --admin $admin --id demo-cookie
 
+  Or in the browser, on the management page (OAuth 登录, Cookie 导入):
+    ./caddy proxycast ui --admin $admin --listen $ui_listen
+  then open http://$ui_listen/
+
   Or log in without the admin API, writing a token file into Caddy's
   storage, and hand that file to Caddy:
     XDG_DATA_HOME=$XDG_DATA_HOME ./caddy proxycast login iflow --oauth-base http://$fake --token-file $token_file
@@ -324,4 +332,21 @@ if [ -n "$missing" ]; then
 	fail "no chat request was served by$missing (served by:$seen)"
 fi
 for c in $want; do echo "==> $c served a chat request"; done
+
+echo "==> the management page: ./caddy proxycast ui --admin $admin --listen $ui_listen"
+./caddy proxycast ui --admin "$admin" --listen "$ui_listen" >"$work/ui.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do
+	listening 127.0.0.1 2020 && break
+	sleep 0.2
+done
+# As a browser asks: a navigation to the page, then a same-origin fetch.
+if ! lcurl -fsS --max-time 10 -o "$work/ui.html" -H 'Sec-Fetch-Site: none' -H 'Sec-Fetch-Mode: navigate' "http://$ui_listen/proxycast/ui/" ||
+	! grep -q 'app.js' "$work/ui.html" ||
+	! lcurl -fsS --max-time 10 -o "$work/ui.json" -H 'Sec-Fetch-Site: same-origin' "http://$ui_listen/proxycast/credentials" ||
+	! grep -q '"demo-cookie"' "$work/ui.json"; then
+	cat "$work/ui.out" >&2
+	fail "the management page did not answer through caddy proxycast ui"
+fi
+echo "==> the page and its credentials came through http://$ui_listen/"
 echo "==> quickstart check passed"
