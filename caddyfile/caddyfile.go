@@ -17,6 +17,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/proxycast/caddy-proxycast/caddymodule"
+	"github.com/proxycast/caddy-proxycast/clients"
 )
 
 func init() {
@@ -35,9 +36,15 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Unmarshal reads the proxycast directive into handler:
 //
 //	proxycast [<matcher>] {
-//		# api_keys, credential_pool, routing and provider may repeat; any
-//		# other option set twice is an error.
-//		api_keys <key...>          # repeatable; {env.VAR} works
+//		# api_keys, client, credential_pool, routing and provider may
+//		# repeat; any other option set twice is an error.
+//		api_keys <key...>          # repeatable; {env.VAR} works; an unnamed client with no limits
+//		client <name> {            # a named client; repeatable
+//			key <key...>           # one or more; {env.VAR} works
+//			models <glob...>       # only these models; default all
+//			rate_limit <n>/<window>  # s, m, h, d or a duration: 60/m; per instance; default none
+//			expires <date|time>    # 2027-03-01 or RFC 3339; default never
+//		}
 //		anonymous                  # serve clients without a key (explicit)
 //		max_body_size <size>       # default 20MiB
 //		selection round_robin|fill_first
@@ -93,7 +100,7 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 		// Repeatable: api_keys adds keys, provider blocks name different
 		// providers, and credential_pool and routing blocks add to what
 		// the others hold (snippets may each bring one).
-		if opt := d.Val(); opt != "api_keys" && opt != "provider" && opt != "credential_pool" && opt != "routing" {
+		if opt := d.Val(); opt != "api_keys" && opt != "client" && opt != "provider" && opt != "credential_pool" && opt != "routing" {
 			if err := set.check(d, opt); err != nil {
 				return err
 			}
@@ -105,6 +112,12 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 				return d.Err("api_keys needs at least one key")
 			}
 			h.APIKeys = append(h.APIKeys, args...)
+		case "client":
+			c, err := unmarshalClient(d)
+			if err != nil {
+				return err
+			}
+			h.Clients = append(h.Clients, c)
 		case "anonymous":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -568,4 +581,60 @@ func (n providerNames) check(h *caddymodule.Handler) error {
 			tok.Text, tok.Text, strings.Join(providerTypes(), ", "))
 	}
 	return nil
+}
+
+// unmarshalClient reads one client block.
+func unmarshalClient(d *caddyfile.Dispenser) (caddymodule.ClientConfig, error) {
+	var c caddymodule.ClientConfig
+	if !d.NextArg() {
+		return c, d.Err("client needs a name: client <name> { key <key> }")
+	}
+	c.Name = d.Val()
+	if d.NextArg() {
+		return c, d.Errf("client %s: the block begins on the name's line, and its settings go on lines of their own", c.Name)
+	}
+	seen := once{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if opt != "key" {
+			if err := seen.check(d, opt); err != nil {
+				return c, err
+			}
+		}
+		args := d.RemainingArgs()
+		switch opt {
+		case "key":
+			if len(args) == 0 {
+				return c, d.Errf("client %s: key needs at least one key", c.Name)
+			}
+			c.Keys = append(c.Keys, args...)
+		case "models":
+			if len(args) == 0 {
+				return c, d.Errf("client %s: models needs at least one glob", c.Name)
+			}
+			c.Models = args
+		case "rate_limit":
+			if len(args) != 1 {
+				return c, d.Errf("client %s: rate_limit takes one rate, such as 60/m", c.Name)
+			}
+			if _, err := clients.ParseRate(args[0]); err != nil {
+				return c, d.Errf("client %s: rate_limit: %v", c.Name, err)
+			}
+			c.RateLimit = args[0]
+		case "expires":
+			if len(args) != 1 {
+				return c, d.Errf("client %s: expires takes one date, such as 2027-03-01", c.Name)
+			}
+			if _, err := clients.ParseExpiry(args[0]); err != nil {
+				return c, d.Errf("client %s: %v", c.Name, err)
+			}
+			c.Expires = args[0]
+		default:
+			return c, d.Errf("client %s: unrecognized option %q (key, models, rate_limit, expires)", c.Name, opt)
+		}
+	}
+	if len(c.Keys) == 0 {
+		return c, d.Errf("client %s has no key: add key <key>", c.Name)
+	}
+	return c, nil
 }

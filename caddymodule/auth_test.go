@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 )
 
@@ -58,7 +59,7 @@ func TestAuthorized(t *testing.T) {
 			for k, v := range tt.header {
 				r.Header.Set(k, v)
 			}
-			if got := h.authorized(r); got != tt.want {
+			if _, got := h.authorized(r); got != tt.want {
 				t.Errorf("authorized = %v, want %v", got, tt.want)
 			}
 			if v, sent := tt.header["Authorization"]; sent && r.Header.Get("Authorization") != v {
@@ -75,7 +76,7 @@ func BenchmarkAuthorized(b *testing.B) {
 		r.Header.Set("Authorization", "Bearer sk-third-0123456789abcdef")
 		b.ReportAllocs()
 		for b.Loop() {
-			if !h.authorized(r) {
+			if _, ok := h.authorized(r); !ok {
 				b.Fatal("refused")
 			}
 		}
@@ -85,9 +86,33 @@ func BenchmarkAuthorized(b *testing.B) {
 		r.Header.Set("Authorization", "Bearer sk-wrong-0123456789abcdef")
 		b.ReportAllocs()
 		for b.Loop() {
-			if h.authorized(r) {
+			if _, ok := h.authorized(r); ok {
 				b.Fatal("accepted")
 			}
 		}
 	})
+}
+
+// BenchmarkAuthorizedClients: finding a named client's key costs the same
+// with one client as with a thousand.
+func BenchmarkAuthorizedClients(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			h := handlerWithKeys("sk-legacy-0123456789abcdef")
+			for i := range n {
+				h.Clients = append(h.Clients, ClientConfig{Name: "c" + strconv.Itoa(i), Keys: []string{"sk-client-" + strconv.Itoa(i) + "-0123456789abcdef"}})
+			}
+			if err := h.provisionClients(); err != nil {
+				b.Fatal(err)
+			}
+			r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+			r.Header.Set("Authorization", "Bearer sk-client-0-0123456789abcdef")
+			b.ReportAllocs()
+			for b.Loop() {
+				if c, ok := h.authorized(r); !ok || c == nil {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
 }

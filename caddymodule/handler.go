@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/proxycast/caddy-proxycast/clients"
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
 )
@@ -65,6 +66,11 @@ type Handler struct {
 	// or `x-api-key: <key>`. Placeholders such as {env.PROXYCAST_API_KEY}
 	// are replaced when the handler starts.
 	APIKeys []string `json:"api_keys,omitempty"`
+
+	// Clients are named clients, each with its own keys, models, rate
+	// limit and expiry. Keys in api_keys are those of one unnamed client
+	// with no limits.
+	Clients []ClientConfig `json:"clients,omitempty"`
 
 	// Anonymous serves clients without a key. It must be set explicitly:
 	// without api_keys and without anonymous the handler refuses to start,
@@ -158,6 +164,8 @@ type Handler struct {
 	storage         certmagic.Storage
 	router          *router
 	keys            [][sha256.Size]byte
+	clientSet       *clients.Set
+	limiterKeys     []string // held in clientLimiters
 	clients         *clientCache
 	logger          *zap.Logger
 }
@@ -268,6 +276,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("api_keys: key %d holds a character that cannot go into an HTTP header (a line break or another control character)", i+1)
 		}
 		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
+	}
+
+	if err := h.provisionClients(); err != nil {
+		return err
 	}
 
 	provs, err := h.loadProviders(ctx)
@@ -403,10 +415,10 @@ func (h *Handler) loadProviders(ctx caddy.Context) (map[string]provider.Provider
 
 // Validate checks what Provision could not reject on its own.
 func (h *Handler) Validate() error {
-	if len(h.keys) == 0 && !h.Anonymous {
+	if len(h.keys) == 0 && h.clientSet.Len() == 0 && !h.Anonymous {
 		return errors.New("no api_keys: set api_keys, or write anonymous to let any client use the accounts")
 	}
-	if len(h.keys) > 0 && h.Anonymous {
+	if (len(h.keys) > 0 || h.clientSet.Len() > 0) && h.Anonymous {
 		return errors.New("anonymous and api_keys exclude each other")
 	}
 	if h.MaxBodySize < 0 {
@@ -437,6 +449,9 @@ func (h *Handler) Cleanup() error {
 	for _, k := range h.poolKeys {
 		_, _ = poolStates.Delete(k)
 	}
+	for _, k := range h.limiterKeys {
+		_, _ = clientLimiters.Delete(k)
+	}
 	if h.clients != nil {
 		h.clients.close()
 	}
@@ -450,11 +465,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	d := dialectFor(path, r, h)
-	if !h.authorized(r) {
+	c, ok := h.authorized(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="proxycast"`)
 		d.writeError(w, clientError(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key",
 			"missing or incorrect API key; send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"))
 		return nil
+	}
+	if c != nil {
+		limited := r.Method == http.MethodPost && (path == "/v1/chat/completions" || path == "/v1/messages" ||
+			path == "/v1/responses" || path == "/v1/messages/count_tokens")
+		if e := admit(c, time.Now(), limited); e != nil {
+			d.writeError(w, e)
+			return nil
+		}
+		r = withClient(r, c)
 	}
 	switch {
 	case path == "/v1/chat/completions", path == "/v1/messages", path == "/v1/responses":

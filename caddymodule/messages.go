@@ -38,6 +38,9 @@ func (h *Handler) serveCountTokens(w http.ResponseWriter, r *http.Request, d dia
 		var model string
 		model, _, e = requestModel(body)
 		if e == nil {
+			e = mayUse(clientOf(r), model)
+		}
+		if e == nil {
 			e = h.countTokens(w, r, body, model)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/proxycast/caddy-proxycast/clients"
 	"github.com/proxycast/caddy-proxycast/provider"
 )
 
@@ -48,13 +49,16 @@ type modelObject struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-// models lists every client-side model name that routes somewhere.
-func (h *Handler) models() []modelObject {
+// models lists every client-side model name that routes somewhere, and
+// that the named client c (if any) may use.
+func (h *Handler) models(c *clients.Client) []modelObject {
 	var out []modelObject
 	for _, name := range sortedKeys(h.providers) {
 		for _, m := range h.providers[name].instanceModels() {
 			for _, alias := range h.router.aliases(name, m) {
-				out = append(out, modelObject{ID: alias, Object: "model", OwnedBy: name})
+				if c == nil || c.MayUse(alias) {
+					out = append(out, modelObject{ID: alias, Object: "model", OwnedBy: name})
+				}
 			}
 		}
 	}
@@ -63,17 +67,17 @@ func (h *Handler) models() []modelObject {
 
 func (h *Handler) serveModels(w http.ResponseWriter, r *http.Request) {
 	if isAnthropicClient(r) {
-		writeJSON(w, anthropicModelList(h.models()))
+		writeJSON(w, anthropicModelList(h.models(clientOf(r))))
 		return
 	}
 	writeJSON(w, struct {
 		Object string        `json:"object"`
 		Data   []modelObject `json:"data"`
-	}{Object: "list", Data: h.models()})
+	}{Object: "list", Data: h.models(clientOf(r))})
 }
 
 func (h *Handler) serveModel(w http.ResponseWriter, r *http.Request, id string) {
-	for _, m := range h.models() {
+	for _, m := range h.models(clientOf(r)) {
 		if m.ID == id {
 			if isAnthropicClient(r) {
 				writeJSON(w, anthropicModel(m))

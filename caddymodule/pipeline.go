@@ -116,6 +116,9 @@ func (h *Handler) readChat(w http.ResponseWriter, r *http.Request, d dialect, bu
 		return nil
 	}
 	model, stream, e := requestModel(body)
+	if e == nil {
+		e = mayUse(clientOf(r), model)
+	}
 	if e != nil {
 		d.writeError(w, e)
 		return nil

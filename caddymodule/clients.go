@@ -1,0 +1,158 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/proxycast/caddy-proxycast/clients"
+	"github.com/proxycast/caddy-proxycast/provider"
+)
+
+// ClientConfig is one named client: its keys, and what it may use.
+type ClientConfig struct {
+	// Name names the client in logs and metrics (never its key).
+	Name string `json:"name"`
+
+	// Keys are the keys the client presents, as api_keys are presented.
+	// Placeholders such as {env.ALICE_KEY} are replaced when the handler
+	// starts. A key belongs to one client.
+	Keys []string `json:"keys"`
+
+	// Models, if set, are the only models the client may ask for: globs
+	// over the model it names, `*` any run of characters and `?` one.
+	// Default: every model.
+	Models []string `json:"models,omitempty"`
+
+	// RateLimit bounds the client's requests (chat, messages, responses,
+	// count_tokens) in any window of the given length, in this Caddy
+	// instance: "60/m", "5/s", "1000/h", "10000/d" or "100/30s".
+	// Default: none.
+	RateLimit string `json:"rate_limit,omitempty"`
+
+	// Expires is when the client's keys stop working: a date
+	// (2027-03-01, at 00:00 UTC) or an RFC 3339 time. Default: never.
+	Expires string `json:"expires,omitempty"`
+}
+
+// clientLimiters keeps each client's rate limiter across reloads, by
+// name and rate: a reload does not forget what a client has sent.
+var clientLimiters = caddy.NewUsagePool()
+
+type heldLimiter struct{ *clients.Limiter }
+
+func (heldLimiter) Destruct() error { return nil }
+
+// provisionClients builds the named clients.
+func (h *Handler) provisionClients() error {
+	var specs []clients.Spec
+	for i, cc := range h.Clients {
+		sp := clients.Spec{Name: cc.Name, Models: cc.Models}
+		if cc.Name == "" {
+			return fmt.Errorf("clients: client %d has no name", i+1)
+		}
+		for j, k := range cc.Keys {
+			k, err := resolvePlaceholders(k, envAndFile)
+			if err != nil {
+				return fmt.Errorf("client %q: key %d: %v", cc.Name, j+1, err)
+			}
+			k = strings.TrimSpace(k)
+			if k != "" && !httpguts.ValidHeaderFieldValue(k) {
+				return fmt.Errorf("client %q: key %d holds a character that cannot go into an HTTP header", cc.Name, j+1)
+			}
+			sp.Keys = append(sp.Keys, k)
+		}
+		if cc.RateLimit != "" {
+			r, err := clients.ParseRate(cc.RateLimit)
+			if err != nil {
+				return fmt.Errorf("client %q: rate_limit: %v", cc.Name, err)
+			}
+			sp.RateLimit = r
+		}
+		if cc.Expires != "" {
+			t, err := clients.ParseExpiry(cc.Expires)
+			if err != nil {
+				return fmt.Errorf("client %q: %v", cc.Name, err)
+			}
+			sp.Expires = t
+		}
+		specs = append(specs, sp)
+	}
+	legacy := map[[sha256.Size]byte]bool{}
+	for _, k := range h.keys {
+		legacy[k] = true
+	}
+	for _, sp := range specs {
+		for j, k := range sp.Keys {
+			if legacy[sha256.Sum256([]byte(k))] {
+				return fmt.Errorf("client %q: key %d is also in api_keys: each key belongs to one client", sp.Name, j+1)
+			}
+		}
+	}
+	set, err := clients.New(specs, func(name string, r clients.Rate) *clients.Limiter {
+		key := name + "|" + strconv.Itoa(r.N) + "|" + r.Window.String()
+		v, _, _ := clientLimiters.LoadOrNew(key, func() (caddy.Destructor, error) {
+			return heldLimiter{clients.NewLimiter(r)}, nil
+		})
+		h.limiterKeys = append(h.limiterKeys, key)
+		return v.(heldLimiter).Limiter
+	})
+	if err != nil {
+		return err
+	}
+	h.clientSet = set
+	return nil
+}
+
+// clientKey is the context key of the request's named client.
+type clientKey struct{}
+
+// clientOf is the named client that sent r, or nil (an api_keys key, or
+// anonymous).
+func clientOf(r *http.Request) *clients.Client {
+	c, _ := r.Context().Value(clientKey{}).(*clients.Client)
+	return c
+}
+
+func withClient(r *http.Request, c *clients.Client) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), clientKey{}, c))
+}
+
+// admit refuses a named client's request that its expiry or rate limit
+// forbids; limited is whether the request counts against the rate limit.
+func admit(c *clients.Client, now time.Time, limited bool) *provider.Error {
+	if c == nil {
+		return nil
+	}
+	if c.Expired(now) {
+		return clientError(http.StatusUnauthorized, "invalid_request_error", "expired_api_key",
+			fmt.Sprintf("the key of client %q expired at %s; ask for a new one", c.Name, c.Expires.UTC().Format(time.RFC3339)))
+	}
+	if !limited {
+		return nil
+	}
+	if ok, wait := c.Allow(now); !ok {
+		e := clientError(http.StatusTooManyRequests, "rate_limit_error", "rate_limit_exceeded",
+			fmt.Sprintf("client %q may send %s requests; try again in %ds", c.Name, c.RateLimit, int(math.Ceil(wait.Seconds()))))
+		e.RetryAfter = wait
+		return e
+	}
+	return nil
+}
+
+// mayUse refuses a model outside the client's models.
+func mayUse(c *clients.Client, model string) *provider.Error {
+	if c == nil || c.MayUse(model) {
+		return nil
+	}
+	return clientError(http.StatusForbidden, "permission_error", "model_not_allowed",
+		fmt.Sprintf("client %q may not use model %q; it may use %s", c.Name, model, strings.Join(c.Models, ", ")))
+}

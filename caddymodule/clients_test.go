@@ -1,0 +1,173 @@
+package caddymodule_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const clientsBlock = `
+		client alice {
+			key alice-key alice-second-key
+			models qwen3-* claude-*
+		}
+		client carol {
+			key carol-key
+			rate_limit 2/1h
+		}
+		client old {
+			key old-key
+			expires 2020-01-01
+		}
+`
+
+// dialectCall sends a minimal request for model in one client dialect
+// with key, and returns the status, the Retry-After and the body.
+func dialectCall(t *testing.T, dialect, key, model string) (int, string, string) {
+	t.Helper()
+	var resp *http.Response
+	switch dialect {
+	case "chat":
+		resp = post(t, "/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`, "Authorization", "Bearer "+key)
+	case "messages":
+		resp = post(t, "/v1/messages", `{"model":"`+model+`","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`,
+			"X-Api-Key", key, "Anthropic-Version", "2023-06-01")
+	case "responses":
+		resp = post(t, "/v1/responses", `{"model":"`+model+`","input":"hi"}`, "Authorization", "Bearer "+key)
+	case "count_tokens":
+		resp = post(t, "/v1/messages/count_tokens", `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`,
+			"X-Api-Key", key, "Anthropic-Version", "2023-06-01")
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), string(raw)
+}
+
+// checkShape checks an error body is in the dialect's own shape.
+func checkShape(t *testing.T, dialect, body, typ string) string {
+	t.Helper()
+	var e struct {
+		Type  string `json:"type"`
+		Error struct {
+			Type, Code, Message string
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Message == "" {
+		t.Fatalf("%s: not an error object: %s", dialect, body)
+	}
+	if anthropicShape := dialect == "messages" || dialect == "count_tokens"; anthropicShape != (e.Type == "error") {
+		t.Errorf("%s: the error is not in the dialect's shape: %s", dialect, body)
+	}
+	if e.Error.Type != typ {
+		t.Errorf("%s: error type %q, want %q: %s", dialect, e.Error.Type, typ, body)
+	}
+	return e.Error.Message
+}
+
+// TestClients: named clients' keys, models, expiry and rate limit, in
+// every client dialect.
+func TestClients(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	root := t.TempDir()
+	cfg := poolConfig(srv, clientsBlock, "sk-a")
+	startWithStorage(t, root, "\tproxycast {\n"+cfg+"\t}")
+	dialects := []string{"chat", "messages", "responses", "count_tokens"}
+
+	for _, d := range dialects {
+		// Every client's key works for what it may use; the unnamed
+		// api_keys client for anything.
+		for _, key := range []string{"alice-key", "alice-second-key", clientKey} {
+			if status, _, body := dialectCall(t, d, key, "qwen3-max"); status != 200 {
+				t.Errorf("%s with %s: %d %s", d, key, status, body)
+			}
+		}
+		// A model outside alice's globs.
+		status, _, body := dialectCall(t, d, "alice-key", "glm-4.6")
+		if status != http.StatusForbidden {
+			t.Errorf("%s: alice asking for glm-4.6: %d %s", d, status, body)
+		} else if m := checkShape(t, d, body, "permission_error"); !strings.Contains(m, `client "alice" may not use model "glm-4.6"`) || !strings.Contains(m, "qwen3-*, claude-*") {
+			t.Errorf("%s: %q", d, m)
+		}
+		if status, _, _ := dialectCall(t, d, clientKey, "glm-4.6"); status != 200 {
+			t.Errorf("%s: the api_keys client asking for glm-4.6: %d", d, status)
+		}
+		// An expired client.
+		status, _, body = dialectCall(t, d, "old-key", "qwen3-max")
+		if status != http.StatusUnauthorized {
+			t.Errorf("%s: the expired client: %d %s", d, status, body)
+		} else if m := checkShape(t, d, body, map[bool]string{true: "authentication_error", false: "invalid_request_error"}[d == "messages" || d == "count_tokens"]); !strings.Contains(m, `client "old" expired at 2020-01-01T00:00:00Z`) {
+			t.Errorf("%s: %q", d, m)
+		}
+	}
+
+	// carol may send two requests an hour, whatever the dialect: the third
+	// and after are 429s with Retry-After, in each dialect's shape.
+	for i, d := range []string{"chat", "messages"} {
+		if status, _, body := dialectCall(t, d, "carol-key", "qwen3-max"); status != 200 {
+			t.Fatalf("carol's request %d (%s): %d %s", i+1, d, status, body)
+		}
+	}
+	for _, d := range dialects {
+		status, retry, body := dialectCall(t, d, "carol-key", "qwen3-max")
+		secs, _ := strconv.Atoi(retry)
+		if status != http.StatusTooManyRequests || secs < 3500 || secs > 3600 {
+			t.Errorf("%s: carol over her limit: %d, Retry-After %q: %s", d, status, retry, body)
+			continue
+		}
+		if m := checkShape(t, d, body, "rate_limit_error"); !strings.Contains(m, `client "carol" may send 2/h requests`) {
+			t.Errorf("%s: %q", d, m)
+		}
+	}
+	// The model list is not a model request and is not limited; it shows
+	// a client only what it may use.
+	resp, err := http.NewRequest(http.MethodGet, baseURL+"/v1/models", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Header.Set("Authorization", "Bearer alice-key")
+	r, err := testClient.Do(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	var list struct{ Data []struct{ ID string } }
+	if r.StatusCode != 200 || json.Unmarshal(raw, &list) != nil || len(list.Data) == 0 {
+		t.Fatalf("alice's models: %d %s", r.StatusCode, raw)
+	}
+	for _, m := range list.Data {
+		if !strings.HasPrefix(m.ID, "qwen3-") && !strings.HasPrefix(m.ID, "claude-") {
+			t.Errorf("alice is shown %q", m.ID)
+		}
+	}
+
+	// A reload keeps what carol has sent.
+	if status, body := reload(t, root, "\tproxycast {\n"+cfg+"\t}"); status != 200 {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	if status, _, _ := dialectCall(t, "chat", "carol-key", "qwen3-max"); status != http.StatusTooManyRequests {
+		t.Errorf("after a reload carol got %d", status)
+	}
+}
+
+// TestClientsConfigErrors: the config errors of named clients name the
+// client and what is wrong.
+func TestClientsConfigErrors(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	startCaddy(t, poolConfig(srv, "", "sk-a"))
+	for _, tt := range []struct{ name, block, want string }{
+		{"a key of two clients", "client a {\nkey shared\n}\nclient b {\nkey shared\n}", `client "a" and client "b" have the same key`},
+		{"a client key in api_keys", "client a {\nkey " + clientKey + "\n}", `client "a": key 1 is also in api_keys`},
+		{"an unset placeholder", "client a {\nkey {env.PROXYCAST_TEST_NOT_SET}\n}", `client "a": key 1`},
+	} {
+		status, body := loadCaddyfile(t, globalOptions+site("\tproxycast {\n"+poolConfig(srv, tt.block+"\n", "sk-a")+"\t}"))
+		var answer struct{ Error string }
+		_ = json.Unmarshal([]byte(body), &answer)
+		if status == 200 || !strings.Contains(answer.Error, tt.want) {
+			t.Errorf("%s: %d %s; want %q", tt.name, status, body, tt.want)
+		}
+	}
+}
