@@ -51,6 +51,7 @@ const maxAdminDrain = 1 << 20
 //	DELETE /proxycast/oauth/{provider}/{state}          cancel that login while it waits for the browser
 //	POST   /proxycast/oauth/{provider}/{state}/callback complete it with the callback URL, pasted from a browser elsewhere
 //	GET    /proxycast/providers                         the provider instances, with the auth types they take
+//	GET    /proxycast/clients                           the named clients, with their limits and usage (never a key)
 //	GET    /proxycast/ui/                               the management page
 //
 // Caddy provisions admin modules apart from the apps, so the handlers are
@@ -130,6 +131,12 @@ func (a AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		writeAdminJSON(w, http.StatusOK, listProviders())
+		return nil
+	case len(segs) == 1 && segs[0] == "clients":
+		if err := method(http.MethodGet); err != nil {
+			return err
+		}
+		writeAdminJSON(w, http.StatusOK, listClients(time.Now()))
 		return nil
 	case len(segs) >= 1 && segs[0] == "ui":
 		return serveUI(w, r)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,13 @@ var clientLimiters = caddy.NewUsagePool()
 type heldLimiter struct{ *clients.Limiter }
 
 func (heldLimiter) Destruct() error { return nil }
+
+// clientMeters keeps each client's usage across reloads, by name.
+var clientMeters = caddy.NewUsagePool()
+
+type heldMeter struct{ *clients.Meter }
+
+func (heldMeter) Destruct() error { return nil }
 
 // provisionClients builds the named clients.
 func (h *Handler) provisionClients() error {
@@ -104,6 +112,12 @@ func (h *Handler) provisionClients() error {
 		})
 		h.limiterKeys = append(h.limiterKeys, key)
 		return v.(heldLimiter).Limiter
+	}, func(name string) *clients.Meter {
+		v, _, _ := clientMeters.LoadOrNew(name, func() (caddy.Destructor, error) {
+			return heldMeter{clients.NewMeter()}, nil
+		})
+		h.meterKeys = append(h.meterKeys, name)
+		return v.(heldMeter).Meter
 	})
 	if err != nil {
 		return err
@@ -155,4 +169,60 @@ func mayUse(c *clients.Client, model string) *provider.Error {
 	}
 	return clientError(http.StatusForbidden, "permission_error", "model_not_allowed",
 		fmt.Sprintf("client %q may not use model %q; it may use %s", c.Name, model, strings.Join(c.Models, ", ")))
+}
+
+// clientUsed counts an answered request of the named client c (if any)
+// for model: what it cost, if the upstream reported it.
+func clientUsed(c *clients.Client, model string, u provider.Usage, reported bool) {
+	if c == nil {
+		return
+	}
+	c.Meter.Record(model, u, reported)
+	metricClientRequests.WithLabelValues(c.Name, model).Inc()
+	if !reported {
+		return
+	}
+	for kind, n := range map[string]int64{"prompt": u.Prompt, "completion": u.Completion, "cached": u.Cached, "reasoning": u.Reasoning} {
+		if n > 0 {
+			metricClientTokens.WithLabelValues(c.Name, model, kind).Add(float64(n))
+		}
+	}
+}
+
+// clientView is a named client as the admin API shows it: never a key.
+type clientView struct {
+	Name      string     `json:"name"`
+	Keys      int        `json:"keys"`
+	Models    []string   `json:"models,omitempty"`
+	RateLimit string     `json:"rate_limit,omitempty"`
+	Expires   *time.Time `json:"expires,omitempty"`
+	Expired   bool       `json:"expired,omitempty"`
+	// Usage is by model, and in total; counted since this instance
+	// started.
+	Usage      map[string]clients.ModelUsage `json:"usage"`
+	UsageTotal clients.ModelUsage            `json:"usage_total"`
+}
+
+// listClients shows the named clients of the running handlers, by name
+// (the newest config's where several configs run).
+func listClients(now time.Time) []clientView {
+	out := []clientView{}
+	seen := map[string]bool{}
+	for _, h := range live.newestFirst() {
+		for _, c := range h.clientSet.All() {
+			if seen[c.Name] {
+				continue
+			}
+			seen[c.Name] = true
+			v := clientView{Name: c.Name, Keys: len(c.Keys), Models: c.Models, Expires: timePtr(c.Expires), Expired: c.Expired(now)}
+			if c.RateLimit.N > 0 {
+				v.RateLimit = c.RateLimit.String()
+			}
+			v.Usage = c.Meter.Snapshot()
+			v.UsageTotal = clients.Total(v.Usage)
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b clientView) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

@@ -171,3 +171,55 @@ func TestClientsConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestClientUsage: a named client's requests and tokens are counted by
+// model over plain and streamed answers, in the admin API (without its
+// key) and in metrics labelled by its name.
+func TestClientUsage(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	startCaddy(t, poolConfig(srv, "\t\tclient dana {\n\t\t\tkey dana-secret-key\n\t\t}\n", "sk-a"))
+	metric := func() float64 {
+		return scrapeMetric(t, "caddy_proxycast_client_requests_total", `client="dana"`, `model="qwen3-max"`)
+	}
+	before := max(metric(), 0)
+	for _, body := range []string{
+		`{"model":"qwen3-max","messages":[{"role":"user","content":"plain"}]}`,
+		`{"model":"qwen3-max","stream":true,"messages":[{"role":"user","content":"streamed"}]}`,
+	} {
+		resp := post(t, "/v1/chat/completions", body, "Authorization", "Bearer dana-secret-key")
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", body, resp.StatusCode)
+		}
+	}
+	if status, _, body := dialectCall(t, "messages", "dana-secret-key", "qwen3-max"); status != 200 {
+		t.Fatalf("messages: %d %s", status, body)
+	}
+	status, body := admin(t, "GET", "/proxycast/clients", "")
+	if status != 200 || strings.Contains(body, "dana-secret-key") {
+		t.Fatalf("clients: %d %s", status, body)
+	}
+	var views []struct {
+		Name  string
+		Keys  int
+		Usage map[string]struct {
+			Requests, Prompt, Completion int64
+			Unreported                   int64
+		}
+		UsageTotal struct{ Requests int64 } `json:"usage_total"`
+	}
+	if err := json.Unmarshal([]byte(body), &views); err != nil || len(views) != 1 || views[0].Name != "dana" || views[0].Keys != 1 {
+		t.Fatalf("clients: %v %s", err, body)
+	}
+	u := views[0].Usage["qwen3-max"]
+	if u.Requests != 3 || views[0].UsageTotal.Requests != 3 || u.Prompt <= 0 || u.Completion <= 0 || u.Unreported != 0 {
+		t.Errorf("dana's usage: %+v (%s)", u, body)
+	}
+	if got := metric() - before; got != 3 {
+		t.Errorf("client_requests_total grew by %v, want 3", got)
+	}
+	if v := scrapeMetric(t, "caddy_proxycast_client_tokens_total", `client="dana"`, `kind="prompt"`); v < float64(u.Prompt) {
+		t.Errorf("client_tokens_total prompt %v, want at least %d", v, u.Prompt)
+	}
+}

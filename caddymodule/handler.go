@@ -166,6 +166,7 @@ type Handler struct {
 	keys            [][sha256.Size]byte
 	clientSet       *clients.Set
 	limiterKeys     []string // held in clientLimiters
+	meterKeys       []string // held in clientMeters
 	clients         *clientCache
 	logger          *zap.Logger
 }
@@ -451,6 +452,9 @@ func (h *Handler) Cleanup() error {
 	}
 	for _, k := range h.limiterKeys {
 		_, _ = clientLimiters.Delete(k)
+	}
+	for _, k := range h.meterKeys {
+		_, _ = clientMeters.Delete(k)
 	}
 	if h.clients != nil {
 		h.clients.close()

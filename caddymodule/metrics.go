@@ -45,6 +45,14 @@ var (
 		Namespace: "caddy", Subsystem: "proxycast", Name: "tokens_total",
 		Help: "Tokens the upstreams reported answers cost, by provider, credential and kind (prompt, completion, cached, reasoning; cached tokens are part of prompt, reasoning of completion).",
 	}, []string{"provider", "credential", "kind"})
+	metricClientRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "client_requests_total",
+		Help: "Answered requests of named clients, by client name and the model it asked for.",
+	}, []string{"client", "model"})
+	metricClientTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "client_tokens_total",
+		Help: "Tokens the upstreams reported the answers of named clients cost, by client name, model and kind (prompt, completion, cached, reasoning).",
+	}, []string{"client", "model", "kind"})
 	metricStates = stateCollector{desc: prometheus.NewDesc("caddy_proxycast_credential_state",
 		"1 for the state each credential is in (active, cooling, refreshing, needs_login, cookie_expired, unavailable, disabled, invalid), 0 for the others.",
 		[]string{"provider", "credential", "state"}, nil)}
@@ -113,7 +121,8 @@ func forgetCredentialMetrics(prov, id string) {
 
 // registerMetrics puts the collectors on a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricFailovers, metricCooldowns, metricTokens, metricStates} {
+	for _, c := range []prometheus.Collector{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricFailovers, metricCooldowns, metricTokens, metricStates,
+		metricClientRequests, metricClientTokens} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err

@@ -262,9 +262,11 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	ttfb := time.Now()
 	every, ping := cr.dialect.keepalive()
 	mid := relay(cr.w, events, first, end, cr.dialect.framer(cr.wantsUsage), every, ping)
-	if used := usage(); !used.IsZero() {
+	used := usage()
+	if !used.IsZero() {
 		acc.used(used)
 	}
+	clientUsed(clientOf(cr.r), cr.asked, used, !used.IsZero())
 	if mid != nil && ctx.Err() == nil {
 		cr.streamFailed(entry, mid)
 	}
@@ -286,9 +288,11 @@ func (h *Handler) answer(cr *chatRequest, entry *credpool.Entry[*account], apiKe
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	cr.w.WriteHeader(http.StatusOK)
 	_, _ = cr.w.Write(body)
-	if u, ok := usageOf(cr.format, resp.Body); ok {
+	u, ok := usageOf(cr.format, resp.Body)
+	if ok {
 		entry.Value.used(u)
 	}
+	clientUsed(clientOf(cr.r), cr.asked, u, ok)
 	entry.Value.metrics.observe(http.StatusOK, start, ttfb)
 	return nil
 }

@@ -105,6 +105,8 @@ func ParseExpiry(s string) (time.Time, error) {
 type Client struct {
 	Spec
 	limiter *Limiter
+	// Meter counts what the client's requests cost.
+	Meter *Meter
 }
 
 // MayUse reports whether the client may ask for model.
@@ -136,17 +138,23 @@ func (c *Client) Allow(now time.Time) (ok bool, retryAfter time.Duration) {
 
 // A Set is the clients of one handler, found by key.
 type Set struct {
-	byKey map[[sha256.Size]byte]*Client
-	names []string
+	byKey   map[[sha256.Size]byte]*Client
+	names   []string
+	clients []*Client
 }
 
 // New checks the specs and builds the set. limiterFor gives the limiter
 // of a client with a rate limit: one kept from the config before, so that
 // a reload does not forget what a client has sent, or a new one. Nil
 // means a new one each.
-func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter) (*Set, error) {
+//
+// meterFor gives the meter of a client, likewise (nil: a new one each).
+func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter, meterFor func(name string) *Meter) (*Set, error) {
 	if limiterFor == nil {
 		limiterFor = func(_ string, r Rate) *Limiter { return NewLimiter(r) }
+	}
+	if meterFor == nil {
+		meterFor = func(string) *Meter { return NewMeter() }
 	}
 	s := &Set{byKey: map[[sha256.Size]byte]*Client{}}
 	owner := map[[sha256.Size]byte]string{}
@@ -167,7 +175,7 @@ func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter) (*Set, err
 				return nil, fmt.Errorf("client %q: models %q is not a glob", sp.Name, g)
 			}
 		}
-		c := &Client{Spec: sp}
+		c := &Client{Spec: sp, Meter: meterFor(sp.Name)}
 		if sp.RateLimit.N > 0 {
 			c.limiter = limiterFor(sp.Name, sp.RateLimit)
 		}
@@ -186,6 +194,7 @@ func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter) (*Set, err
 			s.byKey[sum] = c
 		}
 		s.names = append(s.names, sp.Name)
+		s.clients = append(s.clients, c)
 	}
 	return s, nil
 }
@@ -199,6 +208,14 @@ func (s *Set) Lookup(presented string) *Client {
 		return nil
 	}
 	return s.byKey[sha256.Sum256([]byte(presented))]
+}
+
+// All lists the clients in the order of the config.
+func (s *Set) All() []*Client {
+	if s == nil {
+		return nil
+	}
+	return s.clients
 }
 
 // Len is the number of clients.

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proxycast/caddy-proxycast/provider"
 )
 
 func TestParseRate(t *testing.T) {
@@ -68,7 +70,7 @@ func TestNewRefuses(t *testing.T) {
 		{"a bad name", []Spec{{Name: "al ice", Keys: []string{"1"}}}, `a name is 1 to 64`},
 		{"a bad glob", []Spec{{Name: "a", Keys: []string{"1"}, Models: []string{"claude-["}}}, `models "claude-[" is not a glob`},
 	} {
-		if _, err := New(tt.specs, nil); err == nil || !strings.Contains(err.Error(), tt.err) {
+		if _, err := New(tt.specs, nil, nil); err == nil || !strings.Contains(err.Error(), tt.err) {
 			t.Errorf("%s: %v; want %q", tt.name, err, tt.err)
 		}
 	}
@@ -78,7 +80,7 @@ func TestLookupAndModels(t *testing.T) {
 	s, err := New([]Spec{
 		{Name: "alice", Keys: []string{"ka1", "ka2"}, Models: []string{"claude-*", "deepseek-?3"}},
 		{Name: "ci-bot", Keys: []string{"kc"}},
-	}, nil)
+	}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +119,7 @@ func TestExpired(t *testing.T) {
 // TestRateLimitEdges: at most N requests in any window, a window that
 // slides with each request, and the wait until the next is let through.
 func TestRateLimitEdges(t *testing.T) {
-	s, err := New([]Spec{{Name: "a", Keys: []string{"k"}, RateLimit: Rate{3, time.Minute}}}, nil)
+	s, err := New([]Spec{{Name: "a", Keys: []string{"k"}, RateLimit: Rate{3, time.Minute}}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +158,29 @@ func TestRateLimitEdges(t *testing.T) {
 
 	// A set built with the limiter of the one before goes on counting.
 	again, _ := New([]Spec{{Name: "a", Keys: []string{"k2"}, RateLimit: Rate{3, time.Minute}}},
-		func(string, Rate) *Limiter { return c.limiter })
+		func(string, Rate) *Limiter { return c.limiter }, nil)
 	if ok, _ := again.Lookup("k2").Allow(at(time.Hour + time.Second)); ok {
 		t.Error("the limiter handed over forgot the requests of the window")
+	}
+}
+
+func TestMeter(t *testing.T) {
+	m := NewMeter()
+	m.Record("qwen3-max", provider.Usage{Prompt: 10, Completion: 5, Cached: 4, Reasoning: 2}, true)
+	m.Record("qwen3-max", provider.Usage{Prompt: 1, Completion: 1}, true)
+	m.Record("glm-4.6", provider.Usage{}, false)
+	snap := m.Snapshot()
+	if got := snap["qwen3-max"]; got != (ModelUsage{Requests: 2, Prompt: 11, Completion: 6, Cached: 4, Reasoning: 2}) {
+		t.Errorf("qwen3-max: %+v", got)
+	}
+	if got := snap["glm-4.6"]; got != (ModelUsage{Requests: 1, Unreported: 1}) {
+		t.Errorf("glm-4.6: %+v", got)
+	}
+	if got := Total(snap); got != (ModelUsage{Requests: 3, Prompt: 11, Completion: 6, Cached: 4, Reasoning: 2, Unreported: 1}) {
+		t.Errorf("total: %+v", got)
+	}
+	snap["qwen3-max"] = ModelUsage{}
+	if m.Snapshot()["qwen3-max"].Requests != 2 {
+		t.Error("a snapshot is not a copy")
 	}
 }
