@@ -43,8 +43,10 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			key <key...>           # one or more; {env.VAR} works
 //			models <glob...>       # only these models; default all
 //			rate_limit <n>/<window>  # s, m, h, d or a duration: 60/m; per instance; default none
+//			token_budget <n>/<period>  # day, month (UTC) or a duration; shared by instances; default none
 //			expires <date|time>    # 2027-03-01 or RFC 3339; default never
 //		}
+//		usage_sync <duration>      # store the clients' usage, read other instances'; default 30s
 //		anonymous                  # serve clients without a key (explicit)
 //		max_body_size <size>       # default 20MiB
 //		selection round_robin|fill_first
@@ -215,6 +217,16 @@ func Unmarshal(d *caddyfile.Dispenser, h *caddymodule.Handler) error {
 				return d.Errf("runtime_sync: %q is not a positive duration such as 30s, or off", args[0])
 			}
 			h.RuntimeSync = caddy.Duration(dur)
+		case "usage_sync":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return d.Err("usage_sync needs a duration such as 30s")
+			}
+			dur, err := caddy.ParseDuration(args[0])
+			if err != nil || dur <= 0 {
+				return d.Errf("usage_sync: %q is not a positive duration such as 30s", args[0])
+			}
+			h.UsageSync = caddy.Duration(dur)
 		case "cooldowns":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -621,6 +633,14 @@ func unmarshalClient(d *caddyfile.Dispenser) (caddymodule.ClientConfig, error) {
 				return c, d.Errf("client %s: rate_limit: %v", c.Name, err)
 			}
 			c.RateLimit = args[0]
+		case "token_budget":
+			if len(args) != 1 {
+				return c, d.Errf("client %s: token_budget takes one budget, such as 2000000/day", c.Name)
+			}
+			if _, err := clients.ParseBudget(args[0]); err != nil {
+				return c, d.Errf("client %s: %v", c.Name, err)
+			}
+			c.TokenBudget = args[0]
 		case "expires":
 			if len(args) != 1 {
 				return c, d.Errf("client %s: expires takes one date, such as 2027-03-01", c.Name)
@@ -630,7 +650,7 @@ func unmarshalClient(d *caddyfile.Dispenser) (caddymodule.ClientConfig, error) {
 			}
 			c.Expires = args[0]
 		default:
-			return c, d.Errf("client %s: unrecognized option %q (key, models, rate_limit, expires)", c.Name, opt)
+			return c, d.Errf("client %s: unrecognized option %q (key, models, rate_limit, token_budget, expires)", c.Name, opt)
 		}
 	}
 	if len(c.Keys) == 0 {

@@ -197,6 +197,8 @@ func TestUnmarshalErrors(t *testing.T) {
 		{"client with a bad expiry", "proxycast {\nclient alice {\nkey k\nexpires soon\n}\n}", `expires "soon" is not a date`, 4},
 		{"client option twice", "proxycast {\nclient alice {\nkey k\nmodels a\nmodels b\n}\n}", "models is set twice", 5},
 		{"client unknown option", "proxycast {\nclient alice {\nkey k\nbudget 1\n}\n}", `client alice: unrecognized option "budget"`, 4},
+		{"client with a bad budget", "proxycast {\nclient alice {\nkey k\ntoken_budget 5/week\n}\n}", `client alice: token_budget "5/week"`, 4},
+		{"bad usage_sync", "proxycast {\napi_keys k\nusage_sync soon\n}", `usage_sync: "soon" is not a positive duration`, 3},
 		{"client models empty", "proxycast {\nclient alice {\nkey k\nmodels\n}\n}", "models needs at least one glob", 4},
 		{"bad max_body_size", "proxycast {\napi_keys k\nmax_body_size lots\n}", `max_body_size: "lots" is not a size`, 3},
 		{"max_body_size overflows", "proxycast {\napi_keys k\nmax_body_size 9EiB\n}", `max_body_size: "9EiB" is not a size`, 3},

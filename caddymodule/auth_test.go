@@ -6,6 +6,11 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 )
 
 func handlerWithKeys(keys ...string) *Handler {
@@ -102,9 +107,13 @@ func BenchmarkAuthorizedClients(b *testing.B) {
 			for i := range n {
 				h.Clients = append(h.Clients, ClientConfig{Name: "c" + strconv.Itoa(i), Keys: []string{"sk-client-" + strconv.Itoa(i) + "-0123456789abcdef"}})
 			}
+			h.storage = &certmagic.FileStorage{Path: b.TempDir()}
+			h.UsageSync = caddy.Duration(time.Minute)
+			h.logger = zap.NewNop()
 			if err := h.provisionClients(); err != nil {
 				b.Fatal(err)
 			}
+			b.Cleanup(func() { _, _ = usageSyncs.Delete(h.usageKey) })
 			r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
 			r.Header.Set("Authorization", "Bearer sk-client-0-0123456789abcdef")
 			b.ReportAllocs()

@@ -42,6 +42,13 @@ type ClientConfig struct {
 	// Expires is when the client's keys stop working: a date
 	// (2027-03-01, at 00:00 UTC) or an RFC 3339 time. Default: never.
 	Expires string `json:"expires,omitempty"`
+
+	// TokenBudget bounds the tokens (prompt and completion, as the
+	// providers report them) of the client's answers per calendar day or
+	// month in UTC, or per run of a duration: "2000000/day",
+	// "50000000/month", "100000/6h". Instances that share storage share
+	// the budget. Default: none.
+	TokenBudget string `json:"token_budget,omitempty"`
 }
 
 // clientLimiters keeps each client's rate limiter across reloads, by
@@ -85,6 +92,13 @@ func (h *Handler) provisionClients() error {
 			}
 			sp.RateLimit = r
 		}
+		if cc.TokenBudget != "" {
+			b, err := clients.ParseBudget(cc.TokenBudget)
+			if err != nil {
+				return fmt.Errorf("client %q: %v", cc.Name, err)
+			}
+			sp.Budget = b
+		}
 		if cc.Expires != "" {
 			t, err := clients.ParseExpiry(cc.Expires)
 			if err != nil {
@@ -105,6 +119,21 @@ func (h *Handler) provisionClients() error {
 			}
 		}
 	}
+	if len(specs) > 0 {
+		// One syncer per interval and storage: a config that moves the
+		// storage gets its own.
+		key := time.Duration(h.UsageSync).String() + "|" + fmt.Sprintf("%v", h.storage)
+		v, _, err := usageSyncs.LoadOrNew(key, func() (caddy.Destructor, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return startUsageSync(ctx, h.storage, time.Duration(h.UsageSync), h.logger.Named("usage"))
+		})
+		if err != nil {
+			return fmt.Errorf("clients: starting the usage store: %v", err)
+		}
+		h.usage = v.(*usageSyncer)
+		h.usageKey = key
+	}
 	set, err := clients.New(specs, func(name string, r clients.Rate) *clients.Limiter {
 		key := name + "|" + strconv.Itoa(r.N) + "|" + r.Window.String()
 		v, _, _ := clientLimiters.LoadOrNew(key, func() (caddy.Destructor, error) {
@@ -114,7 +143,11 @@ func (h *Handler) provisionClients() error {
 		return v.(heldLimiter).Limiter
 	}, func(name string) *clients.Meter {
 		v, _, _ := clientMeters.LoadOrNew(name, func() (caddy.Destructor, error) {
-			return heldMeter{clients.NewMeter()}, nil
+			m := clients.NewMeter()
+			if saved, ok := h.usage.take(name); ok {
+				m.Restore(saved)
+			}
+			return heldMeter{m}, nil
 		})
 		h.meterKeys = append(h.meterKeys, name)
 		return v.(heldMeter).Meter
@@ -140,9 +173,11 @@ func withClient(r *http.Request, c *clients.Client) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), clientKey{}, c))
 }
 
-// admit refuses a named client's request that its expiry or rate limit
-// forbids; limited is whether the request counts against the rate limit.
-func admit(c *clients.Client, now time.Time, limited bool) *provider.Error {
+// admit refuses a named client's request that its expiry, token budget
+// or rate limit forbids; limited is whether the request is one they
+// bound. It reads only memory: the other instances' share of a budget is
+// as of the last sync.
+func (h *Handler) admit(c *clients.Client, now time.Time, limited bool) *provider.Error {
 	if c == nil {
 		return nil
 	}
@@ -152,6 +187,16 @@ func admit(c *clients.Client, now time.Time, limited bool) *provider.Error {
 	}
 	if !limited {
 		return nil
+	}
+	var others func(time.Time) int64
+	if h.usage != nil {
+		others = h.usage.others(c.Name)
+	}
+	if over, renews := c.OverBudget(now, others); over {
+		e := clientError(http.StatusTooManyRequests, "rate_limit_error", "token_budget_exceeded",
+			fmt.Sprintf("client %q has used its token budget of %s; it renews at %s", c.Name, c.Budget, renews.Format(time.RFC3339)))
+		e.RetryAfter = renews.Sub(now)
+		return e
 	}
 	if ok, wait := c.Allow(now); !ok {
 		e := clientError(http.StatusTooManyRequests, "rate_limit_error", "rate_limit_exceeded",
@@ -177,7 +222,7 @@ func clientUsed(c *clients.Client, model string, u provider.Usage, reported bool
 	if c == nil {
 		return
 	}
-	c.Meter.Record(model, u, reported)
+	c.Record(time.Now(), model, u, reported)
 	metricClientRequests.WithLabelValues(c.Name, model).Inc()
 	if !reported {
 		return
@@ -191,14 +236,15 @@ func clientUsed(c *clients.Client, model string, u provider.Usage, reported bool
 
 // clientView is a named client as the admin API shows it: never a key.
 type clientView struct {
-	Name      string     `json:"name"`
-	Keys      int        `json:"keys"`
-	Models    []string   `json:"models,omitempty"`
-	RateLimit string     `json:"rate_limit,omitempty"`
-	Expires   *time.Time `json:"expires,omitempty"`
-	Expired   bool       `json:"expired,omitempty"`
-	// Usage is by model, and in total; counted since this instance
-	// started.
+	Name        string     `json:"name"`
+	Keys        int        `json:"keys"`
+	Models      []string   `json:"models,omitempty"`
+	RateLimit   string     `json:"rate_limit,omitempty"`
+	TokenBudget string     `json:"token_budget,omitempty"`
+	Expires     *time.Time `json:"expires,omitempty"`
+	Expired     bool       `json:"expired,omitempty"`
+	// Usage is by model, and in total: this instance's, kept across
+	// restarts in Caddy's storage.
 	Usage      map[string]clients.ModelUsage `json:"usage"`
 	UsageTotal clients.ModelUsage            `json:"usage_total"`
 }
@@ -217,6 +263,9 @@ func listClients(now time.Time) []clientView {
 			v := clientView{Name: c.Name, Keys: len(c.Keys), Models: c.Models, Expires: timePtr(c.Expires), Expired: c.Expired(now)}
 			if c.RateLimit.N > 0 {
 				v.RateLimit = c.RateLimit.String()
+			}
+			if c.Budget.Tokens > 0 {
+				v.TokenBudget = c.Budget.String()
 			}
 			v.Usage = c.Meter.Snapshot()
 			v.UsageTotal = clients.Total(v.Usage)

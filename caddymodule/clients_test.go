@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 const clientsBlock = `
@@ -221,5 +224,81 @@ func TestClientUsage(t *testing.T) {
 	}
 	if v := scrapeMetric(t, "caddy_proxycast_client_tokens_total", `client="dana"`, `kind="prompt"`); v < float64(u.Prompt) {
 		t.Errorf("client_tokens_total prompt %v, want at least %d", v, u.Prompt)
+	}
+}
+
+// TestClientBudget: a token budget refuses with when it renews, in every
+// dialect; the usage behind it is stored, so a stop and start keep it;
+// and instances that share storage share the budget.
+func TestClientBudget(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	root := t.TempDir()
+	block := "\t\tusage_sync 100ms\n\t\tclient erin {\n\t\t\tkey erin-key\n\t\t\ttoken_budget 1/day\n\t\t}\n" +
+		"\t\tclient fay {\n\t\t\tkey fay-key\n\t\t\ttoken_budget 1000/day\n\t\t}\n"
+	cfg := "\tproxycast {\n" + poolConfig(srv, block, "sk-a") + "\t}"
+	startWithStorage(t, root, cfg)
+
+	if status, _, body := dialectCall(t, "chat", "erin-key", "qwen3-max"); status != 200 {
+		t.Fatalf("erin's first request: %d %s", status, body)
+	}
+	overBudget := func(when string) {
+		t.Helper()
+		for _, d := range []string{"chat", "messages", "responses", "count_tokens"} {
+			status, retry, body := dialectCall(t, d, "erin-key", "qwen3-max")
+			secs, _ := strconv.Atoi(retry)
+			if status != http.StatusTooManyRequests || secs <= 0 || secs > 86400 {
+				t.Errorf("%s, %s: erin over her budget: %d, Retry-After %q: %s", when, d, status, retry, body)
+				continue
+			}
+			if m := checkShape(t, d, body, "rate_limit_error"); !strings.Contains(m, `client "erin" has used its token budget of 1/day; it renews at `) || !strings.Contains(m, "T00:00:00Z") {
+				t.Errorf("%s, %s: %q", when, d, m)
+			}
+		}
+	}
+	overBudget("before the stop")
+
+	// A stop (a config without the handler) and a start: the usage comes
+	// back from storage.
+	if status, body := loadCaddyfile(t, storageOptions(root)+site("\trespond \"nothing here\"")); status != 200 {
+		t.Fatalf("stopping: %d %s", status, body)
+	}
+	if status, body := reload(t, root, cfg); status != 200 {
+		t.Fatalf("starting again: %d %s", status, body)
+	}
+	overBudget("after the start")
+	_, body := admin(t, "GET", "/proxycast/clients", "")
+	if !strings.Contains(body, `"requests": 1`) {
+		t.Errorf("erin's usage after the start: %s", body)
+	}
+
+	// Another instance on the same storage has spent fay's budget today.
+	today := time.Now().UTC().Format("2006-01-02") + "T00:00:00Z"
+	peer := `{"instance":"peer","saved_at":"` + time.Now().UTC().Format(time.RFC3339) + `","clients":{"fay":{"usage":{},"window":"` + today + `","window_tokens":1000}}}`
+	if status, _, body := dialectCall(t, "chat", "fay-key", "qwen3-max"); status != 200 {
+		t.Fatalf("fay before the peer: %d %s", status, body)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "proxycast", "usage"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "proxycast", "usage", "peer-instance.json"), []byte(peer), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the peer's spend to count", func() bool {
+		status, _, _ := dialectCall(t, "chat", "fay-key", "qwen3-max")
+		return status == http.StatusTooManyRequests
+	})
+	// This instance's own file holds what it counted, and no key.
+	entries, err := os.ReadDir(filepath.Join(root, "proxycast", "usage"))
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("usage files: %v %v", entries, err)
+	}
+	for _, e := range entries {
+		if e.Name() == "peer-instance.json" {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(root, "proxycast", "usage", e.Name()))
+		if err != nil || !strings.Contains(string(raw), `"erin"`) || strings.Contains(string(raw), "erin-key") {
+			t.Errorf("%s: %v %s", e.Name(), err, raw)
+		}
 	}
 }

@@ -146,6 +146,13 @@ type Handler struct {
 	// loads. Default: 30s.
 	RuntimeSync caddy.Duration `json:"runtime_sync,omitempty"`
 
+	// UsageSync is how often the named clients' usage is stored, and the
+	// other instances' read: a restart loses at most this much of it, and
+	// a token budget shared by instances is exact to within one interval
+	// of each. One interval runs per process (the first config's).
+	// Default: 30s.
+	UsageSync caddy.Duration `json:"usage_sync,omitempty"`
+
 	providers map[string]*providerState
 	// onLive starts the renewals this config needs once Provision has
 	// succeeded; see rebuild.
@@ -167,6 +174,8 @@ type Handler struct {
 	clientSet       *clients.Set
 	limiterKeys     []string // held in clientLimiters
 	meterKeys       []string // held in clientMeters
+	usage           *usageSyncer
+	usageKey        string // held in usageSyncs
 	clients         *clientCache
 	logger          *zap.Logger
 }
@@ -279,6 +288,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
 	}
 
+	if h.UsageSync == 0 {
+		h.UsageSync = caddy.Duration(DefaultUsageSync)
+	}
+	if time.Duration(h.UsageSync) < minUsageSync {
+		return fmt.Errorf("usage_sync %s is below %s", time.Duration(h.UsageSync), minUsageSync)
+	}
 	if err := h.provisionClients(); err != nil {
 		return err
 	}
@@ -453,6 +468,10 @@ func (h *Handler) Cleanup() error {
 	for _, k := range h.limiterKeys {
 		_, _ = clientLimiters.Delete(k)
 	}
+	// The syncer goes first: its last save reads the meters.
+	if h.usageKey != "" {
+		_, _ = usageSyncs.Delete(h.usageKey)
+	}
 	for _, k := range h.meterKeys {
 		_, _ = clientMeters.Delete(k)
 	}
@@ -479,7 +498,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if c != nil {
 		limited := r.Method == http.MethodPost && (path == "/v1/chat/completions" || path == "/v1/messages" ||
 			path == "/v1/responses" || path == "/v1/messages/count_tokens")
-		if e := admit(c, time.Now(), limited); e != nil {
+		if e := h.admit(c, time.Now(), limited); e != nil {
 			d.writeError(w, e)
 			return nil
 		}

@@ -2,6 +2,7 @@ package clients
 
 import (
 	"crypto/sha256"
+
 	"fmt"
 	"path"
 	"regexp"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/proxycast/caddy-proxycast/provider"
 )
 
 // Spec is one client as configured, with placeholders already replaced.
@@ -24,6 +27,9 @@ type Spec struct {
 	RateLimit Rate
 	// Expires is when its keys stop working; zero means never.
 	Expires time.Time
+	// Budget bounds the tokens of its answers per period, over every
+	// instance that shares the usage; zero means none.
+	Budget Budget
 }
 
 // Rate is a number of requests per window.
@@ -125,6 +131,30 @@ func (c *Client) MayUse(model string) bool {
 // Expired reports whether the client's keys no longer work at now.
 func (c *Client) Expired(now time.Time) bool {
 	return !c.Expires.IsZero() && !now.Before(c.Expires)
+}
+
+// Record counts one answered request for model at now.
+func (c *Client) Record(now time.Time, model string, u provider.Usage, reported bool) {
+	var window time.Time
+	if c.Budget.Tokens > 0 {
+		window, _ = c.Budget.Window(now)
+	}
+	c.Meter.Record(model, u, reported, window)
+}
+
+// OverBudget reports whether the client has used its budget at now, with
+// others the tokens other instances have counted in the same window, and
+// when the budget renews.
+func (c *Client) OverBudget(now time.Time, others func(window time.Time) int64) (over bool, renews time.Time) {
+	if c.Budget.Tokens == 0 {
+		return false, time.Time{}
+	}
+	start, end := c.Budget.Window(now)
+	spent := c.Meter.Spent(start)
+	if others != nil {
+		spent += others(start)
+	}
+	return spent >= c.Budget.Tokens, end
 }
 
 // Allow counts one request at now if the client's rate limit lets it

@@ -166,9 +166,9 @@ func TestRateLimitEdges(t *testing.T) {
 
 func TestMeter(t *testing.T) {
 	m := NewMeter()
-	m.Record("qwen3-max", provider.Usage{Prompt: 10, Completion: 5, Cached: 4, Reasoning: 2}, true)
-	m.Record("qwen3-max", provider.Usage{Prompt: 1, Completion: 1}, true)
-	m.Record("glm-4.6", provider.Usage{}, false)
+	m.Record("qwen3-max", provider.Usage{Prompt: 10, Completion: 5, Cached: 4, Reasoning: 2}, true, time.Time{})
+	m.Record("qwen3-max", provider.Usage{Prompt: 1, Completion: 1}, true, time.Time{})
+	m.Record("glm-4.6", provider.Usage{}, false, time.Time{})
 	snap := m.Snapshot()
 	if got := snap["qwen3-max"]; got != (ModelUsage{Requests: 2, Prompt: 11, Completion: 6, Cached: 4, Reasoning: 2}) {
 		t.Errorf("qwen3-max: %+v", got)
@@ -182,5 +182,81 @@ func TestMeter(t *testing.T) {
 	snap["qwen3-max"] = ModelUsage{}
 	if m.Snapshot()["qwen3-max"].Requests != 2 {
 		t.Error("a snapshot is not a copy")
+	}
+}
+
+func TestParseBudget(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Budget
+		err  string
+	}{
+		{"2000000/day", Budget{Tokens: 2000000, Period: "day"}, ""},
+		{"5/d", Budget{Tokens: 5, Period: "day"}, ""},
+		{"50000000/month", Budget{Tokens: 50000000, Period: "month"}, ""},
+		{"100000/6h", Budget{Tokens: 100000, Every: 6 * time.Hour}, ""},
+		{"100/30s", Budget{}, "a minute or more"},
+		{"100/week", Budget{}, `the period "week"`},
+		{"lots/day", Budget{}, "tokens per period"},
+		{"0/day", Budget{}, "tokens per period"},
+	} {
+		got, err := ParseBudget(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseBudget(%q) error %v; want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseBudget(%q) = %+v, %v", tt.in, got, err)
+		}
+	}
+}
+
+// TestBudgetWindows: calendar days and months in UTC, fixed runs of a
+// duration, and the spend of a window forgotten when the next begins.
+func TestBudgetWindows(t *testing.T) {
+	shanghai := time.FixedZone("CST", 8*3600)
+	now := time.Date(2026, 12, 8, 7, 30, 0, 0, shanghai) // 2026-12-07 23:30 UTC
+	for _, tt := range []struct {
+		b          Budget
+		start, end time.Time
+	}{
+		{Budget{Tokens: 1, Period: "day"}, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)},
+		{Budget{Tokens: 1, Period: "month"}, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Budget{Tokens: 1, Every: 6 * time.Hour}, time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC), time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)},
+	} {
+		start, end := tt.b.Window(now)
+		if !start.Equal(tt.start) || !end.Equal(tt.end) {
+			t.Errorf("%s: %v to %v; want %v to %v", tt.b, start, end, tt.start, tt.end)
+		}
+	}
+
+	c := &Client{Spec: Spec{Name: "a", Budget: Budget{Tokens: 100, Period: "day"}}, Meter: NewMeter()}
+	c.Record(now, "m", provider.Usage{Prompt: 60, Completion: 30}, true)
+	if over, _ := c.OverBudget(now, nil); over {
+		t.Error("90 of 100: over")
+	}
+	if over, renews := c.OverBudget(now, func(time.Time) int64 { return 10 }); !over || !renews.Equal(time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("90 here and 10 elsewhere: over %v, renews %v", over, renews)
+	}
+	c.Record(now, "m", provider.Usage{}, false) // unreported: nothing to count
+	next := now.Add(31 * time.Minute)           // the next UTC day
+	if over, _ := c.OverBudget(next, func(time.Time) int64 { return 10 }); over {
+		t.Error("a new day: still over")
+	}
+	c.Record(next, "m", provider.Usage{Prompt: 5}, true)
+	start, _ := c.Budget.Window(next)
+	if got := c.Meter.Spent(start); got != 5 {
+		t.Errorf("the new day's spend %d, want 5", got)
+	}
+
+	// A stored meter comes back: usage added, the window's spend kept if
+	// it is the same window.
+	saved := c.Meter.Save()
+	m := NewMeter()
+	m.Restore(saved)
+	if got := m.Spent(start); got != 5 || m.Snapshot()["m"].Requests != 3 {
+		t.Errorf("restored: spent %d, %+v", got, m.Snapshot())
 	}
 }
