@@ -110,7 +110,12 @@ func TestManagementPage(t *testing.T) {
 	web := srv.AddAccount("browser@example.com", "")
 	good := srv.AddCookieAccount("bx-ui-cookie")
 	root := t.TempDir()
-	startWithStorage(t, root, adminSite(srv))
+	withClient := strings.Replace(adminSite(srv), "api_keys "+clientKey,
+		"api_keys "+clientKey+"\n\t\tclient gina {\n\t\t\tkey gina-secret-key\n\t\t\tmodels qwen3-*\n\t\t\ttoken_budget 1000000/day\n\t\t}", 1)
+	startWithStorage(t, root, withClient)
+	if status, _, body := dialectCall(t, "chat", "gina-secret-key", "qwen3-max"); status != 200 {
+		t.Fatalf("gina's request: %d %s", status, body)
+	}
 	page := startUI(t, adminAddr)
 	shots := os.Getenv("PROXYCAST_SCREENSHOTS") // docs/, to update the README's
 	if shots == "" {
@@ -195,6 +200,11 @@ func TestManagementPage(t *testing.T) {
 		chromedp.Navigate(page),
 		chromedp.WaitVisible(chromedp.CSS(rowSel("a"))),
 		chromedp.WaitVisible(chromedp.CSS(rowSel("a")+` .countdown`)))
+	run("the clients", chromedp.WaitVisible(chromedp.CSS(`#clients tr[data-client="gina"]`)))
+	if s := text(`#clients tr[data-client="gina"]`); !strings.Contains(s, "1 keys") || !strings.Contains(s, "qwen3-*") ||
+		!strings.Contains(s, "1000000/day") || !strings.Contains(s, "qwen3-max: 1") {
+		t.Errorf("gina's row: %q", s)
+	}
 	if s := text(rowSel("a")); !strings.Contains(s, "cooling down") || !strings.Contains(s, "rate limit") {
 		t.Errorf("the cooling row says %q", s)
 	}
@@ -369,7 +379,7 @@ func TestManagementPage(t *testing.T) {
 	shot("ui-main-zh.png")
 
 	// No secret anywhere: the page, and every answer it was sent.
-	secrets := []string{"sk-a", "sk-ui-typed-secret", "bx-ui-cookie", "bx-not-an-account", "pw-ui-secret", web.APIKey(), good.APIKey()}
+	secrets := []string{"sk-a", "gina-secret-key", "sk-ui-typed-secret", "bx-ui-cookie", "bx-not-an-account", "pw-ui-secret", web.APIKey(), good.APIKey()}
 	html := js(`document.documentElement.outerHTML`)
 	w.mu.Lock()
 	answers := append([]network.RequestID(nil), w.answers...)

@@ -10,6 +10,7 @@ const REFRESH_MS = 3000;
 const view = {
   providers: [],
   creds: [],
+  clients: [],
   sort: { key: 'id', dir: 1 },
   filter: '',
   sections: new Map(), // provider name → section element
@@ -232,7 +233,36 @@ function renderTable(section, name) {
   }
 }
 
+// renderClients shows the named clients and what they used; no key is
+// ever in the answer, only how many.
+function renderClients() {
+  const section = document.getElementById('clients');
+  section.hidden = view.clients.length === 0;
+  section.querySelector('.count').textContent = t('nClients', view.clients.length);
+  const rows = view.clients.map((c) => {
+    const total = c.usage_total || {};
+    const models = Object.entries(c.usage || {}).sort(([a], [b]) => (a < b ? -1 : 1));
+    const byModel = el('td', { class: 'note' });
+    for (const [m, u] of models) {
+      byModel.append(el('div', {}, `${m}: ${fmtNum(u.requests)} · ${fmtNum((u.prompt || 0) + (u.completion || 0))}`));
+    }
+    if (total.unreported) byModel.append(el('div', {}, t('unreported', fmtNum(total.unreported))));
+    return el('tr', { dataset: { client: c.name } },
+      el('td', { class: 'id' }, c.name, el('div', { class: 'note' }, t('keysCount', c.keys))),
+      el('td', {}, (c.models || []).join(' ') || t('allModels')),
+      el('td', {}, c.rate_limit || '—'),
+      el('td', {}, c.token_budget || '—'),
+      el('td', { class: c.expired ? 'bad-text' : '' }, c.expires ? fmtTime(c.expires) + (c.expired ? ` (${t('expired')})` : '') : '—'),
+      el('td', { class: 'num' }, fmtNum(total.requests)),
+      el('td', { class: 'num', title: t('tokensTitle', fmtNum(total.prompt), fmtNum(total.completion), fmtNum(total.cached), fmtNum(total.reasoning)) },
+        fmtNum((total.prompt || 0) + (total.completion || 0))),
+      byModel);
+  });
+  section.querySelector('tbody').replaceChildren(...rows);
+}
+
 function render() {
+  renderClients();
   const main = document.getElementById('providers');
   main.setAttribute('aria-busy', 'false');
   document.getElementById('loading')?.remove();
@@ -545,9 +575,10 @@ async function load() {
   if (loading) return loading;
   loading = (async () => {
     try {
-      const [providers, creds] = await Promise.all([api('GET', 'providers'), api('GET', 'credentials')]);
+      const [providers, creds, clients] = await Promise.all([api('GET', 'providers'), api('GET', 'credentials'), api('GET', 'clients')]);
       view.providers = providers;
       view.creds = creds;
+      view.clients = clients;
       view.loaded = true;
       if (view.error) {
         view.error = '';
