@@ -227,9 +227,12 @@ func clientUsed(c *clients.Client, model string, u provider.Usage, reported bool
 	if !reported {
 		return
 	}
-	for kind, n := range map[string]int64{"prompt": u.Prompt, "completion": u.Completion, "cached": u.Cached, "reasoning": u.Reasoning} {
-		if n > 0 {
-			metricClientTokens.WithLabelValues(c.Name, model, kind).Add(float64(n))
+	for _, k := range [...]struct {
+		kind string
+		n    int64
+	}{{"prompt", u.Prompt}, {"completion", u.Completion}, {"cached", u.Cached}, {"reasoning", u.Reasoning}} {
+		if k.n > 0 {
+			metricClientTokens.WithLabelValues(c.Name, model, k.kind).Add(float64(k.n))
 		}
 	}
 }

@@ -216,7 +216,7 @@ func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter, meterFor f
 			sum := sha256.Sum256([]byte(strings.TrimSpace(k)))
 			if other, taken := owner[sum]; taken {
 				if other == sp.Name {
-					return nil, fmt.Errorf("client %q has the same key twice (keys %d and another)", sp.Name, i+1)
+					return nil, fmt.Errorf("client %q has the same key twice (key %d repeats an earlier one)", sp.Name, i+1)
 				}
 				return nil, fmt.Errorf("client %q and client %q have the same key: each key belongs to one client", other, sp.Name)
 			}

@@ -96,12 +96,7 @@ func (m *Meter) Restore(s Saved) {
 			mu = &ModelUsage{}
 			m.byModel[model] = mu
 		}
-		mu.Requests += u.Requests
-		mu.Prompt += u.Prompt
-		mu.Completion += u.Completion
-		mu.Cached += u.Cached
-		mu.Reasoning += u.Reasoning
-		mu.Unreported += u.Unreported
+		mu.add(u)
 	}
 	if !s.Window.IsZero() && (m.window.IsZero() || s.Window.Equal(m.window)) {
 		m.window = s.Window
@@ -124,12 +119,16 @@ func (m *Meter) Snapshot() map[string]ModelUsage {
 func Total(byModel map[string]ModelUsage) ModelUsage {
 	var t ModelUsage
 	for u := range maps.Values(byModel) {
-		t.Requests += u.Requests
-		t.Prompt += u.Prompt
-		t.Completion += u.Completion
-		t.Cached += u.Cached
-		t.Reasoning += u.Reasoning
-		t.Unreported += u.Unreported
+		t.add(u)
 	}
 	return t
+}
+
+func (u *ModelUsage) add(v ModelUsage) {
+	u.Requests += v.Requests
+	u.Prompt += v.Prompt
+	u.Completion += v.Completion
+	u.Cached += v.Cached
+	u.Reasoning += v.Reasoning
+	u.Unreported += v.Unreported
 }
