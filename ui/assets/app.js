@@ -224,8 +224,14 @@ function renderTable(section, name) {
   if (rows.length === 0) {
     rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 13 }, all.length ? t('noMatch') : t('noCredentials'))));
   }
-  const same = rows.length === body.children.length && rows.every((r, i) => body.children[i] === r);
-  if (!same) body.replaceChildren(...rows);
+  // Only what changed is touched: an unchanged row is never taken out and
+  // put back, so neither a click nor a selection on it is lost.
+  // Stale rows go first, so that the rows after them need not move.
+  const keep = new Set(rows);
+  for (const child of [...body.children]) if (!keep.has(child)) child.remove();
+  rows.forEach((r, i) => {
+    if (body.children[i] !== r) body.insertBefore(r, body.children[i] || null);
+  });
   section.querySelector('.count').textContent = words.length ? t('shown', shown.length, all.length) : t('credentials', all.length);
   for (const th of section.querySelectorAll('th[data-sort]')) {
     const on = th.dataset.sort === view.sort.key;
