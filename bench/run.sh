@@ -26,8 +26,9 @@
 #                   throughput and under stream load (BENCH_CONNS
 #                   connections) on each target, and under stream64 and
 #                   messages64 load on proxycast-openai, into bench/out/
-#   BENCH_TARGETS   the targets to measure (default all three:
-#                   "proxycast-iflow proxycast-openai reverse_proxy")
+#   BENCH_TARGETS   the targets to measure (default the first three:
+#                   "proxycast-iflow proxycast-openai reverse_proxy"; also
+#                   proxycast-client1 and proxycast-clients1000)
 #   BENCH_REBUILD   1: rebuild bench/out/caddy even if it looks current
 set -euo pipefail
 
@@ -62,8 +63,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 UP_ADDR=127.0.0.1:9800
 ADMIN=http://127.0.0.1:9803
 # The targets, all in the one Caddy of bench/Caddyfile.
-ALL_TARGETS=(proxycast-iflow proxycast-openai reverse_proxy)
-read -r -a TARGETS <<<"${BENCH_TARGETS:-${ALL_TARGETS[*]}}"
+ALL_TARGETS=(proxycast-iflow proxycast-openai reverse_proxy proxycast-client1 proxycast-clients1000)
+DEFAULT_TARGETS=(proxycast-iflow proxycast-openai reverse_proxy)
+read -r -a TARGETS <<<"${BENCH_TARGETS:-${DEFAULT_TARGETS[*]}}"
 for t in "${TARGETS[@]}"; do
 	[[ " ${ALL_TARGETS[*]} " == *" $t "* ]] || { echo "run.sh: unknown target $t (known: ${ALL_TARGETS[*]})" >&2; exit 2; }
 done
@@ -75,6 +77,8 @@ url_of() {
 	proxycast-iflow) echo http://127.0.0.1:9801/v1/chat/completions ;;
 	proxycast-openai) echo http://127.0.0.1:9804/v1/chat/completions ;;
 	reverse_proxy) echo http://127.0.0.1:9802/v1/chat/completions ;;
+	proxycast-client1) echo http://127.0.0.1:9805/v1/chat/completions ;;
+	proxycast-clients1000) echo http://127.0.0.1:9806/v1/chat/completions ;;
 	esac
 }
 HDR=()
@@ -157,6 +161,24 @@ trap 'exit 130' INT TERM
 "$OUT/upstream" -listen "$UP_ADDR" -chunks "$CHUNKS" -chunk-delay "${BENCH_CHUNK_DELAY:-0}" >"$OUT/upstream.log" 2>&1 &
 UP_PID=$!; PIDS+=("$UP_PID")
 mkdir -p "$OUT/xdg/config" "$OUT/xdg/data"
+# clients_sites writes the two named-client sites that bench/Caddyfile
+# imports: bench-key is client "bench", alone on 9805 and the 501st of
+# 1,000 clients on 9806.
+clients_sites() {
+	local n=$1 i
+	echo "http://127.0.0.1:$2 {"
+	echo "	proxycast {"
+	for ((i = 0; i < n; i++)); do
+		if ((i == n / 2)); then
+			printf '\t\tclient bench {\n\t\t\tkey bench-key\n\t\t}\n'
+		else
+			printf '\t\tclient c%d {\n\t\t\tkey bench-client-%d-0123456789abcdef\n\t\t}\n' "$i" "$i"
+		fi
+	done
+	printf '\t\tcredential_pool {\n\t\t\topenai {\n\t\t\t\tcredential bench {\n\t\t\t\t\tauth_type api_key\n\t\t\t\t\tapi_key sk-bench\n\t\t\t\t}\n\t\t\t}\n\t\t}\n'
+	printf '\t\tprovider openai {\n\t\t\ttype openai\n\t\t\tapi_base http://127.0.0.1:9800/v1\n\t\t}\n\t}\n}\n'
+}
+{ clients_sites 1 9805; clients_sites 1000 9806; } >"$OUT/clients-sites.caddy"
 start_caddy() {
 	XDG_CONFIG_HOME=$OUT/xdg/config XDG_DATA_HOME=$OUT/xdg/data \
 		"$OUT/caddy" run --config bench/Caddyfile --adapter caddyfile >>"$OUT/caddy.log" 2>&1 &
