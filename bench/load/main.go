@@ -376,13 +376,6 @@ func readSSE(br *bufio.Reader) (first time.Time, done bool, n int, err error) {
 
 var sequenceKey = []byte(`"sequence_number":`)
 
-// readResponses reads an OpenAI Responses stream to its end and reports
-// when its first data line arrived and how many response.output_text.delta
-// events came. It fails the stream, as Codex would, where an event has
-// no event line or another sequence_number than the one after the last,
-// where response.created is not first, on response.failed or error, on a
-// "data: [DONE]", and where response.completed is missing or not last.
-// Like readMessages it reads names and numbers, not every event's JSON.
 // eventName is name as a string, without allocating one for the names
 // the fronts send: a string per event would cost the load generator,
 // which shares the CPUs, more than some of what it measures.
@@ -401,73 +394,54 @@ var knownEvents = [...]string{"message_start", "content_block_start", "content_b
 	"response.content_part.added", "response.output_text.delta", "response.output_text.done",
 	"response.content_part.done", "response.output_item.done", "response.completed"}
 
+// readResponses reads an OpenAI Responses stream to its end and reports
+// when its first data line arrived and how many response.output_text.delta
+// events came. It fails the stream, as Codex would, where an event has
+// no event line or another sequence_number than the one after the last,
+// where response.created is not first, on response.failed or error, on a
+// "data: [DONE]", and where response.completed is missing or not last.
+// Like readMessages it reads names and numbers, not every event's JSON.
 func readResponses(br *bufio.Reader) (first time.Time, n int, err error) {
-	var name []byte
 	seq, completed := 0, false
-	fail := func(format string, args ...any) (time.Time, int, error) {
-		return first, n, fmt.Errorf(format+" (after %d events, %d deltas)", append(args, seq, n)...)
-	}
-	for {
-		line, rerr := br.ReadSlice('\n')
+	first, err = eachEvent(br, "Responses", func(ev string, data []byte) error {
 		switch {
-		case bytes.HasPrefix(line, []byte("event:")):
-			name = append(name[:0], bytes.TrimSpace(line[6:])...)
-		case bytes.HasPrefix(line, []byte("data:")):
-			if first.IsZero() {
-				first = time.Now()
-			}
-			data := bytes.TrimSpace(line[5:])
-			ev := eventName(name)
-			switch {
-			case bytes.Equal(data, []byte("[DONE]")):
-				return fail("data: [DONE] in a Responses stream")
-			case ev == "":
-				return fail("a data line without an event line: %s", snippet(data))
-			case completed:
-				return fail("event %s after response.completed", ev)
-			case seq == 0 && ev != "response.created":
-				return fail("the stream begins with %s", ev)
-			case ev == "response.failed" || ev == "error":
-				return fail("%s: %s", ev, snippet(data))
-			}
-			i := bytes.Index(data, sequenceKey)
-			got := -1
-			if i >= 0 {
-				got = 0
-				for _, c := range data[i+len(sequenceKey):] {
-					if c < '0' || c > '9' {
-						break
-					}
-					got = got*10 + int(c-'0')
+		case completed:
+			return fmt.Errorf("event %s after response.completed", ev)
+		case seq == 0 && ev != "response.created":
+			return fmt.Errorf("the stream begins with %s", ev)
+		case ev == "response.failed" || ev == "error":
+			return fmt.Errorf("%s: %s", ev, snippet(data))
+		}
+		i := bytes.Index(data, sequenceKey)
+		got := -1
+		if i >= 0 {
+			got = 0
+			for _, c := range data[i+len(sequenceKey):] {
+				if c < '0' || c > '9' {
+					break
 				}
-			}
-			if got != seq {
-				return fail("%s has sequence_number %d, want %d", ev, got, seq)
-			}
-			seq++
-			name = name[:0]
-			switch ev {
-			case "response.output_text.delta":
-				n++
-			case "response.completed":
-				completed = true
+				got = got*10 + int(c-'0')
 			}
 		}
-		// A long data line (response.completed holds the whole output) is
-		// read past: its start had the name and the number.
-		for errors.Is(rerr, bufio.ErrBufferFull) {
-			_, rerr = br.ReadSlice('\n')
+		if got != seq {
+			return fmt.Errorf("%s has sequence_number %d, want %d", ev, got, seq)
 		}
-		if rerr == io.EOF {
-			if !completed {
-				return fail("the stream ended without response.completed")
-			}
-			return first, n, nil
+		seq++
+		switch ev {
+		case "response.output_text.delta":
+			n++
+		case "response.completed":
+			completed = true
 		}
-		if rerr != nil {
-			return first, n, rerr
-		}
+		return nil
+	})
+	if err == nil && !completed {
+		err = errors.New("the stream ended without response.completed")
 	}
+	if err != nil {
+		err = fmt.Errorf("%w (after %d events, %d deltas)", err, seq, n)
+	}
+	return first, n, err
 }
 
 // readMessages reads an Anthropic Messages stream to its end and reports
@@ -483,7 +457,6 @@ func readResponses(br *bufio.Reader) (first time.Time, n int, err error) {
 // the proxy's translation.
 func readMessages(br *bufio.Reader) (first time.Time, n int, err error) {
 	var (
-		name    []byte // of the event whose data line comes next
 		last    string // the last event's name, for errors
 		started bool   // message_start came
 		open    bool   // a content block is open
@@ -491,9 +464,82 @@ func readMessages(br *bufio.Reader) (first time.Time, n int, err error) {
 		delta   bool   // message_delta came
 		stopped bool   // message_stop came
 	)
-	fail := func(format string, args ...any) (time.Time, int, error) {
-		return first, n, fmt.Errorf(format+" (after %d deltas, last event %q)", append(args, n, last)...)
+	first, err = eachEvent(br, "Messages", func(ev string, data []byte) error {
+		if stopped {
+			return fmt.Errorf("event %s after message_stop", ev)
+		}
+		if ev != "message_start" && ev != "ping" && ev != "error" && !started {
+			return fmt.Errorf("event %s before message_start", ev)
+		}
+		switch ev {
+		case "message_start":
+			if started {
+				return fmt.Errorf("a second message_start")
+			}
+			started = true
+		case "ping":
+		case "content_block_start":
+			if open {
+				return fmt.Errorf("content_block_start while block %d is open", block)
+			}
+			if i, ok := index(data); !ok || i != block {
+				return fmt.Errorf("content_block_start with index %s, want %d", indexText(data), block)
+			}
+			open = true
+		case "content_block_delta", "content_block_stop":
+			if !open {
+				return fmt.Errorf("%s with no block open", ev)
+			}
+			if i, ok := index(data); !ok || i != block {
+				return fmt.Errorf("%s with index %s in block %d", ev, indexText(data), block)
+			}
+			if ev == "content_block_delta" {
+				n++
+			} else {
+				open = false
+				block++
+			}
+		case "message_delta":
+			if open {
+				return fmt.Errorf("message_delta while block %d is open", block)
+			}
+			if delta {
+				return fmt.Errorf("a second message_delta")
+			}
+			if !bytes.Contains(data, []byte(`"usage"`)) {
+				return fmt.Errorf("message_delta without usage: %s", snippet(data))
+			}
+			delta = true
+		case "message_stop":
+			if !delta {
+				return fmt.Errorf("message_stop without message_delta before it")
+			}
+			stopped = true
+		case "error":
+			return fmt.Errorf("error event: %s", snippet(data))
+		default:
+			return fmt.Errorf("unknown event %q", ev)
+		}
+		last = ev
+		return nil
+	})
+	if err == nil && !stopped {
+		err = errors.New("ended without event: message_stop")
 	}
+	if err != nil {
+		err = fmt.Errorf("%w (after %d deltas, last event %q)", err, n, last)
+	}
+	return first, n, err
+}
+
+// eachEvent reads an SSE stream of named events to its end, handing fn
+// each event's name and data line; an error of fn ends it. A data line
+// without an event line, and "data: [DONE]", fail the stream: neither
+// the Messages nor the Responses front sends one. first is when the
+// first data line came. A long data line (response.completed holds the
+// whole output) is read past: its start has what the readers look at.
+func eachEvent(br *bufio.Reader, front string, fn func(ev string, data []byte) error) (first time.Time, err error) {
+	var name []byte // of the event whose data line comes next
 	for {
 		line, rerr := br.ReadSlice('\n')
 		switch {
@@ -505,81 +551,25 @@ func readMessages(br *bufio.Reader) (first time.Time, n int, err error) {
 			}
 			data := bytes.TrimSpace(line[5:])
 			if bytes.Equal(data, []byte("[DONE]")) {
-				return fail("data: [DONE] in a Messages stream")
+				return first, fmt.Errorf("data: [DONE] in a %s stream", front)
+			}
+			if len(name) == 0 {
+				return first, fmt.Errorf("a data line without an event line: %s", snippet(data))
 			}
 			ev := eventName(name)
-			if ev == "" {
-				return fail("a data line without an event line: %s", snippet(data))
-			}
 			name = name[:0]
-			if stopped {
-				return fail("event %s after message_stop", ev)
+			if err := fn(ev, data); err != nil {
+				return first, err
 			}
-			if ev != "message_start" && ev != "ping" && ev != "error" && !started {
-				return fail("event %s before message_start", ev)
-			}
-			switch ev {
-			case "message_start":
-				if started {
-					return fail("a second message_start")
-				}
-				started = true
-			case "ping":
-			case "content_block_start":
-				if open {
-					return fail("content_block_start while block %d is open", block)
-				}
-				if i, ok := index(data); !ok || i != block {
-					return fail("content_block_start with index %s, want %d", indexText(data), block)
-				}
-				open = true
-			case "content_block_delta", "content_block_stop":
-				if !open {
-					return fail("%s with no block open", ev)
-				}
-				if i, ok := index(data); !ok || i != block {
-					return fail("%s with index %s in block %d", ev, indexText(data), block)
-				}
-				if ev == "content_block_delta" {
-					n++
-				} else {
-					open = false
-					block++
-				}
-			case "message_delta":
-				if open {
-					return fail("message_delta while block %d is open", block)
-				}
-				if delta {
-					return fail("a second message_delta")
-				}
-				if !bytes.Contains(data, []byte(`"usage"`)) {
-					return fail("message_delta without usage: %s", snippet(data))
-				}
-				delta = true
-			case "message_stop":
-				if !delta {
-					return fail("message_stop without message_delta before it")
-				}
-				stopped = true
-			case "error":
-				return fail("error event: %s", snippet(data))
-			default:
-				return fail("unknown event %q", ev)
-			}
-			last = ev
 		}
 		for errors.Is(rerr, bufio.ErrBufferFull) {
 			_, rerr = br.ReadSlice('\n')
 		}
 		if rerr == io.EOF {
-			if !stopped {
-				return fail("ended without event: message_stop")
-			}
-			return first, n, nil
+			return first, nil
 		}
 		if rerr != nil {
-			return first, n, rerr
+			return first, rerr
 		}
 	}
 }
