@@ -269,27 +269,55 @@ func (c *call) authorize() bool {
 	return true
 }
 
-// chat serves POST /v1/chat/completions: the checks in the order a real
-// service makes them, then the answer.
-func (c *call) chat() {
+// jsonBody makes the checks every POST endpoint makes first, in a real
+// service's order (method, key, Content-Type, JSON object), and answers
+// a request that fails one; what names the endpoint in the method error.
+func (c *call) jsonBody(what string) (map[string]any, bool) {
 	r := c.r
 	if r.Method != http.MethodPost {
 		c.w.Header().Set("Allow", http.MethodPost)
-		c.fail(http.StatusMethodNotAllowed, errBadMethod(r), "chat completions needs POST, got "+r.Method)
-		return
+		c.fail(http.StatusMethodNotAllowed, errBadMethod(r), what+" needs POST, got "+r.Method)
+		return nil, false
 	}
 	if !c.authorize() {
-		return
+		return nil, false
 	}
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		reason := fmt.Sprintf("Content-Type must be application/json, got %q", ct)
 		c.fail(http.StatusBadRequest, apiError{Message: "fake openai: " + reason, Type: "invalid_request_error"}, reason)
-		return
+		return nil, false
 	}
 	body, pr, reason := parseBody(c.raw)
 	if pr != nil {
 		c.fail(http.StatusBadRequest, pr.apiError(), reason)
+		return nil, false
+	}
+	return body, true
+}
+
+// modelAndBehavior refuses a model the fake does not serve, and plays the
+// key's behavior where it answers instead of the model (done: answered).
+func (c *call) modelAndBehavior(model string) (b Behavior, now time.Time, done bool) {
+	s := c.s
+	s.mu.Lock()
+	known := slices.Contains(s.models, model)
+	b = s.behaviors[c.key]
+	wait, hint := s.retryAfter, s.retryHint
+	now = s.now()
+	s.mu.Unlock()
+	if !known {
+		c.fail(http.StatusNotFound, errNoModel(model), fmt.Sprintf("model %q is not one of SetModels", model))
+		return b, now, true
+	}
+	return b, now, c.behave(b, model, wait, hint, now)
+}
+
+// chat serves POST /v1/chat/completions: the checks in the order a real
+// service makes them, then the answer.
+func (c *call) chat() {
+	body, ok := c.jsonBody("chat completions")
+	if !ok {
 		return
 	}
 
@@ -308,18 +336,8 @@ func (c *call) chat() {
 	}
 	c.req = req
 
-	s.mu.Lock()
-	known := slices.Contains(s.models, req.model)
-	b := s.behaviors[c.key]
-	wait, hint := s.retryAfter, s.retryHint
-	now := s.now()
-	s.mu.Unlock()
-	if !known {
-		c.fail(http.StatusNotFound, errNoModel(req.model), fmt.Sprintf("model %q is not one of SetModels", req.model))
-		return
-	}
-
-	if c.behave(b, req.model, wait, hint, now) {
+	b, now, done := c.modelAndBehavior(req.model)
+	if done {
 		return
 	}
 

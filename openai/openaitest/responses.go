@@ -3,7 +3,6 @@ package openaitest
 import (
 	"encoding/json"
 	"fmt"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -63,23 +62,8 @@ type respRequest struct {
 
 // responses serves POST /v1/responses.
 func (c *call) responses() {
-	r := c.r
-	if r.Method != http.MethodPost {
-		c.w.Header().Set("Allow", http.MethodPost)
-		c.fail(http.StatusMethodNotAllowed, errBadMethod(r), "responses needs POST, got "+r.Method)
-		return
-	}
-	if !c.authorize() {
-		return
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		reason := fmt.Sprintf("Content-Type must be application/json, got %q", r.Header.Get("Content-Type"))
-		c.fail(http.StatusBadRequest, apiError{Message: "fake openai: " + reason, Type: "invalid_request_error"}, reason)
-		return
-	}
-	body, pr, reason := parseBody(c.raw)
-	if pr != nil {
-		c.fail(http.StatusBadRequest, pr.apiError(), reason)
+	body, ok := c.jsonBody("responses")
+	if !ok {
 		return
 	}
 	req, pr := checkResponses(body)
@@ -88,20 +72,13 @@ func (c *call) responses() {
 		return
 	}
 	c.resp = req
-	s := c.s
-	s.mu.Lock()
-	known := slices.Contains(s.models, req.model)
-	b := s.behaviors[c.key]
-	wait, hint, now := s.retryAfter, s.retryHint, s.now()
-	reasoning := s.reasoning
-	s.mu.Unlock()
-	if !known {
-		c.fail(http.StatusNotFound, errNoModel(req.model), fmt.Sprintf("model %q is not one of SetModels", req.model))
+	b, now, done := c.modelAndBehavior(req.model)
+	if done {
 		return
 	}
-	if c.behave(b, req.model, wait, hint, now) {
-		return
-	}
+	c.s.mu.Lock()
+	reasoning := c.s.reasoning
+	c.s.mu.Unlock()
 	c.id, c.created = "resp_"+newID(""), now.Unix()
 	out := c.respOutput(req, reasoning)
 	if req.stream {
