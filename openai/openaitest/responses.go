@@ -474,16 +474,7 @@ func orDefault(v, d any) any {
 
 // respStream answers with the Responses event stream.
 func (c *call) respStream(b Behavior, req *respRequest, out []respItem) {
-	outcome := "ok"
-	if b != Normal {
-		outcome = "behavior " + b.String()
-	}
-	c.finish(http.StatusOK, outcome)
-	h := c.w.Header()
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	c.w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(c.w)
+	rc := c.beginStream(b)
 	ctx := c.r.Context()
 	seq := 0
 	send := func(typ string, fields map[string]any) bool {

@@ -102,8 +102,9 @@ func split(text string, minParts, maxSize int) []string {
 	return out
 }
 
-// stream answers as server-sent events, shaped by b.
-func (c *call) stream(b Behavior, ans answer) {
+// beginStream logs the call and sends the headers of an event stream
+// that behavior b shapes.
+func (c *call) beginStream(b Behavior) *http.ResponseController {
 	outcome := "ok"
 	if b != Normal {
 		outcome = "behavior " + b.String()
@@ -113,7 +114,12 @@ func (c *call) stream(b Behavior, ans answer) {
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	c.w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(c.w)
+	return http.NewResponseController(c.w)
+}
+
+// stream answers as server-sent events, shaped by b.
+func (c *call) stream(b Behavior, ans answer) {
+	rc := c.beginStream(b)
 
 	s := c.s
 	s.mu.Lock()
