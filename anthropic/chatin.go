@@ -317,20 +317,7 @@ func revDecodeError(at string, err error) *provider.Error {
 	if te.Field != "" {
 		param = strings.TrimPrefix(at+"."+te.Field, ".")
 	}
-	want := "a " + te.Type.Kind().String()
-	switch te.Type.Kind().String() {
-	case "slice", "array":
-		want = "an array"
-	case "struct", "map":
-		want = "an object"
-	case "bool":
-		want = "a boolean"
-	case "int", "int64":
-		want = "an integer"
-	case "float64":
-		want = "a number"
-	}
-	return revInvalid(param, "must be %s, not %s", want, te.Value)
+	return revInvalid(param, "must be %s, not %s", provider.JSONKind(te.Type), te.Value)
 }
 
 // revMessages fills the system prompt and the turns of out from the chat

@@ -181,21 +181,9 @@ func ChatRequest(body []byte, model string) ([]byte, error) {
 func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return fmt.Sprintf("%s: must be %s, not %s", te.Field, kindOf(te.Type.Kind().String()), te.Value)
+		return fmt.Sprintf("%s: must be %s, not %s", te.Field, provider.JSONKind(te.Type), te.Value)
 	}
 	return err.Error()
-}
-
-func kindOf(k string) string {
-	switch k {
-	case "slice":
-		return "an array"
-	case "struct", "map":
-		return "an object"
-	case "ptr":
-		return "a string"
-	}
-	return "a " + k
 }
 
 // textContent reads a content that must be text: a string, or an array

@@ -3,6 +3,7 @@ package provider
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 )
 
@@ -429,4 +430,34 @@ func RenameField(body []byte, old, name string) []byte {
 		last = sp.e
 	}
 	return append(out, body[last:]...)
+}
+
+// JSONKind names the JSON value a Go type takes, for errors that say what
+// a member must be ("must be an array, not string"): the type of a
+// json.UnmarshalTypeError, through pointers.
+func JSONKind(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "a JSON value"
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Interface:
+		return "a JSON value"
+	}
+	return "a " + t.Kind().String()
 }

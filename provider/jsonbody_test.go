@@ -3,6 +3,7 @@ package provider
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -413,5 +414,32 @@ func TestFields2(t *testing.T) {
 	}
 	if a, b := Fields2([]byte(`{"choices":[]}`), "choices", "usage"); string(a) != `[]` || b != nil {
 		t.Errorf("%s %s", a, b)
+	}
+}
+
+func TestJSONKind(t *testing.T) {
+	var (
+		s  *string
+		n  **int64
+		f  float64
+		m  map[string]any
+		a  []int
+		st struct{}
+		b  bool
+		i  any
+	)
+	for _, tt := range []struct {
+		v    any
+		want string
+	}{
+		{&s, "a string"}, {&n, "an integer"}, {&f, "a number"}, {&m, "an object"},
+		{&a, "an array"}, {&st, "an object"}, {&b, "a boolean"}, {&i, "a JSON value"},
+	} {
+		if got := JSONKind(reflect.TypeOf(tt.v).Elem()); got != tt.want {
+			t.Errorf("JSONKind(%T) = %q, want %q", tt.v, got, tt.want)
+		}
+	}
+	if got := JSONKind(nil); got != "a JSON value" {
+		t.Errorf("JSONKind(nil) = %q", got)
 	}
 }

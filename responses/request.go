@@ -252,25 +252,9 @@ func isSet(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "nu
 // typeError names the member of a body that has the wrong type.
 func typeError(err error) *provider.Error {
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
-		return refuse(te.Field, "must be %s, not %s", kindOf(te.Type.Kind().String()), te.Value)
+		return refuse(te.Field, "must be %s, not %s", provider.JSONKind(te.Type), te.Value)
 	}
 	return refuse("body", "not a Responses request: %v", err)
-}
-
-func kindOf(k string) string {
-	switch k {
-	case "slice":
-		return "an array"
-	case "struct", "map":
-		return "an object"
-	case "ptr", "string":
-		return "a string"
-	case "float64":
-		return "a number"
-	case "int64":
-		return "an integer"
-	}
-	return "a " + k
 }
 
 // builtIn names the tools and items OpenAI runs itself.
@@ -502,7 +486,7 @@ func (b *builder) input(raw json.RawMessage) error {
 		var it item
 		if err := json.Unmarshal(rawItem, &it); err != nil {
 			if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
-				return refuse(at+"."+te.Field, "must be %s, not %s", kindOf(te.Type.Kind().String()), te.Value)
+				return refuse(at+"."+te.Field, "must be %s, not %s", provider.JSONKind(te.Type), te.Value)
 			}
 			return refuse(at, "must be an item object")
 		}
