@@ -141,12 +141,7 @@ func UsageOf(data []byte) (provider.Usage, bool) {
 	if !bytes.Contains(data, []byte(`"usage"`)) {
 		return provider.Usage{}, false
 	}
-	raw, ok := provider.Field(data, "usage")
-	if !ok {
-		if msg, found := provider.Field(data, "message"); found {
-			raw, ok = provider.Field(msg, "usage")
-		}
-	}
+	raw, ok := provider.FieldOrIn(data, "usage", "message")
 	if !ok || len(raw) == 0 || raw[0] != '{' {
 		return provider.Usage{}, false
 	}

@@ -25,6 +25,20 @@ func Field(body []byte, key string) (raw []byte, ok bool) {
 	return raw, ok
 }
 
+// FieldOrIn returns the top-level member key of body, or else the member
+// key of its object member parent: where an answer and the stream event
+// that wraps one (a message_start's message, a response.completed's
+// response) keep the same member.
+func FieldOrIn(body []byte, key, parent string) ([]byte, bool) {
+	raw, ok := Field(body, key)
+	if !ok {
+		if p, found := Field(body, parent); found {
+			raw, ok = Field(p, key)
+		}
+	}
+	return raw, ok
+}
+
 // Fields2 returns the raw JSON values of two top-level members in one
 // pass over body; a value is nil when its member is missing.
 func Fields2(body []byte, a, b string) (ra, rb []byte) {

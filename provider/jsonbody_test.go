@@ -443,3 +443,18 @@ func TestJSONKind(t *testing.T) {
 		t.Errorf("JSONKind(nil) = %q", got)
 	}
 }
+
+func TestFieldOrIn(t *testing.T) {
+	for _, tt := range []struct{ body, want string }{
+		{`{"usage":{"a":1}}`, `{"a":1}`},
+		{`{"type":"x","response":{"usage":{"b":2}}}`, `{"b":2}`},
+		{`{"usage":null,"response":{"usage":{"b":2}}}`, `null`},
+		{`{"response":{"id":"r"}}`, ``},
+		{`{"other":{"usage":1}}`, ``},
+	} {
+		got, _ := FieldOrIn([]byte(tt.body), "usage", "response")
+		if string(got) != tt.want {
+			t.Errorf("FieldOrIn(%s) = %s, want %s", tt.body, got, tt.want)
+		}
+	}
+}

@@ -226,12 +226,7 @@ func UsageOf(data []byte) (provider.Usage, bool) {
 	if !bytes.Contains(data, usageKey) {
 		return provider.Usage{}, false
 	}
-	raw, ok := provider.Field(data, "usage")
-	if !ok {
-		if resp, found := provider.Field(data, "response"); found {
-			raw, ok = provider.Field(resp, "usage")
-		}
-	}
+	raw, ok := provider.FieldOrIn(data, "usage", "response")
 	if !ok || len(raw) == 0 || raw[0] != '{' {
 		return provider.Usage{}, false
 	}
