@@ -189,7 +189,7 @@ func (h *Handler) admit(c *clients.Client, now time.Time, limited bool) *provide
 		return nil
 	}
 	var others func(time.Time) int64
-	if h.usage != nil {
+	if h.usage != nil && c.Budget.Tokens > 0 {
 		others = h.usage.others(c.Name)
 	}
 	if over, renews := c.OverBudget(now, others); over {

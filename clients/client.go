@@ -169,7 +169,6 @@ func (c *Client) Allow(now time.Time) (ok bool, retryAfter time.Duration) {
 // A Set is the clients of one handler, found by key.
 type Set struct {
 	byKey   map[[sha256.Size]byte]*Client
-	names   []string
 	clients []*Client
 }
 
@@ -223,7 +222,6 @@ func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter, meterFor f
 			owner[sum] = sp.Name
 			s.byKey[sum] = c
 		}
-		s.names = append(s.names, sp.Name)
 		s.clients = append(s.clients, c)
 	}
 	return s, nil
@@ -253,7 +251,7 @@ func (s *Set) Len() int {
 	if s == nil {
 		return 0
 	}
-	return len(s.names)
+	return len(s.clients)
 }
 
 // A Limiter is a sliding log: the times of the requests of the last

@@ -54,7 +54,7 @@ func Handler(prefix string) http.Handler {
 		}
 		ct, known := contentTypes[path.Ext(name)]
 		raw, err := fs.ReadFile(files, name)
-		if !known || err != nil || strings.Contains(name, "..") {
+		if !known || err != nil { // fs.ReadFile refuses paths with ".."
 			http.Error(w, "the management page has no file "+name, http.StatusNotFound)
 			return
 		}
