@@ -432,10 +432,10 @@ func (h *Handler) loadProviders(ctx caddy.Context) (map[string]provider.Provider
 // Validate checks what Provision could not reject on its own.
 func (h *Handler) Validate() error {
 	if len(h.keys) == 0 && h.clientSet.Len() == 0 && !h.Anonymous {
-		return errors.New("no api_keys: set api_keys, or write anonymous to let any client use the accounts")
+		return errors.New("no api_keys: set api_keys, or write anonymous to let any client use the accounts (or give named clients their keys with client blocks)")
 	}
 	if (len(h.keys) > 0 || h.clientSet.Len() > 0) && h.Anonymous {
-		return errors.New("anonymous and api_keys exclude each other")
+		return errors.New("anonymous and api_keys (or named clients) exclude each other")
 	}
 	if h.MaxBodySize < 0 {
 		return errors.New("max_body_size must not be negative")
