@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"net/http"
@@ -121,8 +122,10 @@ func (h *Handler) provisionClients() error {
 	}
 	if len(specs) > 0 {
 		// One syncer per interval and storage: a config that moves the
-		// storage gets its own.
-		key := time.Duration(h.UsageSync).String() + "|" + fmt.Sprintf("%v", h.storage)
+		// storage gets its own. The storage is named by a digest of its
+		// settings, which may hold a password.
+		storageID := sha256.Sum256([]byte(fmt.Sprintf("%#v", h.storage)))
+		key := time.Duration(h.UsageSync).String() + "|" + hex.EncodeToString(storageID[:8])
 		v, _, err := usageSyncs.LoadOrNew(key, func() (caddy.Destructor, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
