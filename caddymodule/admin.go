@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,11 +18,13 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
 	"github.com/proxycast/caddy-proxycast/ui"
+	"github.com/proxycast/caddy-proxycast/usage"
 )
 
 func init() {
@@ -133,11 +136,31 @@ func (a AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 		writeAdminJSON(w, http.StatusOK, listProviders())
 		return nil
 	case len(segs) == 1 && segs[0] == "clients":
-		if err := method(http.MethodGet); err != nil {
-			return err
+		switch r.Method {
+		case http.MethodGet:
+			writeAdminJSON(w, http.StatusOK, listClients(now()))
+			return nil
+		case http.MethodPost:
+			return addClient(w, r)
 		}
-		writeAdminJSON(w, http.StatusOK, listClients(time.Now()))
-		return nil
+		w.Header().Set("Allow", "GET, POST")
+		return errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s", r.Method, r.URL.Path)
+	case len(segs) == 2 && segs[0] == "clients":
+		switch r.Method {
+		case http.MethodGet:
+			v, err := findClient(segs[1], now())
+			if err != nil {
+				return err
+			}
+			writeAdminJSON(w, http.StatusOK, v)
+			return nil
+		case http.MethodPatch:
+			return patchClient(w, r, segs[1])
+		case http.MethodDelete:
+			return deleteClient(w, r, segs[1])
+		}
+		w.Header().Set("Allow", "GET, PATCH, DELETE")
+		return errorf(http.StatusMethodNotAllowed, "", "%s is not allowed on %s", r.Method, r.URL.Path)
 	case len(segs) >= 1 && segs[0] == "ui":
 		return serveUI(w, r)
 	case len(segs) == 1 && segs[0] == "credentials":
@@ -216,6 +239,9 @@ type credentialView struct {
 	ModelCooldowns map[string]time.Time `json:"model_cooldowns,omitempty"`
 	LastError      string               `json:"last_error,omitempty"`
 	Tokens         *tokensView          `json:"tokens,omitempty"`
+	// Usage is what the credential's answers cost by upstream model:
+	// this instance's, kept across restarts in Caddy's storage.
+	Usage map[string]usage.ModelUsage `json:"usage,omitempty"`
 	// RuntimeChange says why a runtime change to a credential of the
 	// config is not in force (it runs as configured).
 	RuntimeChange string     `json:"runtime_change,omitempty"`
@@ -224,12 +250,15 @@ type credentialView struct {
 	LastUsed      *time.Time `json:"last_used,omitempty"`
 }
 
-// tokensView is what a credential's answers cost, as the upstream reported.
+// tokensView is what a credential's answers cost, as the upstream
+// reported or, for answers that reported nothing, as estimated: Estimated
+// is how many of the prompt and completion tokens are estimates.
 type tokensView struct {
 	Prompt     int64 `json:"prompt"`
 	Completion int64 `json:"completion"`
 	Cached     int64 `json:"cached"`
 	Reasoning  int64 `json:"reasoning"`
+	Estimated  int64 `json:"estimated,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -260,8 +289,10 @@ func viewOf(prov string, ec effectiveCredential, e *credpool.Entry[*account], no
 	if ec.changeSetAside != "" {
 		v.RuntimeChange = "set aside: " + ec.changeSetAside
 	}
-	if u := st.tokens.usage(); !u.IsZero() {
-		v.Tokens = &tokensView{Prompt: u.Prompt, Completion: u.Completion, Cached: u.Cached, Reasoning: u.Reasoning}
+	if byModel := st.meter.Snapshot(); len(byModel) > 0 {
+		u := usage.Total(byModel)
+		v.Tokens = &tokensView{Prompt: u.Prompt, Completion: u.Completion, Cached: u.Cached, Reasoning: u.Reasoning, Estimated: u.EstimatedTokens}
+		v.Usage = byModel
 	}
 	v.ProxyURL = maskedProxy(ec.ProxyURL)
 	if st.renewing != nil {
@@ -453,21 +484,11 @@ func mutate(ctx context.Context, prov string, change func(ov *overlay, current [
 	if len(hs) == 0 {
 		return errorf(http.StatusNotFound, "", "no proxycast handler serves provider %q", prov)
 	}
-	storage := hs[0].storage
-	if err := storage.Lock(ctx, runtimeLock); err != nil {
-		return fmt.Errorf("taking the storage lock: %w", err)
-	}
-	defer func() { _ = storage.Unlock(context.Background(), runtimeLock) }()
-	ov, err := loadOverlay(ctx, storage)
+	ov, before, err := storeChange(ctx, hs[0].storage, func(ov *overlay) error {
+		return change(ov, ov.effective(prov, configOf(hs, prov)))
+	})
 	if err != nil {
-		return errorf(http.StatusInternalServerError, "", "the stored runtime changes are unreadable, so none is made: %v", err)
-	}
-	before := ov.stored
-	if err := change(ov, ov.effective(prov, configOf(hs, prov))); err != nil {
 		return err
-	}
-	if err := saveOverlay(ctx, storage, ov); err != nil {
-		return fmt.Errorf("storing the change: %w", err)
 	}
 	// The handlers live now, not those at the start: a config may have
 	// loaded meanwhile, having read the overlay before this change.
@@ -485,6 +506,28 @@ func mutate(ctx context.Context, prov string, change func(ov *overlay, current [
 		h.runtime.applies++
 	}
 	return nil
+}
+
+// storeChange makes change to the stored overlay under the storage lock
+// and stores the result, which it returns with the fingerprint of what
+// was stored before. Nothing is stored when change fails.
+func storeChange(ctx context.Context, storage certmagic.Storage, change func(ov *overlay) error) (*overlay, [sha256.Size]byte, error) {
+	if err := storage.Lock(ctx, runtimeLock); err != nil {
+		return nil, [sha256.Size]byte{}, fmt.Errorf("taking the storage lock: %w", err)
+	}
+	defer func() { _ = storage.Unlock(context.Background(), runtimeLock) }()
+	ov, err := loadOverlay(ctx, storage)
+	if err != nil {
+		return nil, [sha256.Size]byte{}, errorf(http.StatusInternalServerError, "", "the stored runtime changes are unreadable, so none is made: %v", err)
+	}
+	before := ov.stored
+	if err := change(ov); err != nil {
+		return nil, before, err
+	}
+	if err := saveOverlay(ctx, storage, ov); err != nil {
+		return nil, before, fmt.Errorf("storing the change: %w", err)
+	}
+	return ov, before, nil
 }
 
 // decodeBody reads a JSON body strictly: size-limited, no unknown fields,

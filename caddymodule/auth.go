@@ -32,7 +32,7 @@ func (h *Handler) authorized(r *http.Request) (c *clients.Client, ok bool) {
 	if presented == "" {
 		return nil, false
 	}
-	if c := h.clientSet.Lookup(presented); c != nil {
+	if c := h.clientSet().Lookup(presented); c != nil {
 		return c, true
 	}
 	sum := sha256.Sum256([]byte(presented))

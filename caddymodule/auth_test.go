@@ -110,10 +110,17 @@ func BenchmarkAuthorizedClients(b *testing.B) {
 			h.storage = &certmagic.FileStorage{Path: b.TempDir()}
 			h.UsageSync = caddy.Duration(time.Minute)
 			h.logger = zap.NewNop()
-			if err := h.provisionClients(); err != nil {
+			if err := h.provisionUsage(); err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _, _ = usageSyncs.Delete(h.usageKey) })
+			applyMu.Lock()
+			err := h.rebuildClients((&overlay{}).effectiveClients(h.Clients))
+			applyMu.Unlock()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(h.closeClients)
 			r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
 			r.Header.Set("Authorization", "Bearer sk-client-0-0123456789abcdef")
 			b.ReportAllocs()

@@ -4,19 +4,22 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/proxycast/caddy-proxycast/clients"
 	"github.com/proxycast/caddy-proxycast/provider"
+	"github.com/proxycast/caddy-proxycast/usage"
 )
 
 // ClientConfig is one named client: its keys, and what it may use.
@@ -60,106 +63,176 @@ type heldLimiter struct{ *clients.Limiter }
 
 func (heldLimiter) Destruct() error { return nil }
 
-// clientMeters keeps each client's usage across reloads, by name.
-var clientMeters = caddy.NewUsagePool()
+// clientsBuild is one generation of a handler's named clients, rebuilt
+// when the admin API changes them.
+type clientsBuild struct {
+	set *clients.Set
+	// in force, in the order of the set; leftOut are the runtime clients
+	// that could not be put in force, with why.
+	inForce, leftOut []effectiveClient
+	limiterKeys      []string // held in clientLimiters
+	meterKeys        []string // held in clientMeters
+}
 
-type heldMeter struct{ *clients.Meter }
+func (b *clientsBuild) release() {
+	for _, k := range b.limiterKeys {
+		_, _ = clientLimiters.Delete(k)
+	}
+	for _, k := range b.meterKeys {
+		_, _ = clientMeters.Delete(k)
+	}
+}
 
-func (heldMeter) Destruct() error { return nil }
+// namedClients is a handler's named clients.
+type namedClients struct {
+	now atomic.Pointer[clientsBuild]
+	// closed, guarded by applyMu, is set when the config is cleaned up.
+	closed bool
+}
 
-// provisionClients builds the named clients.
-func (h *Handler) provisionClients() error {
-	var specs []clients.Spec
-	for i, cc := range h.Clients {
-		sp := clients.Spec{Name: cc.Name, Models: cc.Models}
-		if cc.Name == "" {
-			return fmt.Errorf("clients: client %d has no name", i+1)
-		}
-		for j, k := range cc.Keys {
-			k, err := resolvePlaceholders(k, envAndFile)
-			if err != nil {
-				return fmt.Errorf("client %q: key %d: %v", cc.Name, j+1, err)
-			}
-			k = strings.TrimSpace(k)
-			if k != "" && !httpguts.ValidHeaderFieldValue(k) {
-				return fmt.Errorf("client %q: key %d holds a character that cannot go into an HTTP header", cc.Name, j+1)
-			}
-			sp.Keys = append(sp.Keys, k)
-		}
-		if cc.RateLimit != "" {
-			r, err := clients.ParseRate(cc.RateLimit)
-			if err != nil {
-				return fmt.Errorf("client %q: rate_limit: %v", cc.Name, err)
-			}
-			sp.RateLimit = r
-		}
-		if cc.TokenBudget != "" {
-			b, err := clients.ParseBudget(cc.TokenBudget)
-			if err != nil {
-				return fmt.Errorf("client %q: %v", cc.Name, err)
-			}
-			sp.Budget = b
-		}
-		if cc.Expires != "" {
-			t, err := clients.ParseExpiry(cc.Expires)
-			if err != nil {
-				return fmt.Errorf("client %q: %v", cc.Name, err)
-			}
-			sp.Expires = t
-		}
-		specs = append(specs, sp)
+// clientsBuild is the generation of named clients in force, or nil.
+func (h *Handler) clientsBuild() *clientsBuild {
+	if h.named == nil {
+		return nil
 	}
-	legacy := map[[sha256.Size]byte]bool{}
-	for _, k := range h.keys {
-		legacy[k] = true
+	return h.named.now.Load()
+}
+
+// clientSet is the named clients in force.
+func (h *Handler) clientSet() *clients.Set {
+	if b := h.clientsBuild(); b != nil {
+		return b.set
 	}
-	for _, sp := range specs {
-		for j, k := range sp.Keys {
-			if legacy[sha256.Sum256([]byte(k))] {
-				return fmt.Errorf("client %q: key %d is also in api_keys: each key belongs to one client", sp.Name, j+1)
-			}
-		}
+	return nil
+}
+
+// specOf checks a client's settings and replaces the placeholders of its
+// keys.
+func specOf(cc ClientConfig, digests []string) (clients.Spec, error) {
+	sp := clients.Spec{Name: cc.Name, Models: cc.Models}
+	if cc.Name == "" {
+		return sp, errors.New("a client has no name")
 	}
-	if len(specs) > 0 {
-		// One syncer per interval and storage: a config that moves the
-		// storage gets its own. The storage is named by a digest of its
-		// settings, which may hold a password.
-		storageID := sha256.Sum256([]byte(fmt.Sprintf("%#v", h.storage)))
-		key := time.Duration(h.UsageSync).String() + "|" + hex.EncodeToString(storageID[:8])
-		v, _, err := usageSyncs.LoadOrNew(key, func() (caddy.Destructor, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			return startUsageSync(ctx, h.storage, time.Duration(h.UsageSync), h.logger.Named("usage"))
-		})
+	for j, k := range cc.Keys {
+		k, err := resolvePlaceholders(k, envAndFile)
 		if err != nil {
-			return fmt.Errorf("clients: starting the usage store: %v", err)
+			return sp, fmt.Errorf("client %q: key %d: %v", cc.Name, j+1, err)
 		}
-		h.usage = v.(*usageSyncer)
-		h.usageKey = key
+		k = strings.TrimSpace(k)
+		if k != "" && !httpguts.ValidHeaderFieldValue(k) {
+			return sp, fmt.Errorf("client %q: key %d holds a character that cannot go into an HTTP header", cc.Name, j+1)
+		}
+		sp.Keys = append(sp.Keys, k)
 	}
-	set, err := clients.New(specs, func(name string, r clients.Rate) *clients.Limiter {
+	for j, d := range digests {
+		raw, err := hex.DecodeString(d)
+		if err != nil || len(raw) != sha256.Size {
+			return sp, fmt.Errorf("client %q: key digest %d is not a SHA-256 digest in hex", cc.Name, j+1)
+		}
+		sp.Digests = append(sp.Digests, clients.Digest(raw))
+	}
+	if cc.RateLimit != "" {
+		r, err := clients.ParseRate(cc.RateLimit)
+		if err != nil {
+			return sp, fmt.Errorf("client %q: rate_limit: %v", cc.Name, err)
+		}
+		sp.RateLimit = r
+	}
+	if cc.TokenBudget != "" {
+		b, err := clients.ParseBudget(cc.TokenBudget)
+		if err != nil {
+			return sp, fmt.Errorf("client %q: %v", cc.Name, err)
+		}
+		sp.Budget = b
+	}
+	if cc.Expires != "" {
+		t, err := clients.ParseExpiry(cc.Expires)
+		if err != nil {
+			return sp, fmt.Errorf("client %q: %v", cc.Name, err)
+		}
+		sp.Expires = t
+	}
+	return sp, nil
+}
+
+// rebuildClients builds the named clients from ecs and puts them in
+// force. Clients of the config must be valid (an error fails the
+// config); a runtime client that is not is left out, and a runtime change
+// to a config client that makes it invalid is set aside, the client
+// running as configured. The caller holds applyMu.
+func (h *Handler) rebuildClients(ecs []effectiveClient) error {
+	if h.named == nil {
+		h.named = &namedClients{}
+	}
+	if h.named.closed {
+		return nil // the config is gone: holds taken now would stay for good
+	}
+	next := &clientsBuild{}
+	b := clients.NewBuilder(func(name string, r clients.Rate) *clients.Limiter {
 		key := name + "|" + strconv.Itoa(r.N) + "|" + r.Window.String()
 		v, _, _ := clientLimiters.LoadOrNew(key, func() (caddy.Destructor, error) {
 			return heldLimiter{clients.NewLimiter(r)}, nil
 		})
-		h.limiterKeys = append(h.limiterKeys, key)
+		next.limiterKeys = append(next.limiterKeys, key)
 		return v.(heldLimiter).Limiter
-	}, func(name string) *clients.Meter {
-		v, _, _ := clientMeters.LoadOrNew(name, func() (caddy.Destructor, error) {
-			m := clients.NewMeter()
-			if saved, ok := h.usage.take(name); ok {
-				m.Restore(saved)
-			}
-			return heldMeter{m}, nil
-		})
-		h.meterKeys = append(h.meterKeys, name)
-		return v.(heldMeter).Meter
+	}, func(name string) *usage.Meter {
+		m, held := h.heldMeter(clientMeters, name, sectionClients)
+		next.meterKeys = append(next.meterKeys, held)
+		return m
 	})
-	if err != nil {
+	for _, k := range h.keys {
+		b.Reserve(k, "api_keys")
+	}
+	add := func(ec effectiveClient) error {
+		sp, err := specOf(ec.ClientConfig, ec.digests)
+		if err == nil {
+			err = b.Add(sp)
+		}
 		return err
 	}
-	h.clientSet = set
+	for i, ec := range ecs {
+		err := add(ec)
+		if err != nil && ec.asConfigured != nil {
+			h.logger.Error("runtime change to a client of the config set aside; the client runs as configured",
+				zap.String("client", ec.Name), zap.Error(err))
+			ec = effectiveClient{ClientConfig: *ec.asConfigured, source: sourceConfig, changeSetAside: err.Error()}
+			err = add(ec)
+		}
+		if err != nil {
+			if ec.source == sourceRuntime {
+				h.logger.Error("runtime client left out", zap.String("client", ec.Name), zap.Error(err))
+				ec.leftOut = err.Error()
+				next.leftOut = append(next.leftOut, ec)
+				continue
+			}
+			next.release()
+			if ec.Name == "" {
+				return fmt.Errorf("clients: client %d has no name", i+1)
+			}
+			return err
+		}
+		next.inForce = append(next.inForce, ec)
+	}
+	next.set = b.Set()
+	if old := h.named.now.Swap(next); old != nil {
+		old.release()
+	}
 	return nil
+}
+
+// closeClients lets go of the clients' limiters and meters. The last
+// generation stays in force for requests that reach the config after its
+// cleanup.
+func (h *Handler) closeClients() {
+	applyMu.Lock()
+	defer applyMu.Unlock()
+	if h.named == nil || h.named.closed {
+		return
+	}
+	h.named.closed = true
+	if b := h.named.now.Load(); b != nil {
+		b.release()
+	}
 }
 
 // clientKey is the context key of the request's named client.
@@ -220,64 +293,35 @@ func mayUse(c *clients.Client, model string) *provider.Error {
 }
 
 // clientUsed counts an answered request of the named client c (if any)
-// for model: what it cost, if the upstream reported it.
-func clientUsed(c *clients.Client, model string, u provider.Usage, reported bool) {
+// for model: what it cost, as the upstream reported or, with estimated,
+// as estimated.
+func clientUsed(c *clients.Client, model string, u provider.Usage, estimated bool) {
 	if c == nil {
 		return
 	}
-	c.Record(time.Now(), model, u, reported)
+	c.Record(now(), model, u, estimated)
 	metricClientRequests.WithLabelValues(c.Name, model).Inc()
-	if !reported {
-		return
+	tokens := metricClientTokens
+	if estimated {
+		tokens = metricClientEstimated
 	}
 	for _, k := range [...]struct {
 		kind string
 		n    int64
 	}{{"prompt", u.Prompt}, {"completion", u.Completion}, {"cached", u.Cached}, {"reasoning", u.Reasoning}} {
 		if k.n > 0 {
-			metricClientTokens.WithLabelValues(c.Name, model, k.kind).Add(float64(k.n))
+			tokens.WithLabelValues(c.Name, model, k.kind).Add(float64(k.n))
 		}
 	}
 }
 
-// clientView is a named client as the admin API shows it: never a key.
-type clientView struct {
-	Name        string     `json:"name"`
-	Keys        int        `json:"keys"`
-	Models      []string   `json:"models,omitempty"`
-	RateLimit   string     `json:"rate_limit,omitempty"`
-	TokenBudget string     `json:"token_budget,omitempty"`
-	Expires     *time.Time `json:"expires,omitempty"`
-	Expired     bool       `json:"expired,omitempty"`
-	// Usage is by model, and in total: this instance's, kept across
-	// restarts in Caddy's storage.
-	Usage      map[string]clients.ModelUsage `json:"usage"`
-	UsageTotal clients.ModelUsage            `json:"usage_total"`
-}
+// clock is the handler's clock for named clients (expiry, rate limits,
+// budget periods); tests move it.
+var clock atomic.Pointer[func() time.Time]
 
-// listClients shows the named clients of the running handlers, by name
-// (the newest config's where several configs run).
-func listClients(now time.Time) []clientView {
-	out := []clientView{}
-	seen := map[string]bool{}
-	for _, h := range live.newestFirst() {
-		for _, c := range h.clientSet.All() {
-			if seen[c.Name] {
-				continue
-			}
-			seen[c.Name] = true
-			v := clientView{Name: c.Name, Keys: len(c.Keys), Models: c.Models, Expires: timePtr(c.Expires), Expired: c.Expired(now)}
-			if c.RateLimit.N > 0 {
-				v.RateLimit = c.RateLimit.String()
-			}
-			if c.Budget.Tokens > 0 {
-				v.TokenBudget = c.Budget.String()
-			}
-			v.Usage = c.Meter.Snapshot()
-			v.UsageTotal = clients.Total(v.Usage)
-			out = append(out, v)
-		}
+func now() time.Time {
+	if f := clock.Load(); f != nil {
+		return (*f)()
 	}
-	slices.SortFunc(out, func(a, b clientView) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	return time.Now()
 }

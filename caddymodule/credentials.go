@@ -75,10 +75,11 @@ func (c Credential) serves(model string) bool {
 	return false
 }
 
-// used counts what an answer of the credential cost.
-func (a *account) used(u provider.Usage) {
-	a.state.tokens.add(u)
-	a.metrics.used(u)
+// used counts what an answer of the credential for model cost; estimated
+// is whether u is an estimate.
+func (a *account) used(model string, u provider.Usage, estimated bool) {
+	a.state.meter.Record(model, u, estimated, time.Time{})
+	a.metrics.used(u, estimated)
 }
 
 // account is what the handler needs to use one credential.
@@ -214,6 +215,7 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, taken
 	key := identity(prov, h.providerConfigs[prov], h.storage, c)
 	val, _, err := credentialStates.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st := &credentialState{provider: prov, id: c.ID, authType: c.AuthType, health: credpool.NewHealth()}
+		st.meter, st.meterKey = h.heldMeter(credentialMeters, meterKey(prov, c.ID), sectionCredentials)
 		if auth.Renewer != nil {
 			lead := auth.RenewBefore
 			if c.RefreshBefore > 0 {

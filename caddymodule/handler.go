@@ -24,7 +24,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/proxycast/caddy-proxycast/clients"
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
 )
@@ -146,11 +145,11 @@ type Handler struct {
 	// loads. Default: 30s.
 	RuntimeSync caddy.Duration `json:"runtime_sync,omitempty"`
 
-	// UsageSync is how often the named clients' usage is stored, and the
-	// other instances' read: a restart loses at most this much of it, and
-	// a token budget shared by instances is exact to within one interval
-	// of each. One interval runs per process (the first config's).
-	// Default: 30s.
+	// UsageSync is how often the usage of named clients and credentials
+	// is stored, and the other instances' read: a restart loses at most
+	// this much of it, and a token budget shared by instances is exact to
+	// within one interval of each. Where several configs run, the one
+	// loaded last sets it. Default: 30s.
 	UsageSync caddy.Duration `json:"usage_sync,omitempty"`
 
 	providers map[string]*providerState
@@ -171,13 +170,13 @@ type Handler struct {
 	storage         certmagic.Storage
 	router          *router
 	keys            [][sha256.Size]byte
-	clientSet       *clients.Set
-	limiterKeys     []string // held in clientLimiters
-	meterKeys       []string // held in clientMeters
-	usage           *usageSyncer
-	usageKey        string // held in usageSyncs
-	clients         *clientCache
-	logger          *zap.Logger
+	// named is the named clients in force, behind a pointer for the
+	// reason runtime is.
+	named    *namedClients
+	usage    *usageSyncer
+	usageKey string // held in usageSyncs
+	clients  *clientCache
+	logger   *zap.Logger
 }
 
 // providerState is a provider with its pool. The pool is rebuilt when the
@@ -294,7 +293,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if time.Duration(h.UsageSync) < minUsageSync {
 		return fmt.Errorf("usage_sync %s is below %s", time.Duration(h.UsageSync), minUsageSync)
 	}
-	if err := h.provisionClients(); err != nil {
+	if err := h.provisionUsage(); err != nil {
 		return err
 	}
 
@@ -316,6 +315,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ov = &overlay{Version: 1}
 	}
 	h.runtime = &runtimeState{applied: ov.stored}
+	if err := h.rebuildClients(h.clientsFor(ov)); err != nil {
+		return err
+	}
 	h.providers = make(map[string]*providerState, len(provs))
 	for _, name := range sortedKeys(provs) {
 		v, _, _ := poolStates.LoadOrNew(name, func() (caddy.Destructor, error) { return &instanceState{pool: credpool.NewShared()}, nil })
@@ -431,10 +433,10 @@ func (h *Handler) loadProviders(ctx caddy.Context) (map[string]provider.Provider
 
 // Validate checks what Provision could not reject on its own.
 func (h *Handler) Validate() error {
-	if len(h.keys) == 0 && h.clientSet.Len() == 0 && !h.Anonymous {
+	if len(h.keys) == 0 && h.clientSet().Len() == 0 && !h.Anonymous {
 		return errors.New("no api_keys: set api_keys, or write anonymous to let any client use the accounts (or give named clients their keys with client blocks)")
 	}
-	if (len(h.keys) > 0 || h.clientSet.Len() > 0) && h.Anonymous {
+	if (len(h.keys) > 0 || len(h.Clients) > 0) && h.Anonymous {
 		return errors.New("anonymous and api_keys (or named clients) exclude each other")
 	}
 	if h.MaxBodySize < 0 {
@@ -459,22 +461,18 @@ func (h *Handler) Cleanup() error {
 	}
 	live.remove(h)
 	claims.forget(h.done)
+	// The syncer goes first: if this is the last config, its last save
+	// reads the meters that the credentials and clients hold.
+	if h.usageKey != "" {
+		_, _ = usageSyncs.Delete(h.usageKey)
+	}
 	for _, ps := range h.providers {
 		ps.close()
 	}
 	for _, k := range h.poolKeys {
 		_, _ = poolStates.Delete(k)
 	}
-	for _, k := range h.limiterKeys {
-		_, _ = clientLimiters.Delete(k)
-	}
-	// The syncer goes first: its last save reads the meters.
-	if h.usageKey != "" {
-		_, _ = usageSyncs.Delete(h.usageKey)
-	}
-	for _, k := range h.meterKeys {
-		_, _ = clientMeters.Delete(k)
-	}
+	h.closeClients()
 	if h.clients != nil {
 		h.clients.close()
 	}
@@ -498,7 +496,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if c != nil {
 		limited := r.Method == http.MethodPost && (path == "/v1/chat/completions" || path == "/v1/messages" ||
 			path == "/v1/responses" || path == "/v1/messages/count_tokens")
-		if e := h.admit(c, time.Now(), limited); e != nil {
+		if e := h.admit(c, now(), limited); e != nil {
 			d.writeError(w, e)
 			return nil
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,11 +115,28 @@ func site(body string) string {
 	return "\n" + siteAddr + " {\n" + body + "\n\thandle /health {\n\t\trespond ok\n\t}\n}\n"
 }
 
-// startCaddy loads a Caddyfile whose proxycast block is body.
+// testStorage is each running test's storage root.
+var testStorage sync.Map // *testing.T → string
+
+// storageOf is the storage root of t, the same for every config it
+// loads: what a test counts (usage is kept per storage and credential
+// id) is not what an earlier test left.
+func storageOf(t *testing.T) string {
+	if root, ok := testStorage.Load(t); ok {
+		return root.(string)
+	}
+	root := t.TempDir()
+	testStorage.Store(t, root)
+	t.Cleanup(func() { testStorage.Delete(t) })
+	return root
+}
+
+// startCaddy loads a Caddyfile whose proxycast block is body, with the
+// test's storage.
 func startCaddy(t *testing.T, body string) *caddytest.Tester {
 	t.Helper()
 	tester := newTester(t)
-	tester.InitServer(globalOptions+"\n"+siteAddr+" {\n\tproxycast {\n"+body+"\n\t}\n\thandle /health {\n\t\trespond \"outside the API\" 200\n\t}\n}\n", "caddyfile")
+	tester.InitServer(storageOptions(storageOf(t))+"\n"+siteAddr+" {\n\tproxycast {\n"+body+"\n\t}\n\thandle /health {\n\t\trespond \"outside the API\" 200\n\t}\n}\n", "caddyfile")
 	settle(t)
 	return tester
 }

@@ -53,6 +53,14 @@ var (
 		Namespace: "caddy", Subsystem: "proxycast", Name: "client_tokens_total",
 		Help: "Tokens the upstreams reported the answers of named clients cost, by client name, model and kind (prompt, completion, cached, reasoning).",
 	}, []string{"client", "model", "kind"})
+	metricClientEstimated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "client_estimated_tokens_total",
+		Help: "Tokens estimated for the answers of named clients whose upstream reported no usage, by client name, model and kind (prompt, completion).",
+	}, []string{"client", "model", "kind"})
+	metricEstimated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "proxycast", Name: "estimated_tokens_total",
+		Help: "Tokens estimated for answers whose upstream reported no usage, by provider, credential and kind (prompt, completion).",
+	}, []string{"provider", "credential", "kind"})
 	metricStates = stateCollector{desc: prometheus.NewDesc("caddy_proxycast_credential_state",
 		"1 for the state each credential is in (active, cooling, refreshing, needs_login, cookie_expired, unavailable, disabled, invalid), 0 for the others.",
 		[]string{"provider", "credential", "state"}, nil)}
@@ -65,8 +73,10 @@ type credentialMetrics struct {
 	ok       prometheus.Counter
 	latency  prometheus.Observer
 	ttfb     prometheus.Observer
-	// tokens by kind: prompt, completion, cached, reasoning.
-	tokens [4]prometheus.Counter
+	// tokens by kind: prompt, completion, cached, reasoning; estimated
+	// prompt and completion.
+	tokens    [4]prometheus.Counter
+	estimated [2]prometheus.Counter
 }
 
 func newCredentialMetrics(prov, id string) *credentialMetrics {
@@ -81,11 +91,23 @@ func newCredentialMetrics(prov, id string) *credentialMetrics {
 			metricTokens.WithLabelValues(prov, id, "cached"),
 			metricTokens.WithLabelValues(prov, id, "reasoning"),
 		},
+		estimated: [2]prometheus.Counter{
+			metricEstimated.WithLabelValues(prov, id, "prompt"),
+			metricEstimated.WithLabelValues(prov, id, "completion"),
+		},
 	}
 }
 
-// used counts what an answer cost.
-func (m *credentialMetrics) used(u provider.Usage) {
+// used counts what an answer cost; estimated is whether u is an estimate.
+func (m *credentialMetrics) used(u provider.Usage, estimated bool) {
+	if estimated {
+		for i, n := range [2]int64{u.Prompt, u.Completion} {
+			if n > 0 {
+				m.estimated[i].Add(float64(n))
+			}
+		}
+		return
+	}
 	for i, n := range [4]int64{u.Prompt, u.Completion, u.Cached, u.Reasoning} {
 		if n > 0 {
 			m.tokens[i].Add(float64(n))
@@ -114,7 +136,7 @@ func forgetCredentialMetrics(prov, id string) {
 	labels := prometheus.Labels{"provider": prov, "credential": id}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricCooldowns, metricTokens} {
+	}{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricCooldowns, metricTokens, metricEstimated} {
 		v.DeletePartialMatch(labels)
 	}
 }
@@ -122,7 +144,7 @@ func forgetCredentialMetrics(prov, id string) {
 // registerMetrics puts the collectors on a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{metricRequests, metricLatency, metricTTFB, metricRefreshes, metricFailovers, metricCooldowns, metricTokens, metricStates,
-		metricClientRequests, metricClientTokens} {
+		metricClientRequests, metricClientTokens, metricClientEstimated, metricEstimated} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err

@@ -19,6 +19,7 @@ import (
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
 	"github.com/proxycast/caddy-proxycast/responses"
+	"github.com/proxycast/caddy-proxycast/usage"
 )
 
 // maxModelName bounds the model name a client may send; it keeps glob
@@ -249,7 +250,8 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	if watch != nil {
 		resp.Events = watch.wrap(resp.Events)
 	}
-	events, usage := cr.translateStream(resp.Events)
+	events, counted := cr.translateStream(resp.Events)
+	defer counted.release()
 	// Wait for the first event before answering, so that a stream that
 	// fails at once can still go to another credential. end is io.EOF
 	// for a stream with no event at all.
@@ -262,11 +264,9 @@ func (h *Handler) attempt(cr *chatRequest, entry *credpool.Entry[*account]) *pro
 	ttfb := time.Now()
 	every, ping := cr.dialect.keepalive()
 	mid := relay(cr.w, events, first, end, cr.dialect.framer(cr.wantsUsage), every, ping)
-	used := usage()
-	if !used.IsZero() {
-		acc.used(used)
-	}
-	clientUsed(clientOf(cr.r), cr.asked, used, !used.IsZero())
+	used, estimated := counted.cost(cr)
+	acc.used(cr.model, used, estimated)
+	clientUsed(clientOf(cr.r), cr.asked, used, estimated)
 	if mid != nil && ctx.Err() == nil {
 		cr.streamFailed(entry, mid)
 	}
@@ -289,10 +289,12 @@ func (h *Handler) answer(cr *chatRequest, entry *credpool.Entry[*account], apiKe
 	cr.w.WriteHeader(http.StatusOK)
 	_, _ = cr.w.Write(body)
 	u, ok := usageOf(cr.format, resp.Body)
-	if ok {
-		entry.Value.used(u)
+	estimated := !ok || u.IsZero()
+	if estimated {
+		u = provider.Usage{Prompt: usage.Prompt(cr.format, cr.body), Completion: usage.Answer(cr.format, resp.Body)}
 	}
-	clientUsed(clientOf(cr.r), cr.asked, u, ok)
+	entry.Value.used(cr.model, u, estimated)
+	clientUsed(clientOf(cr.r), cr.asked, u, estimated)
 	entry.Value.metrics.observe(http.StatusOK, start, ttfb)
 	return nil
 }
@@ -562,22 +564,59 @@ func (s *streamWriter) stop() {
 }
 
 // usageCounter reads the usage a provider's stream reports, in the
-// provider's format, before any translation.
+// provider's format, before any translation, and keeps the events to
+// estimate the usage from should the stream report none.
 type usageCounter struct {
 	provider.EventReader
 	format provider.Format
 	used   provider.Usage
-	off    bool // the translation reads the usage itself
+	// reported is the translation's own reading of the usage, where it
+	// reads it (then the counter does not).
+	reported func() provider.Usage
+	out      *usage.Output
+}
+
+var outputs = sync.Pool{New: func() any { return new(usage.Output) }}
+
+func newUsageCounter(events provider.EventReader, format provider.Format) *usageCounter {
+	out := outputs.Get().(*usage.Output)
+	out.Reset(format)
+	return &usageCounter{EventReader: events, format: format, out: out}
 }
 
 func (c *usageCounter) Next() ([]byte, error) {
 	data, err := c.EventReader.Next()
-	if err == nil && !c.off {
-		if u, ok := usageOf(c.format, data); ok {
-			c.used = mergeUsage(c.used, u)
+	if err == nil && c.out != nil {
+		c.out.Add(data)
+		if c.reported == nil {
+			if u, ok := usageOf(c.format, data); ok {
+				c.used = mergeUsage(c.used, u)
+			}
 		}
 	}
 	return data, err
+}
+
+// cost is what the stream cost: as it reported, or else as estimated from
+// the prompt and the events.
+func (c *usageCounter) cost(cr *chatRequest) (u provider.Usage, estimated bool) {
+	u = c.used
+	if c.reported != nil {
+		u = c.reported()
+	}
+	if !u.IsZero() || c.out == nil {
+		return u, false
+	}
+	return provider.Usage{Prompt: usage.Prompt(cr.format, cr.body), Completion: c.out.Tokens()}, true
+}
+
+// release gives the kept events back; the counter keeps no more.
+func (c *usageCounter) release() {
+	if out := c.out; out != nil && cap(out.Kept()) <= 1<<20 {
+		c.out = nil
+		outputs.Put(out)
+	}
+	c.out = nil
 }
 
 // EventBuffered passes the wrapped reader's answer on.

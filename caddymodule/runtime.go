@@ -23,10 +23,12 @@ var runtimeKey = path.Join(storagePrefix, "runtime.json")
 // runtimeLock guards runtimeKey across the instances sharing the storage.
 const runtimeLock = "proxycast-runtime"
 
-// overlay is the admin API's changes to the configured credentials.
+// overlay is the admin API's changes to the configured credentials and
+// named clients.
 type overlay struct {
 	Version   int                         `json:"version"`
 	Providers map[string]*providerOverlay `json:"providers,omitempty"`
+	Clients   *clientsOverlay             `json:"clients,omitempty"`
 
 	// stored fingerprints the stored form this overlay was read as or
 	// written to; zero when nothing is stored.
@@ -278,6 +280,9 @@ func (h *Handler) syncOnce() error {
 		if err := h.rebuild(ctx, h.providers[name], ov.effective(name, h.CredentialPool[name]), false); err != nil {
 			h.logger.Error("applying runtime credential changes from storage", zap.String("provider", name), zap.Error(err))
 		}
+	}
+	if err := h.rebuildClients(h.clientsFor(ov)); err != nil {
+		h.logger.Error("applying runtime client changes from storage", zap.Error(err))
 	}
 	rt.applied = ov.stored
 	rt.applies++

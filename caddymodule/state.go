@@ -14,6 +14,7 @@ import (
 
 	"github.com/proxycast/caddy-proxycast/credpool"
 	"github.com/proxycast/caddy-proxycast/provider"
+	"github.com/proxycast/caddy-proxycast/usage"
 )
 
 // State that must survive `caddy reload` lives in these pools, keyed so
@@ -37,23 +38,12 @@ type credentialState struct {
 	authType string
 	health   *credpool.Health
 	renewing *credpool.Renewing
-	// tokens counts what the upstream reported the credential's answers
-	// cost, by the kinds of provider.Usage.
-	tokens tokenCounts
-}
-
-// tokenCounts are token counters by kind.
-type tokenCounts struct{ prompt, completion, cached, reasoning atomic.Int64 }
-
-func (t *tokenCounts) add(u provider.Usage) {
-	t.prompt.Add(u.Prompt)
-	t.completion.Add(u.Completion)
-	t.cached.Add(u.Cached)
-	t.reasoning.Add(u.Reasoning)
-}
-
-func (t *tokenCounts) usage() provider.Usage {
-	return provider.Usage{Prompt: t.prompt.Load(), Completion: t.completion.Load(), Cached: t.cached.Load(), Reasoning: t.reasoning.Load()}
+	// meter counts what the credential's answers cost, by upstream
+	// model; it is held in credentialMeters (as meterKey) by storage,
+	// provider and id, so that a changed credential keeps its counts and
+	// a restart restores them.
+	meter    *usage.Meter
+	meterKey string
 }
 
 // inUse reports whether the config running has this credential enabled:
@@ -103,6 +93,7 @@ func (s *credentialState) Destruct() error {
 	if !other {
 		forgetCredentialMetrics(s.provider, s.id)
 	}
+	_, _ = credentialMeters.Delete(s.meterKey)
 	if s.renewing == nil {
 		return nil
 	}

@@ -108,18 +108,17 @@ func (cr *chatRequest) translateAnswer(body []byte) ([]byte, error) {
 }
 
 // translateStream turns a provider's stream into the client's format,
-// through chat, and says how to learn the usage the stream reported: a
-// translation from chat reads it from each chunk already, and the others
-// are counted on the way.
-func (cr *chatRequest) translateStream(events provider.EventReader) (provider.EventReader, func() provider.Usage) {
+// through chat, with the counter that learns what the stream cost: a
+// translation from chat reads the usage from each chunk already, and the
+// others are counted on the way.
+func (cr *chatRequest) translateStream(events provider.EventReader) (provider.EventReader, *usageCounter) {
 	client := cr.dialect.format()
-	counted := &usageCounter{EventReader: events, format: cr.format}
+	counted := newUsageCounter(events, cr.format)
 	out := cr.translateCounted(counted, client)
 	if r, ok := out.(interface{ Usage() provider.Usage }); ok && cr.format == provider.FormatChat && client != cr.format {
-		counted.off = true
-		return out, r.Usage
+		counted.reported = r.Usage
 	}
-	return out, func() provider.Usage { return counted.used }
+	return out, counted
 }
 
 func (cr *chatRequest) translateCounted(events provider.EventReader, client provider.Format) provider.EventReader {

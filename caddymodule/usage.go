@@ -2,8 +2,11 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path"
 	"strings"
@@ -14,68 +17,155 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
-	"github.com/proxycast/caddy-proxycast/clients"
+	"github.com/proxycast/caddy-proxycast/usage"
 )
 
-// DefaultUsageSync is how often the named clients' usage is stored.
+// DefaultUsageSync is how often the usage of named clients and
+// credentials is stored.
 const DefaultUsageSync = 30 * time.Second
 
 // minUsageSync bounds usage_sync from below: every sync writes a file and
 // reads the other instances'.
 const minUsageSync = 50 * time.Millisecond
 
-// usagePrefix is where each instance keeps its clients' usage:
+// usagePrefix is where each instance keeps its usage:
 // proxycast/usage/<instance id>.json.
 const usagePrefix = "proxycast/usage"
 
-// usageFile is one instance's stored usage.
-type usageFile struct {
-	Instance string                   `json:"instance"`
-	SavedAt  time.Time                `json:"saved_at"`
-	Clients  map[string]clients.Saved `json:"clients"`
+// The meters outlive configs: a reload does not reset what a client or a
+// credential has used. They are keyed by the storage their usage is kept
+// in and, within it, clients' by name and credentials' by provider and id
+// (see meterKey).
+var (
+	clientMeters     = caddy.NewUsagePool()
+	credentialMeters = caddy.NewUsagePool()
+)
+
+// heldMeter is a meter in a pool. When the last config lets go of it,
+// its counts go back to the syncer, to be stored with the rest: a client
+// or credential that comes back (a config that drops it and the next
+// that has it again, or one deleted and added again) takes them up where
+// they were, and the order in which configs stop loses nothing.
+type heldMeter struct {
+	*usage.Meter
+	key  string // in the usage file
+	back func(usage.Saved)
 }
 
-// usageSyncer stores this instance's client usage every interval and
-// reads the other instances', so that a restart loses at most an
-// interval, and budgets are shared by the instances of a cluster with
-// shared storage (each instance counts the others' as of its last read).
-// One runs per Caddy process, held by the handlers that have clients.
+func (m heldMeter) Destruct() error {
+	m.back(m.Save())
+	return nil
+}
+
+// meterKey keys a credential's meter.
+func meterKey(prov, id string) string { return prov + "/" + id }
+
+// Sections of the usage file.
+const (
+	sectionClients     = "clients"
+	sectionCredentials = "credentials"
+)
+
+// heldMeter takes a hold on the meter of key in pool for this config's
+// storage, made with what this instance stored of it if there is none
+// yet. The caller lets go with pool.Delete(held).
+func (h *Handler) heldMeter(pool *caddy.UsagePool, key, section string) (m *usage.Meter, held string) {
+	s := h.usage
+	held = s.id + "|" + key
+	v, _, _ := pool.LoadOrNew(held, func() (caddy.Destructor, error) {
+		m := usage.NewMeter()
+		if saved, ok := s.take(section, key); ok {
+			m.Restore(saved)
+		}
+		return heldMeter{m, key, func(saved usage.Saved) { s.giveBack(section, key, saved) }}, nil
+	})
+	return v.(heldMeter).Meter, held
+}
+
+// usageFile is one instance's stored usage.
+type usageFile struct {
+	Instance    string                 `json:"instance"`
+	SavedAt     time.Time              `json:"saved_at"`
+	Clients     map[string]usage.Saved `json:"clients"`
+	Credentials map[string]usage.Saved `json:"credentials,omitempty"`
+}
+
+// usageSyncer stores this instance's usage every interval, and reads the
+// other instances' where a client has a token budget, so that a restart
+// loses at most an interval, and budgets are shared by the instances of a
+// cluster with shared storage (each instance counts the others' as of its
+// last read). One runs per Caddy process and storage, held by the
+// handlers.
 type usageSyncer struct {
+	id       string // of the storage, in the keys of usageSyncs and the meters
 	storage  certmagic.Storage
-	every    time.Duration
+	retime   chan time.Duration
 	instance string
 	logger   *zap.Logger
 	stop     chan struct{}
 	done     chan struct{}
 
 	mu sync.Mutex
-	// restored is this instance's stored usage not yet handed to a meter.
-	restored map[string]clients.Saved
-	// peers is the other instances' usage, by instance and client.
-	peers map[string]map[string]clients.Saved
+	// restored is this instance's stored usage not yet handed to a meter,
+	// by section and key.
+	restored map[string]map[string]usage.Saved
+	// peers is the other instances' client usage, by instance and client.
+	peers map[string]map[string]usage.Saved
+	// saved fingerprints what was stored last, to skip a write that
+	// would change nothing.
+	saved [sha256.Size]byte
 }
 
-// usageSyncs holds the syncer, by interval.
+// usageSyncs holds the syncers, by storage.
 var usageSyncs = caddy.NewUsagePool()
 
-func startUsageSync(ctx context.Context, storage certmagic.Storage, every time.Duration, logger *zap.Logger) (*usageSyncer, error) {
+// provisionUsage takes a hold on the syncer of this config's storage,
+// starting it if none runs, and sets its interval: a config that moves the
+// storage gets its own. The storage is named by a digest of its settings,
+// which may hold a password.
+func (h *Handler) provisionUsage() error {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%#v", h.storage))
+	id := hex.EncodeToString(sum[:8])
+	every := time.Duration(h.UsageSync)
+	v, loaded, err := usageSyncs.LoadOrNew(id, func() (caddy.Destructor, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return startUsageSync(ctx, id, h.storage, every, h.logger.Named("usage"))
+	})
+	if err != nil {
+		return fmt.Errorf("starting the usage store: %v", err)
+	}
+	h.usage = v.(*usageSyncer)
+	h.usageKey = id
+	if loaded {
+		select {
+		case h.usage.retime <- every:
+		case <-h.usage.done:
+		}
+	}
+	return nil
+}
+
+func startUsageSync(ctx context.Context, storageID string, storage certmagic.Storage, every time.Duration, logger *zap.Logger) (*usageSyncer, error) {
 	id, err := caddy.InstanceID()
 	if err != nil {
 		return nil, err
 	}
-	s := &usageSyncer{storage: storage, every: every, instance: id.String(), logger: logger,
-		stop: make(chan struct{}), done: make(chan struct{}), restored: map[string]clients.Saved{}, peers: map[string]map[string]clients.Saved{}}
+	s := &usageSyncer{id: storageID, storage: storage, retime: make(chan time.Duration), instance: id.String(), logger: logger,
+		stop: make(chan struct{}), done: make(chan struct{}),
+		restored: map[string]map[string]usage.Saved{}, peers: map[string]map[string]usage.Saved{}}
 	own, err := s.load(ctx, s.key(s.instance))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		// Not fatal: counting starts afresh, and the file is replaced.
-		logger.Error("reading the stored usage of the named clients", zap.Error(err))
+		logger.Error("reading the stored usage", zap.Error(err))
 	default:
-		s.restored = own.Clients
+		s.restored[sectionClients] = own.Clients
+		s.restored[sectionCredentials] = own.Credentials
 	}
 	s.readPeers(ctx)
-	go s.loop()
+	go s.loop(every)
 	return s, nil
 }
 
@@ -93,13 +183,24 @@ func (s *usageSyncer) load(ctx context.Context, key string) (usageFile, error) {
 	return f, nil
 }
 
-// take hands a new meter what this instance stored of its client.
-func (s *usageSyncer) take(name string) (clients.Saved, bool) {
+// take hands a new meter what this instance stored of it.
+func (s *usageSyncer) take(section, key string) (usage.Saved, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	saved, ok := s.restored[name]
-	delete(s.restored, name)
+	saved, ok := s.restored[section][key]
+	delete(s.restored[section], key)
 	return saved, ok
+}
+
+// giveBack keeps the counts of a meter no config holds any more, to be
+// stored and taken again.
+func (s *usageSyncer) giveBack(section, key string, saved usage.Saved) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.restored[section] == nil {
+		s.restored[section] = map[string]usage.Saved{}
+	}
+	s.restored[section][key] = saved
 }
 
 // others is the tokens other instances counted for the client in the
@@ -118,43 +219,90 @@ func (s *usageSyncer) others(name string) func(window time.Time) int64 {
 	}
 }
 
-func (s *usageSyncer) loop() {
+// loop syncs every interval, the interval of the config loaded last.
+func (s *usageSyncer) loop(every time.Duration) {
 	defer close(s.done)
-	t := time.NewTicker(s.every)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case d := <-s.retime:
+			if d != every {
+				every = d
+				t.Reset(every)
+			}
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), s.every+10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), every+10*time.Second)
 			s.save(ctx)
-			s.readPeers(ctx)
+			if budgeted() {
+				s.readPeers(ctx)
+			}
 			cancel()
 		}
 	}
 }
 
+// budgeted reports whether a running handler has a client with a token
+// budget: only then are the other instances' counts needed.
+func budgeted() bool {
+	for _, h := range live.newestFirst() {
+		for _, c := range h.clientSet().All() {
+			if c.Budget.Tokens > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // save stores every meter of this process, and what was restored for
-// clients no config has now (they may come back).
+// clients and credentials no config has now (they may come back). A file
+// that would not change is not written again.
 func (s *usageSyncer) save(ctx context.Context) {
-	f := usageFile{Instance: s.instance, SavedAt: time.Now().UTC(), Clients: map[string]clients.Saved{}}
+	f := usageFile{Instance: s.instance, Clients: map[string]usage.Saved{}, Credentials: map[string]usage.Saved{}}
 	s.mu.Lock()
-	for name, saved := range s.restored {
+	for name, saved := range s.restored[sectionClients] {
 		f.Clients[name] = saved
 	}
+	for key, saved := range s.restored[sectionCredentials] {
+		f.Credentials[key] = saved
+	}
 	s.mu.Unlock()
-	clientMeters.Range(func(key, value any) bool {
-		f.Clients[key.(string)] = value.(heldMeter).Save()
-		return true
-	})
+	for pool, into := range map[*caddy.UsagePool]map[string]usage.Saved{clientMeters: f.Clients, credentialMeters: f.Credentials} {
+		pool.Range(func(key, value any) bool {
+			if strings.HasPrefix(key.(string), s.id+"|") {
+				m := value.(heldMeter)
+				into[m.key] = m.Save()
+			}
+			return true
+		})
+	}
+	counts, err := json.Marshal(f)
+	if err != nil {
+		s.logger.Error("storing the usage", zap.Error(err))
+		return
+	}
+	sum := sha256.Sum256(counts)
+	s.mu.Lock()
+	same := sum == s.saved
+	s.mu.Unlock()
+	if same {
+		return
+	}
+	f.SavedAt = time.Now().UTC()
 	raw, err := json.Marshal(f)
 	if err == nil {
 		err = s.storage.Store(ctx, s.key(s.instance), raw)
 	}
 	if err != nil {
-		s.logger.Error("storing the usage of the named clients", zap.Error(err))
+		s.logger.Error("storing the usage", zap.Error(err))
+		return
 	}
+	s.mu.Lock()
+	s.saved = sum
+	s.mu.Unlock()
 }
 
 func (s *usageSyncer) readPeers(ctx context.Context) {
@@ -163,7 +311,7 @@ func (s *usageSyncer) readPeers(ctx context.Context) {
 		s.logger.Error("listing the other instances' usage", zap.Error(err))
 		return
 	}
-	peers := map[string]map[string]clients.Saved{}
+	peers := map[string]map[string]usage.Saved{}
 	for _, k := range keys {
 		inst := strings.TrimSuffix(path.Base(k), ".json")
 		if inst == s.instance || !strings.HasSuffix(k, ".json") {

@@ -2,7 +2,6 @@ package clients
 
 import (
 	"crypto/sha256"
-
 	"fmt"
 	"path"
 	"regexp"
@@ -12,13 +11,16 @@ import (
 	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
+	"github.com/proxycast/caddy-proxycast/usage"
 )
 
 // Spec is one client as configured, with placeholders already replaced.
 type Spec struct {
 	Name string
-	// Keys are the keys it presents (one or more).
-	Keys []string
+	// Keys are the keys it presents, and Digests the digests of more of
+	// them (one or more in all).
+	Keys    []string
+	Digests []Digest
 	// Models are globs over the model the client asks for (`*` any run
 	// of characters, `?` one); empty means every model.
 	Models []string
@@ -112,7 +114,7 @@ type Client struct {
 	Spec
 	limiter *Limiter
 	// Meter counts what the client's requests cost.
-	Meter *Meter
+	Meter *usage.Meter
 }
 
 // MayUse reports whether the client may ask for model.
@@ -133,13 +135,14 @@ func (c *Client) Expired(now time.Time) bool {
 	return !c.Expires.IsZero() && !now.Before(c.Expires)
 }
 
-// Record counts one answered request for model at now.
-func (c *Client) Record(now time.Time, model string, u provider.Usage, reported bool) {
+// Record counts one answered request for model at now; estimated is
+// whether u is an estimate. Estimates count against the budget too.
+func (c *Client) Record(now time.Time, model string, u provider.Usage, estimated bool) {
 	var window time.Time
 	if c.Budget.Tokens > 0 {
 		window, _ = c.Budget.Window(now)
 	}
-	c.Meter.Record(model, u, reported, window)
+	c.Meter.Record(model, u, estimated, window)
 }
 
 // OverBudget reports whether the client has used its budget at now, with
@@ -168,9 +171,17 @@ func (c *Client) Allow(now time.Time) (ok bool, retryAfter time.Duration) {
 
 // A Set is the clients of one handler, found by key.
 type Set struct {
-	byKey   map[[sha256.Size]byte]*Client
+	byKey   map[Digest]*Client
 	clients []*Client
 }
+
+// Digest is the SHA-256 digest of a key, by which clients are found: a
+// key given through the admin API is stored as its digest alone.
+type Digest = [sha256.Size]byte
+
+// DigestOf is the digest of a key as presented, surrounding spaces
+// aside.
+func DigestOf(key string) Digest { return sha256.Sum256([]byte(strings.TrimSpace(key))) }
 
 // New checks the specs and builds the set. limiterFor gives the limiter
 // of a client with a rate limit: one kept from the config before, so that
@@ -178,54 +189,99 @@ type Set struct {
 // means a new one each.
 //
 // meterFor gives the meter of a client, likewise (nil: a new one each).
-func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter, meterFor func(name string) *Meter) (*Set, error) {
+func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter, meterFor func(name string) *usage.Meter) (*Set, error) {
+	b := NewBuilder(limiterFor, meterFor)
+	for _, sp := range specs {
+		if err := b.Add(sp); err != nil {
+			return nil, err
+		}
+	}
+	return b.Set(), nil
+}
+
+// A Builder builds a Set one client at a time, so that a client that
+// cannot join (its key is another's, say) can be left out while the rest
+// are built.
+type Builder struct {
+	set        *Set
+	owner      map[Digest]string
+	reserved   map[Digest]string
+	seen       map[string]bool
+	limiterFor func(string, Rate) *Limiter
+	meterFor   func(string) *usage.Meter
+}
+
+// NewBuilder is a builder of an empty set, with limiterFor and meterFor
+// as New takes them.
+func NewBuilder(limiterFor func(name string, r Rate) *Limiter, meterFor func(name string) *usage.Meter) *Builder {
 	if limiterFor == nil {
 		limiterFor = func(_ string, r Rate) *Limiter { return NewLimiter(r) }
 	}
 	if meterFor == nil {
-		meterFor = func(string) *Meter { return NewMeter() }
+		meterFor = func(string) *usage.Meter { return usage.NewMeter() }
 	}
-	s := &Set{byKey: map[[sha256.Size]byte]*Client{}}
-	owner := map[[sha256.Size]byte]string{}
-	seen := map[string]bool{}
-	for _, sp := range specs {
-		if !namePattern.MatchString(sp.Name) {
-			return nil, fmt.Errorf("client %q: a name is 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit", sp.Name)
-		}
-		if seen[sp.Name] {
-			return nil, fmt.Errorf("client %q is configured twice", sp.Name)
-		}
-		seen[sp.Name] = true
-		if len(sp.Keys) == 0 {
-			return nil, fmt.Errorf("client %q has no key", sp.Name)
-		}
-		for _, g := range sp.Models {
-			if _, err := path.Match(g, ""); err != nil {
-				return nil, fmt.Errorf("client %q: models %q is not a glob", sp.Name, g)
-			}
-		}
-		c := &Client{Spec: sp, Meter: meterFor(sp.Name)}
-		if sp.RateLimit.N > 0 {
-			c.limiter = limiterFor(sp.Name, sp.RateLimit)
-		}
-		for i, k := range sp.Keys {
-			if strings.TrimSpace(k) == "" {
-				return nil, fmt.Errorf("client %q: key %d is empty", sp.Name, i+1)
-			}
-			sum := sha256.Sum256([]byte(strings.TrimSpace(k)))
-			if other, taken := owner[sum]; taken {
-				if other == sp.Name {
-					return nil, fmt.Errorf("client %q has the same key twice (key %d repeats an earlier one)", sp.Name, i+1)
-				}
-				return nil, fmt.Errorf("client %q and client %q have the same key: each key belongs to one client", other, sp.Name)
-			}
-			owner[sum] = sp.Name
-			s.byKey[sum] = c
-		}
-		s.clients = append(s.clients, c)
-	}
-	return s, nil
+	return &Builder{set: &Set{byKey: map[Digest]*Client{}}, owner: map[Digest]string{}, reserved: map[Digest]string{},
+		seen: map[string]bool{}, limiterFor: limiterFor, meterFor: meterFor}
 }
+
+// Reserve keeps a key from every client: it belongs to what (such as
+// "api_keys").
+func (b *Builder) Reserve(d Digest, what string) { b.reserved[d] = what }
+
+// Add checks a client against the spec rules and the clients added
+// before, and adds it; a client that does not pass is not added, and
+// takes no limiter or meter.
+func (b *Builder) Add(sp Spec) error {
+	if !namePattern.MatchString(sp.Name) {
+		return fmt.Errorf("client %q: a name is 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit", sp.Name)
+	}
+	if b.seen[sp.Name] {
+		return fmt.Errorf("client %q is configured twice", sp.Name)
+	}
+	if len(sp.Keys)+len(sp.Digests) == 0 {
+		return fmt.Errorf("client %q has no key", sp.Name)
+	}
+	for _, g := range sp.Models {
+		if _, err := path.Match(g, ""); err != nil {
+			return fmt.Errorf("client %q: models %q is not a glob", sp.Name, g)
+		}
+	}
+	digests := make([]Digest, 0, len(sp.Keys)+len(sp.Digests))
+	for i, k := range sp.Keys {
+		if strings.TrimSpace(k) == "" {
+			return fmt.Errorf("client %q: key %d is empty", sp.Name, i+1)
+		}
+		digests = append(digests, DigestOf(k))
+	}
+	digests = append(digests, sp.Digests...)
+	mine := map[Digest]bool{}
+	for i, d := range digests {
+		if what, ok := b.reserved[d]; ok {
+			return fmt.Errorf("client %q: key %d is also in %s: each key belongs to one client", sp.Name, i+1, what)
+		}
+		if other, taken := b.owner[d]; taken {
+			return fmt.Errorf("client %q and client %q have the same key: each key belongs to one client", other, sp.Name)
+		}
+		if mine[d] {
+			return fmt.Errorf("client %q has the same key twice (key %d repeats an earlier one)", sp.Name, i+1)
+		}
+		mine[d] = true
+	}
+	b.seen[sp.Name] = true
+	c := &Client{Spec: sp, Meter: b.meterFor(sp.Name)}
+	if sp.RateLimit.N > 0 {
+		c.limiter = b.limiterFor(sp.Name, sp.RateLimit)
+	}
+	for _, d := range digests {
+		b.owner[d] = sp.Name
+		b.set.byKey[d] = c
+	}
+	b.set.clients = append(b.set.clients, c)
+	return nil
+}
+
+// Set is the set built.
+func (b *Builder) Set() *Set { return b.set }
 
 // Lookup finds the client whose key is presented, by the key's SHA-256
 // digest: what the map compares is the digest, so the time a lookup takes

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/proxycast/caddy-proxycast/provider"
+	"github.com/proxycast/caddy-proxycast/usage"
 )
 
 func TestParseRate(t *testing.T) {
@@ -164,27 +165,6 @@ func TestRateLimitEdges(t *testing.T) {
 	}
 }
 
-func TestMeter(t *testing.T) {
-	m := NewMeter()
-	m.Record("qwen3-max", provider.Usage{Prompt: 10, Completion: 5, Cached: 4, Reasoning: 2}, true, time.Time{})
-	m.Record("qwen3-max", provider.Usage{Prompt: 1, Completion: 1}, true, time.Time{})
-	m.Record("glm-4.6", provider.Usage{}, false, time.Time{})
-	snap := m.Snapshot()
-	if got := snap["qwen3-max"]; got != (ModelUsage{Requests: 2, Prompt: 11, Completion: 6, Cached: 4, Reasoning: 2}) {
-		t.Errorf("qwen3-max: %+v", got)
-	}
-	if got := snap["glm-4.6"]; got != (ModelUsage{Requests: 1, Unreported: 1}) {
-		t.Errorf("glm-4.6: %+v", got)
-	}
-	if got := Total(snap); got != (ModelUsage{Requests: 3, Prompt: 11, Completion: 6, Cached: 4, Reasoning: 2, Unreported: 1}) {
-		t.Errorf("total: %+v", got)
-	}
-	snap["qwen3-max"] = ModelUsage{}
-	if m.Snapshot()["qwen3-max"].Requests != 2 {
-		t.Error("a snapshot is not a copy")
-	}
-}
-
 func TestParseBudget(t *testing.T) {
 	for _, tt := range []struct {
 		in   string
@@ -232,20 +212,19 @@ func TestBudgetWindows(t *testing.T) {
 		}
 	}
 
-	c := &Client{Spec: Spec{Name: "a", Budget: Budget{Tokens: 100, Period: "day"}}, Meter: NewMeter()}
-	c.Record(now, "m", provider.Usage{Prompt: 60, Completion: 30}, true)
+	c := &Client{Spec: Spec{Name: "a", Budget: Budget{Tokens: 100, Period: "day"}}, Meter: usage.NewMeter()}
+	c.Record(now, "m", provider.Usage{Prompt: 60, Completion: 30}, false)
 	if over, _ := c.OverBudget(now, nil); over {
 		t.Error("90 of 100: over")
 	}
 	if over, renews := c.OverBudget(now, func(time.Time) int64 { return 10 }); !over || !renews.Equal(time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("90 here and 10 elsewhere: over %v, renews %v", over, renews)
 	}
-	c.Record(now, "m", provider.Usage{}, false) // unreported: nothing to count
-	next := now.Add(31 * time.Minute)           // the next UTC day
+	next := now.Add(31 * time.Minute) // the next UTC day
 	if over, _ := c.OverBudget(next, func(time.Time) int64 { return 10 }); over {
 		t.Error("a new day: still over")
 	}
-	c.Record(next, "m", provider.Usage{Prompt: 5}, true)
+	c.Record(next, "m", provider.Usage{Prompt: 5}, true) // an estimate counts too
 	start, _ := c.Budget.Window(next)
 	if got := c.Meter.Spent(start); got != 5 {
 		t.Errorf("the new day's spend %d, want 5", got)
@@ -254,9 +233,9 @@ func TestBudgetWindows(t *testing.T) {
 	// A stored meter comes back: usage added, the window's spend kept if
 	// it is the same window.
 	saved := c.Meter.Save()
-	m := NewMeter()
+	m := usage.NewMeter()
 	m.Restore(saved)
-	if got := m.Spent(start); got != 5 || m.Snapshot()["m"].Requests != 3 {
+	if got := m.Spent(start); got != 5 || m.Snapshot()["m"].Requests != 2 || m.Snapshot()["m"].EstimatedTokens != 5 {
 		t.Errorf("restored: spent %d, %+v", got, m.Snapshot())
 	}
 }

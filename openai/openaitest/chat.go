@@ -591,7 +591,7 @@ func (c *call) completionBody(ans answer) map[string]any {
 		msg["tool_calls"] = calls
 		finish = "tool_calls"
 	}
-	return map[string]any{
+	obj := map[string]any{
 		"id":      c.id,
 		"object":  "chat.completion",
 		"created": c.created,
@@ -605,6 +605,10 @@ func (c *call) completionBody(ans answer) map[string]any {
 		"usage":              c.usage(ans),
 		"system_fingerprint": systemFingerprint,
 	}
+	if c.s.omitsUsage() {
+		delete(obj, "usage")
+	}
+	return obj
 }
 
 // completion answers one chat.completion object.

@@ -127,6 +127,7 @@ type Server struct {
 	retryAfter      time.Duration
 	retryHint       time.Duration
 	usage           Usage
+	omitUsage       bool
 	refused         map[string]bool
 	refuseUnknown   bool
 	noSpace         bool
@@ -352,6 +353,21 @@ func (s *Server) SetUsage(u Usage) {
 	s.mu.Lock()
 	s.usage = u
 	s.mu.Unlock()
+}
+
+// SetOmitUsage, when on, leaves the usage out of every answer, and out of
+// streams even when stream_options.include_usage asks for it, as some
+// OpenAI-compatible upstreams do.
+func (s *Server) SetOmitUsage(on bool) {
+	s.mu.Lock()
+	s.omitUsage = on
+	s.mu.Unlock()
+}
+
+func (s *Server) omitsUsage() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.omitUsage
 }
 
 // SetNoSpaceData, when on, writes stream events as "data:{…}" without the

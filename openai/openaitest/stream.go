@@ -129,7 +129,7 @@ func (c *call) stream(b Behavior, ans answer) {
 	}
 	mode := s.toolIndex
 	s.mu.Unlock()
-	usageOn := c.req.includeUsage
+	usageOn := c.req.includeUsage && !c.s.omitsUsage()
 
 	ctx := c.r.Context()
 	gone := c.gone

@@ -1,4 +1,4 @@
-package clients
+package usage
 
 import (
 	"maps"
@@ -8,38 +8,45 @@ import (
 	"github.com/proxycast/caddy-proxycast/provider"
 )
 
-// ModelUsage is what a client's requests for one model cost.
+// ModelUsage is what the requests for one model cost.
 type ModelUsage struct {
 	Requests   int64 `json:"requests"`
 	Prompt     int64 `json:"prompt"`
 	Completion int64 `json:"completion"`
 	Cached     int64 `json:"cached"`
 	Reasoning  int64 `json:"reasoning"`
-	// Unreported counts the answers whose upstream reported no usage:
-	// their tokens are not in the counts.
-	Unreported int64 `json:"unreported,omitempty"`
+	// Estimated counts the answers whose upstream reported no usage, and
+	// EstimatedTokens the prompt and completion tokens estimated for
+	// them, which Prompt and Completion include.
+	Estimated       int64 `json:"estimated,omitempty"`
+	EstimatedTokens int64 `json:"estimated_tokens,omitempty"`
 }
 
-// A Meter counts one client's usage by model. It is safe for concurrent
-// use.
+// A Meter counts usage by model, and the tokens of one window (a token
+// budget's period). It is safe for concurrent use.
 type Meter struct {
 	mu      sync.Mutex
 	byModel map[string]*ModelUsage
-	// The tokens of the budget's current window, from window on.
+	// The tokens of the current window, from window on.
 	window       time.Time
 	windowTokens int64
+	// changes counts the calls to Record, to tell a meter that changed
+	// since it was saved.
+	changes uint64
 }
 
 // NewMeter is a meter with nothing counted.
 func NewMeter() *Meter { return &Meter{byModel: map[string]*ModelUsage{}} }
 
-// Record counts one answered request for model; reported is false when
-// the upstream said nothing of what it cost. Its tokens go to the budget
-// window that begins at window (zero: the client has no budget).
-func (m *Meter) Record(model string, u provider.Usage, reported bool, window time.Time) {
+// Record counts one answered request for model; estimated is whether u
+// is an estimate rather than the upstream's report. Its prompt and
+// completion tokens go to the window that begins at window (zero: no
+// window is kept).
+func (m *Meter) Record(model string, u provider.Usage, estimated bool, window time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if reported && !window.IsZero() {
+	m.changes++
+	if !window.IsZero() {
 		if !m.window.Equal(window) {
 			m.window, m.windowTokens = window, 0
 		}
@@ -51,17 +58,17 @@ func (m *Meter) Record(model string, u provider.Usage, reported bool, window tim
 		m.byModel[model] = mu
 	}
 	mu.Requests++
-	if !reported {
-		mu.Unreported++
-		return
-	}
 	mu.Prompt += u.Prompt
 	mu.Completion += u.Completion
 	mu.Cached += u.Cached
 	mu.Reasoning += u.Reasoning
+	if estimated {
+		mu.Estimated++
+		mu.EstimatedTokens += u.Prompt + u.Completion
+	}
 }
 
-// Spent is the tokens counted in the budget window that begins at window.
+// Spent is the tokens counted in the window that begins at window.
 func (m *Meter) Spent(window time.Time) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -69,6 +76,14 @@ func (m *Meter) Spent(window time.Time) int64 {
 		return m.windowTokens
 	}
 	return 0
+}
+
+// Changes counts the requests recorded; a meter whose count has not moved
+// since it was saved need not be saved again.
+func (m *Meter) Changes() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changes
 }
 
 // Saved is a meter's counts as they are stored.
@@ -80,10 +95,9 @@ type Saved struct {
 
 // Save is the meter's counts, to store.
 func (m *Meter) Save() Saved {
-	snap := m.Snapshot()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Saved{Usage: snap, Window: m.window, WindowTokens: m.windowTokens}
+	return Saved{Usage: m.snapshot(), Window: m.window, WindowTokens: m.windowTokens}
 }
 
 // Restore adds what was stored to the meter's counts.
@@ -96,7 +110,7 @@ func (m *Meter) Restore(s Saved) {
 			mu = &ModelUsage{}
 			m.byModel[model] = mu
 		}
-		mu.add(u)
+		mu.Add(u)
 	}
 	if !s.Window.IsZero() && (m.window.IsZero() || s.Window.Equal(m.window)) {
 		m.window = s.Window
@@ -108,6 +122,10 @@ func (m *Meter) Restore(s Saved) {
 func (m *Meter) Snapshot() map[string]ModelUsage {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.snapshot()
+}
+
+func (m *Meter) snapshot() map[string]ModelUsage {
 	out := make(map[string]ModelUsage, len(m.byModel))
 	for k, v := range m.byModel {
 		out[k] = *v
@@ -119,16 +137,18 @@ func (m *Meter) Snapshot() map[string]ModelUsage {
 func Total(byModel map[string]ModelUsage) ModelUsage {
 	var t ModelUsage
 	for u := range maps.Values(byModel) {
-		t.add(u)
+		t.Add(u)
 	}
 	return t
 }
 
-func (u *ModelUsage) add(v ModelUsage) {
+// Add adds v's counts to u's.
+func (u *ModelUsage) Add(v ModelUsage) {
 	u.Requests += v.Requests
 	u.Prompt += v.Prompt
 	u.Completion += v.Completion
 	u.Cached += v.Cached
 	u.Reasoning += v.Reasoning
-	u.Unreported += v.Unreported
+	u.Estimated += v.Estimated
+	u.EstimatedTokens += v.EstimatedTokens
 }
