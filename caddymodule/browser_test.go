@@ -201,15 +201,79 @@ func TestManagementPage(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(rowSel("a"))),
 		chromedp.WaitVisible(chromedp.CSS(rowSel("a")+` .countdown`)))
 	run("the clients", chromedp.WaitVisible(chromedp.CSS(`#clients tr[data-client="gina"]`)))
-	if s := text(`#clients tr[data-client="gina"]`); !strings.Contains(s, "1 keys") || !strings.Contains(s, "qwen3-*") ||
-		!strings.Contains(s, "1000000/day") || !strings.Contains(s, "qwen3-max: 1") {
+	if s := text(`#clients tr[data-client="gina"]`); !strings.Contains(s, "1 key ·") || !strings.Contains(s, "qwen3-*") ||
+		!strings.Contains(s, "1000000/day") || !strings.Contains(s, "qwen3-max: 1") || !strings.Contains(s, "spent, renews") {
 		t.Errorf("gina's row: %q", s)
 	}
+
 	if s := text(rowSel("a")); !strings.Contains(s, "cooling down") || !strings.Contains(s, "rate limit") {
 		t.Errorf("the cooling row says %q", s)
 	}
 	first := text(rowSel("a") + ` .countdown`)
 	waitFor(t, "the cooldown to count down", func() bool { return text(rowSel("a")+` .countdown`) != first })
+
+	// A client added on the page, with a key made in the browser.
+	const clients = `#clients `
+	clientRow := func(name string) string { return clients + `tr[data-client="` + name + `"]` }
+	run("generating a key",
+		chromedp.SendKeys(chromedp.CSS(clients+`input[name="name"]`), "hal"),
+		chromedp.Click(chromedp.CSS(clients+`.client-form .generate`)),
+		chromedp.WaitVisible(chromedp.CSS(clients+`.client-form .key-note`)))
+	halKey := value(clients + `input[name="key"]`)
+	if !strings.HasPrefix(halKey, "sk-pc-") || len(halKey) != 54 || js(`document.querySelector(`+q(clients+`input[name="key"]`)+`).type`) != "text" {
+		t.Fatalf("the generated key: %q", halKey)
+	}
+	run("a refused client",
+		chromedp.SendKeys(chromedp.CSS(clients+`input[name="rate_limit"]`), "lots"),
+		chromedp.Click(chromedp.CSS(clients+`.client-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(clients+`.client-form .form-message.error`)),
+		chromedp.WaitVisible(chromedp.CSS(clients+`input[name="rate_limit"][aria-invalid="true"]`)))
+	if m := text(clients + `.client-form .form-message`); !strings.HasPrefix(m, "rate_limit: ") || !strings.Contains(m, `"lots"`) {
+		t.Errorf("the refused client says %q", m)
+	}
+	run("adding a client",
+		setv(clients+`input[name="rate_limit"]`, "10/m"),
+		chromedp.SendKeys(chromedp.CSS(clients+`input[name="models"]`), "glm-*"),
+		chromedp.Click(chromedp.CSS(clients+`.client-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(clientRow("hal"))),
+		chromedp.WaitVisible(chromedp.CSS(clients+`.client-form .form-message.ok`)))
+	if m := text(clients + `.client-form .form-message`); !strings.Contains(m, "Client hal added") {
+		t.Errorf("after adding hal: %q", m)
+	}
+	if value(clients+`input[name="key"]`) != "" || value(clients+`input[name="name"]`) != "" {
+		t.Error("the client form keeps what was sent")
+	}
+	// (Until credential a's rest ends, the pool turns hal away.)
+	waitFor(t, "hal's key to be served", func() bool {
+		status, _, _ := dialectCall(t, "chat", halKey, "glm-4.6")
+		return status == 200
+	})
+	if status, _, _ := dialectCall(t, "chat", halKey, "qwen3-max"); status != 403 {
+		t.Errorf("hal asking for qwen3-max: %d", status)
+	}
+	waitFor(t, "hal's request on the page", func() bool {
+		s := text(clientRow("hal"))
+		return strings.Contains(s, "glm-4.6: 1") && strings.Contains(s, "10/m") && strings.Contains(s, "added at run time")
+	})
+	shot("ui-clients.png")
+	run("editing a client",
+		chromedp.Click(chromedp.CSS(clientRow("hal")+` button[data-action="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#edit-client[open]`)),
+		setv(`#edit-client input[name="models"]`, ""),
+		chromedp.Click(chromedp.CSS(`#edit-client .save`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#edit-client`)))
+	waitFor(t, "hal's models on the page", func() bool { return text(clientRow("hal")+` td:nth-child(2)`) == "all" })
+	if status, _, _ := dialectCall(t, "chat", halKey, "qwen3-max"); status != 200 {
+		t.Errorf("hal, with every model, asking for qwen3-max: %d", status)
+	}
+	run("deleting a client",
+		chromedp.Click(chromedp.CSS(clientRow("hal")+` button[data-action="delete"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#confirm[open]`)),
+		chromedp.Click(chromedp.CSS(`#confirm button[value="ok"]`)),
+		chromedp.WaitNotPresent(chromedp.CSS(clientRow("hal"))))
+	if status, _, _ := dialectCall(t, "chat", halKey, "qwen3-max"); status != 401 {
+		t.Errorf("hal's key after the delete: %d", status)
+	}
 
 	// An API key.
 	run("adding an API key",
@@ -379,7 +443,7 @@ func TestManagementPage(t *testing.T) {
 	shot("ui-main-zh.png")
 
 	// No secret anywhere: the page, and every answer it was sent.
-	secrets := []string{"sk-a", "gina-secret-key", "sk-ui-typed-secret", "bx-ui-cookie", "bx-not-an-account", "pw-ui-secret", web.APIKey(), good.APIKey()}
+	secrets := []string{"sk-a", "gina-secret-key", halKey, "sk-ui-typed-secret", "bx-ui-cookie", "bx-not-an-account", "pw-ui-secret", web.APIKey(), good.APIKey()}
 	html := js(`document.documentElement.outerHTML`)
 	w.mu.Lock()
 	answers := append([]network.RequestID(nil), w.answers...)

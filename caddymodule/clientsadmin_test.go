@@ -181,4 +181,16 @@ func TestAdminClients(t *testing.T) {
 	works(newKey, "qwen3-max", 200) // as dup
 	_, body := admin(t, "GET", "/proxycast/clients", "")
 	checkSecrets("the list", body)
+
+	// A config with no key of its own starts when runtime clients give it
+	// some, and serves them alone.
+	call("DELETE", "/proxycast/clients/bob", "", 204)
+	call("POST", "/proxycast/clients", `{"name":"solo","keys":["`+bobKey+`"]}`, 201)
+	keyless := strings.Replace(poolConfig(srv, "", "sk-a"), "\t\tapi_keys "+clientKey+"\n", "", 1)
+	if status, body := reload(t, root, "\tproxycast {\n"+keyless+"\t}"); status != 200 {
+		t.Fatalf("a config with only runtime clients: %d %s", status, body)
+	}
+	works(bobKey, "qwen3-max", 200)
+	works(clientKey, "qwen3-max", 401)
+	works(cfgKey, "qwen3-max", 401)
 }

@@ -176,8 +176,8 @@ function row(c) {
   }
 
   const k = c.tokens || {};
-  const tokens = el('td', { class: 'num', title: t('tokensTitle', fmtNum(k.prompt), fmtNum(k.completion), fmtNum(k.cached), fmtNum(k.reasoning)) },
-    fmtNum(tokensOf(c)));
+  const tokens = el('td', { class: 'num', title: usageTitle(k, k.estimated, c.usage) }, fmtNum(tokensOf(c)));
+  if (k.estimated) tokens.append(el('div', { class: 'note' }, t('estimated', fmtNum(k.estimated))));
 
   const actions = el('td', { class: 'actions' });
   if (c.state !== 'invalid') {
@@ -209,29 +209,11 @@ function renderTable(section, name) {
   const words = view.filter.toLowerCase().split(/\s+/).filter(Boolean);
   const shown = sorted(all.filter((c) => matches(c, words)));
   const body = section.querySelector('tbody');
-  // A row that has not changed is kept, node and all: a click on it while
-  // the page refreshes still lands.
-  const cache = section.rows || new Map();
-  const next = new Map();
-  const rows = shown.map((c) => {
-    const sig = lang + JSON.stringify(c);
-    const kept = cache.get(c.id);
-    const tr = kept && kept.sig === sig ? kept.tr : row(c);
-    next.set(c.id, { sig, tr });
-    return tr;
-  });
-  section.rows = next;
+  const rows = keptRows(section, shown, (c) => c.id, row);
   if (rows.length === 0) {
     rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 13 }, all.length ? t('noMatch') : t('noCredentials'))));
   }
-  // Only what changed is touched: an unchanged row is never taken out and
-  // put back, so neither a click nor a selection on it is lost.
-  // Stale rows go first, so that the rows after them need not move.
-  const keep = new Set(rows);
-  for (const child of [...body.children]) if (!keep.has(child)) child.remove();
-  rows.forEach((r, i) => {
-    if (body.children[i] !== r) body.insertBefore(r, body.children[i] || null);
-  });
+  placeRows(body, rows);
   section.querySelector('.count').textContent = words.length ? t('shown', shown.length, all.length) : t('credentials', all.length);
   for (const th of section.querySelectorAll('th[data-sort]')) {
     const on = th.dataset.sort === view.sort.key;
@@ -239,32 +221,86 @@ function renderTable(section, name) {
   }
 }
 
+// usageTitle is the tooltip of a tokens cell: the kinds, what of it was
+// estimated, and the counts by model.
+function usageTitle(k, estimated, byModel) {
+  const lines = [t('tokensTitle', fmtNum(k.prompt), fmtNum(k.completion), fmtNum(k.cached), fmtNum(k.reasoning))];
+  if (estimated) lines.push(t('estimatedTitle', fmtNum(estimated)));
+  for (const [m, u] of Object.entries(byModel || {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    lines.push(t('byModelTitle', m, fmtNum(u.requests), fmtNum((u.prompt || 0) + (u.completion || 0))));
+  }
+  return lines.join('\n');
+}
+
+function clientRow(c) {
+  const total = c.usage_total || {};
+  const byModel = el('td', { class: 'note' });
+  for (const [m, u] of Object.entries(c.usage || {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    byModel.append(el('div', {}, `${m}: ${fmtNum(u.requests)} · ${fmtNum((u.prompt || 0) + (u.completion || 0))}`));
+  }
+  const budget = el('td', {}, c.token_budget || '—');
+  if (c.budget) budget.append(el('div', { class: 'note' }, t('spent', fmtNum(c.budget.spent), fmtTime(c.budget.renews))));
+  const tokens = el('td', { class: 'num', title: usageTitle(total, total.estimated_tokens, c.usage) },
+    fmtNum((total.prompt || 0) + (total.completion || 0)));
+  if (total.estimated_tokens) tokens.append(el('div', { class: 'note' }, t('estimated', fmtNum(total.estimated_tokens))));
+  const name = el('td', { class: 'id' }, c.name,
+    el('div', { class: 'note' }, (c.keys === 1 ? t('oneKey') : t('keysCount', c.keys)) + ' · ' + (c.source === 'runtime' ? t('fromRuntime') : t('fromConfig'))));
+  if (c.left_out) name.append(el('div', { class: 'note bad-text' }, t('leftOut', c.left_out)));
+  if (c.runtime_change) name.append(el('div', { class: 'note' }, t('runtimeChange', c.runtime_change)));
+  const actions = el('td', { class: 'actions' });
+  if (!c.left_out) actions.append(el('button', { type: 'button', class: 'small secondary', dataset: { action: 'edit', client: c.name } }, t('edit')));
+  actions.append(el('button', { type: 'button', class: 'small danger', dataset: { action: 'delete', client: c.name } }, t('delete')));
+  return el('tr', { dataset: { client: c.name } },
+    name,
+    el('td', {}, (c.models || []).join(' ') || t('allModels')),
+    el('td', {}, c.rate_limit || '—'),
+    budget,
+    el('td', { class: c.expired ? 'bad-text' : '' }, c.expires ? fmtTime(c.expires) + (c.expired ? ` (${t('expired')})` : '') : '—'),
+    el('td', { class: 'num' }, fmtNum(total.requests)),
+    tokens,
+    byModel,
+    actions);
+}
+
 // renderClients shows the named clients and what they used; no key is
-// ever in the answer, only how many.
+// ever in the answer, only how many. Like the credentials' tables, it
+// touches only the rows that changed.
 function renderClients() {
   const section = document.getElementById('clients');
-  section.hidden = view.clients.length === 0;
+  section.hidden = false;
   section.querySelector('.count').textContent = t('nClients', view.clients.length);
-  const rows = view.clients.map((c) => {
-    const total = c.usage_total || {};
-    const models = Object.entries(c.usage || {}).sort(([a], [b]) => (a < b ? -1 : 1));
-    const byModel = el('td', { class: 'note' });
-    for (const [m, u] of models) {
-      byModel.append(el('div', {}, `${m}: ${fmtNum(u.requests)} · ${fmtNum((u.prompt || 0) + (u.completion || 0))}`));
-    }
-    if (total.unreported) byModel.append(el('div', {}, t('unreported', fmtNum(total.unreported))));
-    return el('tr', { dataset: { client: c.name } },
-      el('td', { class: 'id' }, c.name, el('div', { class: 'note' }, t('keysCount', c.keys))),
-      el('td', {}, (c.models || []).join(' ') || t('allModels')),
-      el('td', {}, c.rate_limit || '—'),
-      el('td', {}, c.token_budget || '—'),
-      el('td', { class: c.expired ? 'bad-text' : '' }, c.expires ? fmtTime(c.expires) + (c.expired ? ` (${t('expired')})` : '') : '—'),
-      el('td', { class: 'num' }, fmtNum(total.requests)),
-      el('td', { class: 'num', title: t('tokensTitle', fmtNum(total.prompt), fmtNum(total.completion), fmtNum(total.cached), fmtNum(total.reasoning)) },
-        fmtNum((total.prompt || 0) + (total.completion || 0))),
-      byModel);
+  const rows = keptRows(section, view.clients, (c) => c.name, clientRow);
+  if (rows.length === 0) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 9 }, t('noClients'))));
+  placeRows(section.querySelector('tbody'), rows);
+}
+
+// keptRows makes the rows of items, keeping the row of an item that has
+// not changed since the last time, node and all: a click on it while the
+// page refreshes still lands.
+function keptRows(holder, items, keyOf, make) {
+  const cache = holder.rows || new Map();
+  const next = new Map();
+  const rows = items.map((c) => {
+    const sig = lang + JSON.stringify(c);
+    const kept = cache.get(keyOf(c));
+    const tr = kept && kept.sig === sig ? kept.tr : make(c);
+    next.set(keyOf(c), { sig, tr });
+    return tr;
   });
-  section.querySelector('tbody').replaceChildren(...rows);
+  holder.rows = next;
+  return rows;
+}
+
+// placeRows puts rows in body, touching only what changed: an unchanged
+// row is never taken out and put back, so neither a click nor a selection
+// on it is lost. Stale rows go first, so that the rows after them need
+// not move.
+function placeRows(body, rows) {
+  const keep = new Set(rows);
+  for (const child of [...body.children]) if (!keep.has(child)) child.remove();
+  rows.forEach((r, i) => {
+    if (body.children[i] !== r) body.insertBefore(r, body.children[i] || null);
+  });
 }
 
 function render() {
@@ -494,7 +530,7 @@ async function onRowAction(ev) {
         say(t('refreshed', id));
         break;
       case 'delete':
-        if (!(await confirmDelete(prov, id))) return;
+        if (!(await confirmDelete(t('confirmDelete', id, prov)))) return;
         await api('DELETE', path);
         say(t('deleted', id));
         break;
@@ -510,9 +546,9 @@ async function onRowAction(ev) {
   await load();
 }
 
-function confirmDelete(prov, id) {
+function confirmDelete(text) {
   const d = document.getElementById('confirm');
-  d.querySelector('.confirm-text').textContent = t('confirmDelete', id, prov);
+  d.querySelector('.confirm-text').textContent = text;
   d.showModal();
   // The buttons answer, not the dialog's close event, which a browser
   // may put off in a tab in the background.
@@ -571,6 +607,146 @@ async function saveEdit(ev) {
   } finally {
     save.disabled = false;
   }
+}
+
+// ---- named clients ------------------------------------------------------------------
+
+// newKey makes a key in the browser: 24 random bytes, in hex.
+function newKey() {
+  const b = crypto.getRandomValues(new Uint8Array(24));
+  return 'sk-pc-' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+// wireKey gives a key input its Generate and Copy buttons. A generated
+// key is shown, to be copied; a typed one stays hidden.
+function wireKey(form) {
+  const input = form.elements.key;
+  const copy = form.querySelector('.copy');
+  form.querySelector('.generate').addEventListener('click', () => {
+    input.value = newKey();
+    input.type = 'text';
+    copy.hidden = false;
+    form.querySelector('.key-note').hidden = false;
+  });
+  copy.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(input.value);
+      formSay(form, t('copied'), true);
+    } catch {
+      input.select();
+    }
+  });
+  input.addEventListener('input', () => {
+    if (input.type === 'text' && input.value === '') resetKey(form);
+  });
+}
+
+// resetKey takes the key out of the form.
+function resetKey(form) {
+  form.elements.key.value = '';
+  form.elements.key.type = 'password';
+  form.querySelector('.copy').hidden = true;
+  form.querySelector('.key-note').hidden = true;
+}
+
+function splitWords(s) { return s.trim().split(/\s+/).filter(Boolean); }
+
+async function submitClient(form) {
+  const f = form.elements;
+  const body = { name: f.name.value.trim(), keys: [f.key.value.trim()] };
+  if (splitWords(f.models.value).length) body.models = splitWords(f.models.value);
+  for (const k of ['rate_limit', 'token_budget', 'expires']) if (f[k].value.trim()) body[k] = f[k].value.trim();
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  try {
+    await api('POST', 'clients', body);
+    form.reset();
+    resetKey(form);
+    formSay(form, t('clientAdded', body.name), true);
+    await load();
+  } catch (err) {
+    formSay(form, errorText(err), false, err.field === 'keys' ? 'key' : err.field);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+let editingClient = null;
+
+function openClientEdit(c) {
+  if (!c) return;
+  editingClient = c;
+  const d = document.getElementById('edit-client');
+  const f = d.querySelector('form');
+  f.querySelector('.edit-id').textContent = c.name;
+  f.elements.models.value = (c.models || []).join(' ');
+  f.elements.rate_limit.value = c.rate_limit || '';
+  f.elements.token_budget.value = c.token_budget || '';
+  f.elements.expires.value = c.expires ? c.expires.replace(/T00:00:00Z$/, '') : '';
+  resetKey(f);
+  formSay(f, '', true);
+  d.showModal();
+}
+
+async function saveClientEdit(ev) {
+  const f = ev.target;
+  if (ev.submitter && ev.submitter.value !== 'save') { resetKey(f); return; }
+  ev.preventDefault();
+  const c = editingClient;
+  const patch = {};
+  const models = splitWords(f.elements.models.value);
+  if (models.join(' ') !== (c.models || []).join(' ')) patch.models = models;
+  const shown = { rate_limit: c.rate_limit || '', token_budget: c.token_budget || '', expires: c.expires ? c.expires.replace(/T00:00:00Z$/, '') : '' };
+  for (const k of Object.keys(shown)) {
+    const v = f.elements[k].value.trim();
+    if (v !== shown[k]) patch[k] = v;
+  }
+  if (f.elements.key.value.trim() !== '') patch.keys = [f.elements.key.value.trim()];
+  const save = f.querySelector('.save');
+  save.disabled = true;
+  try {
+    if (Object.keys(patch).length) await api('PATCH', `clients/${enc(c.name)}`, patch);
+    resetKey(f);
+    document.getElementById('edit-client').close();
+    say(t('clientSaved', c.name));
+    await load();
+  } catch (err) {
+    formSay(f, errorText(err), false, err.field === 'keys' ? 'key' : err.field);
+  } finally {
+    save.disabled = false;
+  }
+}
+
+async function onClientAction(ev) {
+  const b = ev.target.closest('button[data-action]');
+  if (!b) return;
+  const { action, client: name } = b.dataset;
+  if (action === 'edit') {
+    openClientEdit(view.clients.find((c) => c.name === name));
+    return;
+  }
+  try {
+    if (!(await confirmDelete(t('confirmDeleteClient', name)))) return;
+    b.disabled = true;
+    await api('DELETE', `clients/${enc(name)}`);
+    say(t('clientDeleted', name));
+  } catch (err) {
+    say(`${name}: ${errorText(err)}`, false);
+  } finally {
+    b.disabled = false;
+  }
+  await load();
+}
+
+function wireClients() {
+  const section = document.getElementById('clients');
+  const form = section.querySelector('.client-form');
+  wireKey(form);
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); submitClient(form); });
+  section.querySelector('tbody').addEventListener('click', onClientAction);
+  const edit = document.querySelector('#edit-client form');
+  wireKey(edit);
+  edit.addEventListener('submit', saveClientEdit);
 }
 
 // ---- refreshing ------------------------------------------------------------------------
@@ -635,6 +811,7 @@ function boot() {
     for (const [name, s] of view.sections) renderTable(s, name);
   });
   document.querySelector('#edit form').addEventListener('submit', saveEdit);
+  wireClients();
   load();
   setInterval(load, REFRESH_MS);
   setInterval(tick, 1000);
