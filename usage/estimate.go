@@ -49,21 +49,37 @@ func Prompt(format provider.Format, body []byte) int64 {
 			return n
 		}
 	}
-	var doc any
-	if json.Unmarshal(body, &doc) != nil {
-		return 0
-	}
-	top, ok := doc.(map[string]any)
-	if !ok {
-		return 0
-	}
 	var n float64
-	for _, k := range [...]string{"messages", "input"} {
-		if msgs, ok := top[k].([]any); ok {
-			n += float64(perMessage * len(msgs))
+	i := skipSpace(body, 0)
+	end := provider.ScanObject(body, i, func(_ int, key []byte, vs int) int {
+		k := string(key)
+		switch {
+		case skipped[k]:
+			return provider.SkipValue(body, vs)
+		case schemas[k]:
+			e := provider.SkipValue(body, vs)
+			if e > vs {
+				n += float64(anthropic.EstimateText(string(body[vs:e])))
+			}
+			return e
+		case k == "messages" || k == "input":
+			if body[vs] == '[' {
+				return provider.ScanArray(body, vs, func(_, es int) int {
+					n += perMessage
+					t, e := texts(body, es)
+					n += t
+					return e
+				})
+			}
 		}
+		t, e := texts(body, vs)
+		n += t
+		return e
+	})
+	if end < 0 {
+		return 0
 	}
-	return round(n + texts(doc, ""))
+	return round(n)
 }
 
 // Answer estimates the output tokens of a plain answer in format: the
@@ -71,72 +87,99 @@ func Prompt(format provider.Format, body []byte) int64 {
 // output of a Responses answer (whose instructions and tools are echoes
 // of the request).
 func Answer(format provider.Format, body []byte) int64 {
-	var doc map[string]any
-	if json.Unmarshal(body, &doc) != nil {
-		return 0
-	}
+	member := "choices"
 	switch format {
 	case provider.FormatMessages:
-		return round(texts(doc["content"], ""))
+		member = "content"
 	case provider.FormatResponses:
-		return round(texts(doc["output"], ""))
+		member = "output"
 	}
-	return round(texts(doc["choices"], ""))
+	return round(fieldTexts(body, member))
+}
+
+// member_ is the estimated tokens of the strings in the top-level member
+// key of doc.
+func fieldTexts(doc []byte, key string) float64 {
+	v, ok := provider.Field(doc, key)
+	if !ok {
+		return 0
+	}
+	n, _ := texts(v, 0)
+	return n
 }
 
 // event is the output text of one stream event in format. Responses and
 // Messages streams repeat their output in the events that end an item
 // or the answer; only the deltas are counted.
 func event(format provider.Format, data []byte) float64 {
-	var doc map[string]any
-	if json.Unmarshal(data, &doc) != nil {
-		return 0
-	}
 	switch format {
 	case provider.FormatMessages:
-		switch doc["type"] {
+		switch typ, _ := provider.StringField(data, "type"); typ {
 		case "content_block_delta":
-			return texts(doc["delta"], "")
+			return fieldTexts(data, "delta")
 		case "content_block_start":
-			return texts(doc["content_block"], "")
+			return fieldTexts(data, "content_block")
 		}
 		return 0
 	case provider.FormatResponses:
-		if t, _ := doc["type"].(string); strings.HasSuffix(t, ".delta") {
-			return texts(doc["delta"], "")
+		if typ, _ := provider.StringField(data, "type"); strings.HasSuffix(typ, ".delta") {
+			return fieldTexts(data, "delta")
 		}
 		return 0
 	}
-	return texts(doc["choices"], "")
+	return fieldTexts(data, "choices")
 }
 
-// texts is the estimated tokens of the strings in v, the value of member
-// key.
-func texts(v any, key string) float64 {
-	switch v := v.(type) {
-	case string:
-		return float64(anthropic.EstimateText(v))
-	case []any:
-		var n float64
-		for _, e := range v {
-			n += texts(e, key)
-		}
-		return n
-	case map[string]any:
-		var n float64
-		for k, e := range v {
-			switch {
-			case skipped[k]:
-			case schemas[k]:
-				raw, _ := json.Marshal(e)
-				n += float64(anthropic.EstimateText(string(raw)))
-			default:
-				n += texts(e, k)
-			}
-		}
-		return n
+// texts is the estimated tokens of the strings in the JSON value at b[i]
+// (but those of bookkeeping members), and where the value ends (-1 for
+// JSON that is not well formed).
+func texts(b []byte, i int) (float64, int) {
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return 0, -1
 	}
-	return 0
+	var n float64
+	switch b[i] {
+	case '"':
+		e := provider.SkipValue(b, i)
+		if e < 0 {
+			return 0, -1
+		}
+		raw := b[i+1 : e-1]
+		if bytes.IndexByte(raw, '\\') < 0 {
+			return float64(anthropic.EstimateText(string(raw))), e
+		}
+		var s string
+		if json.Unmarshal(b[i:e], &s) != nil {
+			return 0, e
+		}
+		return float64(anthropic.EstimateText(s)), e
+	case '{':
+		e := provider.ScanObject(b, i, func(_ int, key []byte, vs int) int {
+			if skipped[string(key)] {
+				return provider.SkipValue(b, vs)
+			}
+			t, e := texts(b, vs)
+			n += t
+			return e
+		})
+		return n, e
+	case '[':
+		e := provider.ScanArray(b, i, func(_, vs int) int {
+			t, e := texts(b, vs)
+			n += t
+			return e
+		})
+		return n, e
+	}
+	return 0, provider.SkipValue(b, i)
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 func round(f float64) int64 { return int64(f + 0.5) }

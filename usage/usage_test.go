@@ -86,7 +86,7 @@ func TestPrompt(t *testing.T) {
 	// Tool definitions cost their whole JSON; an id costs nothing.
 	tools := `{"model":"m","messages":[{"role":"tool","tool_call_id":"call_0123456789abcdef","content":"4"}],` +
 		`"tools":[{"type":"function","function":{"name":"add","parameters":{"type":"object"}}}]}`
-	schema := `[{"function":{"name":"add","parameters":{"type":"object"}},"type":"function"}]`
+	schema := `[{"type":"function","function":{"name":"add","parameters":{"type":"object"}}}]`
 	want = tokens("4") + tokens(schema) + perMessage
 	if got := Prompt(provider.FormatChat, []byte(tools)); got != want {
 		t.Errorf("tools: %d, want %d", got, want)
@@ -97,8 +97,15 @@ func TestPrompt(t *testing.T) {
 	if got := Prompt(provider.FormatMessages, []byte(msgs)); got != want || got == 0 {
 		t.Errorf("messages: %d, want count_tokens' %d", got, want)
 	}
-	if got := Prompt(provider.FormatChat, []byte(`not json`)); got != 0 {
-		t.Errorf("not JSON: %d", got)
+	for _, bad := range []string{`not json`, `{"messages":[{"content":"unended`, `[]`, ``} {
+		if got := Prompt(provider.FormatChat, []byte(bad)); got != 0 {
+			t.Errorf("%q: %d", bad, got)
+		}
+	}
+	// Escaped text is read as text.
+	esc := `{"messages":[{"role":"user","content":"line one\nline two \u4f60\u597d"}]}`
+	if got, want := Prompt(provider.FormatChat, []byte(esc)), tokens("line one\nline two 你好")+perMessage; got != want {
+		t.Errorf("escaped: %d, want %d", got, want)
 	}
 }
 
@@ -186,4 +193,30 @@ func deltas(words []string, format string) []string {
 		out = append(out, strings.Replace(format, "%s", `"`+w+`"`, 1))
 	}
 	return out
+}
+
+// BenchmarkOutput: what keeping a 64-chunk stream costs (every stream
+// pays it), and estimating it (only a stream without usage does).
+func BenchmarkOutput(b *testing.B) {
+	var words []string
+	for range 64 {
+		words = append(words, " token")
+	}
+	events := chatEvents(words)
+	var o Output
+	b.Run("keep", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			o.Reset(provider.FormatChat)
+			for _, e := range events {
+				o.Add([]byte(e))
+			}
+		}
+	})
+	b.Run("estimate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = o.Tokens()
+		}
+	})
 }
