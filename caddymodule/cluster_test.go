@@ -103,10 +103,12 @@ http://localhost:%d {
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(in.admin + "/proxycast/clients")
+		// The admin endpoint answers before the config's servers listen:
+		// the site itself must answer (401, without a key).
+		resp, err := http.Get(in.base + "/v1/models")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == http.StatusUnauthorized {
 				break
 			}
 		}
@@ -148,7 +150,8 @@ func (in *instance) call(t *testing.T, key string) int {
 // TestInstancesShareBudget: two Caddy processes on one storage share a
 // client's token budget, each counting the other's spend as of its last
 // sync; a clean stop stores an instance's usage, which it takes up again
-// when it starts with the same instance id.
+// when it starts with the same instance id; a client added through one's
+// admin API reaches the other.
 func TestInstancesShareBudget(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts another Caddy process")
@@ -156,7 +159,7 @@ func TestInstancesShareBudget(t *testing.T) {
 	srv := fakeIFlow(t, "sk-a")
 	root := t.TempDir()
 	// A period of 1000h: no test run crosses into the next.
-	block := poolConfig(srv, "\t\tusage_sync 100ms\n\t\tclient team {\n\t\t\tkey team-key-0123456789\n\t\t\ttoken_budget 60/1000h\n\t\t}\n", "sk-a")
+	block := poolConfig(srv, "\t\tusage_sync 100ms\n\t\truntime_sync 100ms\n\t\tclient team {\n\t\t\tkey team-key-0123456789\n\t\t\ttoken_budget 60/1000h\n\t\t}\n", "sk-a")
 	startWithStorage(t, root, "\tproxycast {\n"+block+"\t}")
 	bData := t.TempDir()
 	b := startInstance(t, root, bData, block)
@@ -197,4 +200,11 @@ func TestInstancesShareBudget(t *testing.T) {
 	if status := b.call(t, "team-key-0123456789"); status != http.StatusTooManyRequests {
 		t.Errorf("b after its restart served the spent client: %d", status)
 	}
+
+	// A client added through this instance's admin API is served by b once
+	// b has read the stored change.
+	if status, body := admin(t, "POST", "/proxycast/clients", `{"name":"late","keys":["late-key-0123456789"]}`); status != 201 {
+		t.Fatalf("adding a client: %d %s", status, body)
+	}
+	waitFor(t, "b to serve the new client", func() bool { return b.call(t, "late-key-0123456789") == 200 })
 }
