@@ -206,6 +206,10 @@ func TestManagementPage(t *testing.T) {
 		t.Errorf("gina's row: %q", s)
 	}
 
+	// The credential's usage by model, in its tokens' tooltip.
+	if tip := js(`document.querySelector(` + q(rowSel("a")+` td:nth-child(11)`) + `).title`); !strings.Contains(tip, "qwen3-max: 1 requests, 3 tokens") {
+		t.Errorf("a's tokens tooltip: %q", tip)
+	}
 	if s := text(rowSel("a")); !strings.Contains(s, "cooling down") || !strings.Contains(s, "rate limit") {
 		t.Errorf("the cooling row says %q", s)
 	}
