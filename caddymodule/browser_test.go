@@ -227,6 +227,19 @@ func TestManagementPage(t *testing.T) {
 	if !strings.HasPrefix(halKey, "sk-pc-") || len(halKey) != 54 || js(`document.querySelector(`+q(clients+`input[name="key"]`)+`).type`) != "text" {
 		t.Fatalf("the generated key: %q", halKey)
 	}
+	// A generated key is not sent before it is copied.
+	run("adding before copying",
+		chromedp.Click(chromedp.CSS(clients+`.client-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(clients+`.client-form .form-message.error`)))
+	if m := text(clients + `.client-form .form-message`); !strings.Contains(m, "Copy the key first") {
+		t.Errorf("adding an uncopied key says %q", m)
+	}
+	if _, ok := clientsJSON(t)["hal"]; ok {
+		t.Error("an uncopied key was sent")
+	}
+	run("copying the key",
+		chromedp.Click(chromedp.CSS(clients+`.client-form .copy`)),
+		chromedp.WaitVisible(chromedp.CSS(clients+`.client-form .form-message.ok`)))
 	run("a refused client",
 		chromedp.SendKeys(chromedp.CSS(clients+`input[name="rate_limit"]`), "lots"),
 		chromedp.Click(chromedp.CSS(clients+`.client-form button[type="submit"]`)),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -107,59 +106,122 @@ func (h *Handler) clientSet() *clients.Set {
 }
 
 // specOf checks a client's settings and replaces the placeholders of its
-// keys.
+// keys. Its errors are *clients.Error, naming the setting.
 func specOf(cc ClientConfig, digests []string) (clients.Spec, error) {
 	sp := clients.Spec{Name: cc.Name, Models: cc.Models}
 	if cc.Name == "" {
-		return sp, errors.New("a client has no name")
+		return sp, clients.Errorf("name", "a client has no name")
 	}
 	for j, k := range cc.Keys {
 		k, err := resolvePlaceholders(k, envAndFile)
 		if err != nil {
-			return sp, fmt.Errorf("client %q: key %d: %v", cc.Name, j+1, err)
+			return sp, clients.Errorf("keys", "client %q: key %d: %v", cc.Name, j+1, err)
 		}
 		k = strings.TrimSpace(k)
 		if k != "" && !httpguts.ValidHeaderFieldValue(k) {
-			return sp, fmt.Errorf("client %q: key %d holds a character that cannot go into an HTTP header", cc.Name, j+1)
+			return sp, clients.Errorf("keys", "client %q: key %d holds a character that cannot go into an HTTP header", cc.Name, j+1)
 		}
 		sp.Keys = append(sp.Keys, k)
 	}
 	for j, d := range digests {
 		raw, err := hex.DecodeString(d)
 		if err != nil || len(raw) != sha256.Size {
-			return sp, fmt.Errorf("client %q: key digest %d is not a SHA-256 digest in hex", cc.Name, j+1)
+			return sp, clients.Errorf("keys", "client %q: key digest %d is not a SHA-256 digest in hex", cc.Name, j+1)
 		}
 		sp.Digests = append(sp.Digests, clients.Digest(raw))
 	}
 	if cc.RateLimit != "" {
 		r, err := clients.ParseRate(cc.RateLimit)
 		if err != nil {
-			return sp, fmt.Errorf("client %q: rate_limit: %v", cc.Name, err)
+			return sp, clients.Errorf("rate_limit", "client %q: rate_limit: %v", cc.Name, err)
 		}
 		sp.RateLimit = r
 	}
 	if cc.TokenBudget != "" {
 		b, err := clients.ParseBudget(cc.TokenBudget)
 		if err != nil {
-			return sp, fmt.Errorf("client %q: %v", cc.Name, err)
+			return sp, clients.Errorf("token_budget", "client %q: %v", cc.Name, err)
 		}
 		sp.Budget = b
 	}
 	if cc.Expires != "" {
 		t, err := clients.ParseExpiry(cc.Expires)
 		if err != nil {
-			return sp, fmt.Errorf("client %q: %v", cc.Name, err)
+			return sp, clients.Errorf("expires", "client %q: %v", cc.Name, err)
 		}
 		sp.Expires = t
 	}
 	return sp, nil
 }
 
-// rebuildClients builds the named clients from ecs and puts them in
-// force. Clients of the config must be valid (an error fails the
-// config); a runtime client that is not is left out, and a runtime change
-// to a config client that makes it invalid is set aside, the client
-// running as configured. The caller holds applyMu.
+// builtClients is what buildClients makes of a handler's clients.
+type builtClients struct {
+	set              *clients.Set
+	inForce, leftOut []effectiveClient
+	// failed says, by name, why a client is left out or why its runtime
+	// change is set aside.
+	failed map[string]error
+}
+
+// buildClients builds ecs into a set for h: the clients of the config as
+// they are first, then those a runtime change alters, then the runtime
+// clients, so that a runtime change never pushes a client of the config
+// out (the config wins). A runtime change to a config client that does
+// not fit is set aside, the client running as configured; a runtime
+// client that does not fit is left out. Only a client of the config as
+// configured that does not fit is an error: the config is wrong.
+func (h *Handler) buildClients(ecs []effectiveClient, b *clients.Builder) (builtClients, error) {
+	for _, k := range h.keys {
+		b.Reserve(k, "api_keys")
+	}
+	out := builtClients{failed: map[string]error{}}
+	add := func(ec effectiveClient) error {
+		sp, err := specOf(ec.ClientConfig, ec.digests)
+		if err == nil {
+			err = b.Add(sp)
+		}
+		return err
+	}
+	rank := func(ec effectiveClient) int {
+		switch {
+		case ec.source == sourceRuntime:
+			return 2
+		case ec.asConfigured != nil:
+			return 1
+		}
+		return 0
+	}
+	for pass := range 3 {
+		for i, ec := range ecs {
+			if rank(ec) != pass {
+				continue
+			}
+			err := add(ec)
+			if err != nil && ec.asConfigured != nil {
+				out.failed[ec.Name] = err
+				ec = effectiveClient{ClientConfig: *ec.asConfigured, source: sourceConfig, changeSetAside: err.Error()}
+				err = add(ec)
+			}
+			switch {
+			case err == nil:
+				out.inForce = append(out.inForce, ec)
+			case ec.source == sourceRuntime:
+				out.failed[ec.Name] = err
+				ec.leftOut = err.Error()
+				out.leftOut = append(out.leftOut, ec)
+			case ec.Name == "":
+				return out, fmt.Errorf("clients: client %d has no name", i+1)
+			default:
+				return out, err
+			}
+		}
+	}
+	out.set = b.Set()
+	return out, nil
+}
+
+// rebuildClients builds the named clients from ecs (see buildClients)
+// and puts them in force. The caller holds applyMu.
 func (h *Handler) rebuildClients(ecs []effectiveClient) error {
 	if h.named == nil {
 		h.named = &namedClients{}
@@ -180,40 +242,21 @@ func (h *Handler) rebuildClients(ecs []effectiveClient) error {
 		next.meterKeys = append(next.meterKeys, held)
 		return m
 	})
-	for _, k := range h.keys {
-		b.Reserve(k, "api_keys")
-	}
-	add := func(ec effectiveClient) error {
-		sp, err := specOf(ec.ClientConfig, ec.digests)
-		if err == nil {
-			err = b.Add(sp)
-		}
+	built, err := h.buildClients(ecs, b)
+	if err != nil {
+		next.release()
 		return err
 	}
-	for i, ec := range ecs {
-		err := add(ec)
-		if err != nil && ec.asConfigured != nil {
+	for _, ec := range built.inForce {
+		if ec.changeSetAside != "" {
 			h.logger.Error("runtime change to a client of the config set aside; the client runs as configured",
-				zap.String("client", ec.Name), zap.Error(err))
-			ec = effectiveClient{ClientConfig: *ec.asConfigured, source: sourceConfig, changeSetAside: err.Error()}
-			err = add(ec)
+				zap.String("client", ec.Name), zap.String("error", ec.changeSetAside))
 		}
-		if err != nil {
-			if ec.source == sourceRuntime {
-				h.logger.Error("runtime client left out", zap.String("client", ec.Name), zap.Error(err))
-				ec.leftOut = err.Error()
-				next.leftOut = append(next.leftOut, ec)
-				continue
-			}
-			next.release()
-			if ec.Name == "" {
-				return fmt.Errorf("clients: client %d has no name", i+1)
-			}
-			return err
-		}
-		next.inForce = append(next.inForce, ec)
 	}
-	next.set = b.Set()
+	for _, ec := range built.leftOut {
+		h.logger.Error("runtime client left out", zap.String("client", ec.Name), zap.String("error", ec.leftOut))
+	}
+	next.set, next.inForce, next.leftOut = built.set, built.inForce, built.leftOut
 	if old := h.named.now.Swap(next); old != nil {
 		old.release()
 	}

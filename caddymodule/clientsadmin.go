@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -42,6 +43,19 @@ type runtimeClient struct {
 	RateLimit   string   `json:"rate_limit,omitempty"`
 	TokenBudget string   `json:"token_budget,omitempty"`
 	Expires     string   `json:"expires,omitempty"`
+}
+
+// clone is a deep copy of co, to compare a change with what was.
+func (co *clientsOverlay) clone() *clientsOverlay {
+	raw, _ := json.Marshal(co)
+	var c clientsOverlay
+	_ = json.Unmarshal(raw, &c)
+	return &c
+}
+
+// withClients is o with clients co instead of its own.
+func (o *overlay) withClients(co *clientsOverlay) *overlay {
+	return &overlay{Version: o.Version, Providers: o.Providers, Clients: co}
 }
 
 func (rc runtimeClient) config() ClientConfig {
@@ -121,8 +135,15 @@ type effectiveClient struct {
 	changeSetAside, leftOut string
 }
 
-// clientHash fingerprints a client of the config as written.
+// clientHash fingerprints a client of the config as written, its keys by
+// their digests: the fingerprint is stored.
 func clientHash(cc ClientConfig) string {
+	keys := make([]string, len(cc.Keys))
+	for i, k := range cc.Keys {
+		d := sha256.Sum256([]byte(k))
+		keys[i] = hex.EncodeToString(d[:])
+	}
+	cc.Keys = keys
 	raw, _ := json.Marshal(cc)
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:12])
@@ -206,11 +227,12 @@ func mutateClients(ctx context.Context, name string, change func(ov *overlay, cu
 		if ov.Clients == nil {
 			ov.Clients = &clientsOverlay{}
 		}
+		was := ov.withClients(ov.Clients.clone())
 		if err := change(ov, ov.effectiveClients(configClients(hs))); err != nil {
 			return err
 		}
 		for _, h := range hs {
-			if err := fits(h, ov.effectiveClients(h.Clients), name); err != nil {
+			if err := fits(h, was.effectiveClients(h.Clients), ov.effectiveClients(h.Clients), name); err != nil {
 				return err
 			}
 		}
@@ -223,7 +245,9 @@ func mutateClients(ctx context.Context, name string, change func(ov *overlay, cu
 	defer applyMu.Unlock()
 	for _, h := range keyedHandlers() {
 		if err := h.rebuildClients(h.clientsFor(ov)); err != nil {
+			// Left for the next sync to try again.
 			h.logger.Error("applying a runtime client change", zap.Error(err))
+			continue
 		}
 		if h.runtime.applied == before {
 			h.runtime.applied = ov.stored
@@ -233,43 +257,41 @@ func mutateClients(ctx context.Context, name string, change func(ov *overlay, cu
 	return nil
 }
 
-// fits checks that the client name, as changed, can join h's clients.
-func fits(h *Handler, ecs []effectiveClient, name string) error {
-	b := clients.NewBuilder(nil, nil)
-	for _, k := range h.keys {
-		b.Reserve(k, "api_keys")
+// fits checks that the change from was to ecs fits h's clients: the
+// client name, as changed, joins them (its change is not set aside), and
+// no other client is pushed out or set aside that was not before.
+func fits(h *Handler, was, ecs []effectiveClient, name string) error {
+	before, err := h.buildClients(was, clients.NewBuilder(nil, nil))
+	if err != nil {
+		before.failed = map[string]error{}
 	}
-	for _, ec := range ecs {
-		sp, err := specOf(ec.ClientConfig, ec.digests)
-		if err == nil {
-			err = b.Add(sp)
+	after, err := h.buildClients(ecs, clients.NewBuilder(nil, nil))
+	if err != nil {
+		return adminClientError(err)
+	}
+	if err, ok := after.failed[name]; ok {
+		return adminClientError(err)
+	}
+	for other, err := range after.failed {
+		if _, ok := before.failed[other]; !ok {
+			return errorf(http.StatusConflict, "keys", "the change would put client %q out of force: %v", other, err)
 		}
-		if err == nil || ec.Name != name {
-			continue
-		}
-		msg := err.Error()
-		if strings.Contains(msg, "have the same key") || strings.Contains(msg, "also in") {
-			return errorf(http.StatusConflict, "keys", "%s", msg)
-		}
-		return errorf(http.StatusBadRequest, fieldOf(msg), "%s", msg)
 	}
 	return nil
 }
 
-// fieldOf names the option a client error is about.
-func fieldOf(msg string) string {
-	if strings.Contains(msg, "a name is") {
-		return "name"
+// adminClientError is a client error as the admin API answers it: a
+// conflict with another client is a 409, anything else a 400, naming the
+// setting.
+func adminClientError(err error) error {
+	ce, ok := errors.AsType[*clients.Error](err)
+	if !ok {
+		return errorf(http.StatusBadRequest, "", "%v", err)
 	}
-	for _, f := range [...]string{"rate_limit", "token_budget", "expires", "models", "key"} {
-		if strings.Contains(msg, f) {
-			if f == "key" {
-				return "keys"
-			}
-			return f
-		}
+	if ce.Conflict {
+		return errorf(http.StatusConflict, ce.Field, "%s", ce.Msg)
 	}
-	return ""
+	return errorf(http.StatusBadRequest, ce.Field, "%s", ce.Msg)
 }
 
 // minAdminKey bounds a key given through the admin API from below: such
@@ -333,7 +355,7 @@ func addClient(w http.ResponseWriter, r *http.Request) error {
 	rc := runtimeClient{Name: body.Name, KeyDigests: digests, Models: body.Models, RateLimit: body.RateLimit,
 		TokenBudget: body.TokenBudget, Expires: body.Expires}
 	if _, err := specOf(rc.config(), rc.KeyDigests); err != nil {
-		return errorf(http.StatusBadRequest, fieldOf(err.Error()), "%s", err.Error())
+		return adminClientError(err)
 	}
 	adminMu.Lock()
 	defer adminMu.Unlock()
@@ -376,7 +398,7 @@ func patchClient(w http.ResponseWriter, r *http.Request, name string) error {
 		cur := current[i]
 		next, digests := p.apply(cur.ClientConfig, cur.digests)
 		if _, err := specOf(next, digests); err != nil {
-			return errorf(http.StatusBadRequest, fieldOf(err.Error()), "%s", err.Error())
+			return adminClientError(err)
 		}
 		co := ov.Clients
 		if cur.source == sourceRuntime {
@@ -389,7 +411,11 @@ func patchClient(w http.ResponseWriter, r *http.Request, name string) error {
 			return nil
 		}
 		cfg := configClients(keyedHandlers())
-		hash := clientHash(cfg[slices.IndexFunc(cfg, func(c ClientConfig) bool { return c.Name == name })])
+		j := slices.IndexFunc(cfg, func(c ClientConfig) bool { return c.Name == name })
+		if j < 0 {
+			return errorf(http.StatusConflict, "", "client %q has just left the config (a reload); try again", name)
+		}
+		hash := clientHash(cfg[j])
 		if co.Changed == nil {
 			co.Changed = map[string]clientChange{}
 		}

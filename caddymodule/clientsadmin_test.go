@@ -19,13 +19,15 @@ func TestAdminClients(t *testing.T) {
 	root := t.TempDir()
 	const (
 		cfgKey = "cfgc-key-0123456789abcdef"
+		dKey   = "cfgd-key-0123456789abcdef"
 		bobKey = "bob-key-0123456789abcdef"
 		newKey = "bob-new-key-0123456789abcdef"
 	)
-	cfgClient := "\t\tusage_sync 100ms\n\t\tclient cfgc {\n\t\t\tkey " + cfgKey + "\n\t\t\tmodels qwen3-*\n\t\t}\n"
+	cfgClient := "\t\tusage_sync 100ms\n\t\tclient cfgc {\n\t\t\tkey " + cfgKey + "\n\t\t\tmodels qwen3-*\n\t\t}\n" +
+		"\t\tclient cfgd {\n\t\t\tkey " + dKey + "\n\t\t}\n"
 	cfg := "\tproxycast {\n" + poolConfig(srv, cfgClient, "sk-a") + "\t}"
 	startWithStorage(t, root, cfg)
-	secrets := []string{cfgKey, bobKey, newKey}
+	secrets := []string{cfgKey, dKey, bobKey, newKey}
 	checkSecrets := func(what, body string) {
 		t.Helper()
 		for _, s := range secrets {
@@ -78,6 +80,8 @@ func TestAdminClients(t *testing.T) {
 		{`{"name":"x","keys":["` + newKey + `"],"models":["[a"]}`, "models", "not a glob"},
 		{`{"name":"x","keys":["` + newKey + `"],"colour":"red"}`, "colour", "unknown field"},
 		{`{"name":"x","keys":"` + newKey + `"}`, "keys", "must be"},
+		// The field comes from what is wrong, not from words in the name.
+		{`{"name":"expires","keys":["` + newKey + `"],"models":["[a"]}`, "models", "not a glob"},
 	} {
 		status, out := admin(t, "POST", "/proxycast/clients", tt.body)
 		checkSecrets("a refused body", out)
@@ -127,6 +131,9 @@ func TestAdminClients(t *testing.T) {
 		{"/proxycast/clients/bob", `{"name":"robert"}`, 400, "name cannot be changed"},
 		{"/proxycast/clients/bob", `{"rate_limit":"0/m"}`, 400, "rate_limit"},
 		{"/proxycast/clients/bob", `{"keys":["` + cfgKey + `"]}`, 409, "same key"},
+		// A client of the config may not take another's key either, even
+		// one listed after it.
+		{"/proxycast/clients/cfgc", `{"keys":["` + dKey + `"]}`, 409, "same key"},
 		{"/proxycast/clients/nobody", `{"models":[]}`, 404, `there is no client`},
 	} {
 		status, out := admin(t, "PATCH", tt.path, tt.body)
@@ -136,6 +143,8 @@ func TestAdminClients(t *testing.T) {
 		}
 	}
 	works(newKey, "qwen3-max", 200)
+	works(cfgKey, "qwen3-max", 200)
+	works(dKey, "qwen3-max", 200)
 
 	// A client of the config: changed, then deleted.
 	if v := call("PATCH", "/proxycast/clients/cfgc", `{"rate_limit":"1/h"}`, 200); v.Source != "config" || v.RateLimit != "1/h" {
@@ -193,4 +202,42 @@ func TestAdminClients(t *testing.T) {
 	works(bobKey, "qwen3-max", 200)
 	works(clientKey, "qwen3-max", 401)
 	works(cfgKey, "qwen3-max", 401)
+}
+
+// TestAdminClientsConfigWins: a config that gives a key to one of its
+// clients wins over a runtime change that gave another client the same
+// key: the change is set aside, saying why, and the config loads.
+func TestAdminClientsConfigWins(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	root := t.TempDir()
+	const (
+		pKey   = "p-key-0123456789abcdef"
+		qKey   = "q-key-0123456789abcdef"
+		movedK = "moved-key-0123456789abcdef"
+	)
+	cfg := func(q string) string {
+		return "\tproxycast {\n" + poolConfig(srv, "\t\tclient p {\n\t\t\tkey "+pKey+"\n\t\t}\n\t\tclient q {\n\t\t\tkey "+q+"\n\t\t}\n", "sk-a") + "\t}"
+	}
+	startWithStorage(t, root, cfg(qKey))
+	if status, body := admin(t, "PATCH", "/proxycast/clients/p", `{"keys":["`+movedK+`"]}`); status != 200 {
+		t.Fatalf("patching p: %d %s", status, body)
+	}
+	if status, _, _ := dialectCall(t, "chat", movedK, "qwen3-max"); status != 200 {
+		t.Fatalf("p's new key: %d", status)
+	}
+	if status, body := reload(t, root, cfg(movedK)); status != 200 {
+		t.Fatalf("a config giving q p's runtime key: %d %s", status, body)
+	}
+	list := clientsJSON(t)
+	if p := list["p"]; !strings.Contains(p.RuntimeChange, `client "q" and client "p" have the same key`) {
+		t.Errorf("p after the reload: %+v", p)
+	}
+	for key, want := range map[string]int{pKey: 200, movedK: 200, qKey: 401} {
+		if status, _, body := dialectCall(t, "chat", key, "qwen3-max"); status != want {
+			t.Errorf("%s…: %d, want %d: %s", key[:6], status, want, body)
+		}
+	}
+	if got := clientsJSON(t)["q"].UsageTotal.Requests; got != 1 {
+		t.Errorf("q's requests %d: the moved key is q's now", got)
+	}
 }

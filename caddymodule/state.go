@@ -120,20 +120,26 @@ const exitRenewWait = 5 * time.Second
 // secret.
 func identity(prov string, providerConfig []byte, storage certmagic.Storage, c Credential) string {
 	h := sha256.New()
-	storageID := ""
-	if s, ok := storage.(fmt.Stringer); ok {
-		storageID = s.String()
-	} else if storage != nil {
-		// The storage module's settings, not the instance: each config
-		// load makes a new one, and %#v would print its pointers.
-		settings, _ := json.Marshal(storage)
-		storageID = fmt.Sprintf("%T %s", storage, settings)
-	}
-	for _, f := range []string{prov, string(providerConfig), storageID, c.ID, c.AuthType, c.APIKey, c.TokenFile, c.Cookies, c.ProxyURL, time.Duration(c.RefreshBefore).String()} {
+	for _, f := range []string{prov, string(providerConfig), storageIdentity(storage), c.ID, c.AuthType, c.APIKey, c.TokenFile, c.Cookies, c.ProxyURL, time.Duration(c.RefreshBefore).String()} {
 		h.Write([]byte(f))
 		h.Write([]byte{0})
 	}
 	return prov + "/" + c.ID + "/" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// storageIdentity names a storage by what it is, the same for the same
+// settings across config loads: its String() if it has one, or else its
+// type and settings (each config load makes a new instance, and %#v would
+// print its pointers). It may hold a password: hash it before use.
+func storageIdentity(storage certmagic.Storage) string {
+	if s, ok := storage.(fmt.Stringer); ok {
+		return s.String()
+	}
+	if storage == nil {
+		return ""
+	}
+	settings, _ := json.Marshal(storage)
+	return fmt.Sprintf("%T %s", storage, settings)
 }
 
 // Credential states as the admin API and metrics show them.

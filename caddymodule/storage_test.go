@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 
 	"github.com/proxycast/caddy-proxycast/iflow"
 )
@@ -270,6 +272,35 @@ func TestIdentityOfStorageWithoutString(t *testing.T) {
 	}
 	if one == other {
 		t.Error("two storages gave one identity")
+	}
+}
+
+// TestUsageSyncerOfStorageWithoutString: two config loads of the same
+// storage settings share one usage syncer, and so one set of meters,
+// though each load makes a new storage instance.
+func TestUsageSyncerOfStorageWithoutString(t *testing.T) {
+	dir := t.TempDir()
+	var held []string
+	t.Cleanup(func() {
+		for _, k := range held {
+			_, _ = usageSyncs.Delete(k)
+		}
+	})
+	load := func(addr string) string {
+		h := &Handler{storage: &settingsStorage{Storage: &certmagic.FileStorage{Path: dir}, Address: addr, conn: new(int)},
+			UsageSync: caddy.Duration(time.Minute), logger: zap.NewNop()}
+		if err := h.provisionUsage(); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, h.usageKey)
+		return h.usageKey
+	}
+	one, again, other := load("redis:6379"), load("redis:6379"), load("redis2:6379")
+	if one != again {
+		t.Errorf("the same storage settings gave two syncers: %s, %s", one, again)
+	}
+	if one == other {
+		t.Error("two storages gave one syncer")
 	}
 }
 

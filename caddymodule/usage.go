@@ -97,9 +97,10 @@ type usageFile struct {
 // last read). One runs per Caddy process and storage, held by the
 // handlers.
 type usageSyncer struct {
-	id       string // of the storage, in the keys of usageSyncs and the meters
-	storage  certmagic.Storage
-	retime   chan time.Duration
+	id      string // of the storage, in the keys of usageSyncs and the meters
+	storage certmagic.Storage
+	// retime signals that want, the interval asked for, may have changed.
+	retime   chan struct{}
 	instance string
 	logger   *zap.Logger
 	stop     chan struct{}
@@ -114,6 +115,7 @@ type usageSyncer struct {
 	// saved fingerprints what was stored last, to skip a write that
 	// would change nothing.
 	saved [sha256.Size]byte
+	want  time.Duration
 }
 
 // usageSyncs holds the syncers, by storage.
@@ -121,10 +123,10 @@ var usageSyncs = caddy.NewUsagePool()
 
 // provisionUsage takes a hold on the syncer of this config's storage,
 // starting it if none runs, and sets its interval: a config that moves the
-// storage gets its own. The storage is named by a digest of its settings,
+// storage gets its own. The storage is named by a digest of its identity,
 // which may hold a password.
 func (h *Handler) provisionUsage() error {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%#v", h.storage))
+	sum := sha256.Sum256([]byte(storageIdentity(h.storage)))
 	id := hex.EncodeToString(sum[:8])
 	every := time.Duration(h.UsageSync)
 	v, loaded, err := usageSyncs.LoadOrNew(id, func() (caddy.Destructor, error) {
@@ -138,12 +140,21 @@ func (h *Handler) provisionUsage() error {
 	h.usage = v.(*usageSyncer)
 	h.usageKey = id
 	if loaded {
-		select {
-		case h.usage.retime <- every:
-		case <-h.usage.done:
-		}
+		h.usage.setInterval(every)
 	}
 	return nil
+}
+
+// setInterval has the loop sync every d from its next tick on, without
+// waiting for it.
+func (s *usageSyncer) setInterval(d time.Duration) {
+	s.mu.Lock()
+	s.want = d
+	s.mu.Unlock()
+	select {
+	case s.retime <- struct{}{}:
+	default: // a signal is pending already
+	}
 }
 
 func startUsageSync(ctx context.Context, storageID string, storage certmagic.Storage, every time.Duration, logger *zap.Logger) (*usageSyncer, error) {
@@ -151,7 +162,7 @@ func startUsageSync(ctx context.Context, storageID string, storage certmagic.Sto
 	if err != nil {
 		return nil, err
 	}
-	s := &usageSyncer{id: storageID, storage: storage, retime: make(chan time.Duration), instance: id.String(), logger: logger,
+	s := &usageSyncer{id: storageID, storage: storage, retime: make(chan struct{}, 1), want: every, instance: id.String(), logger: logger,
 		stop: make(chan struct{}), done: make(chan struct{}),
 		restored: map[string]map[string]usage.Saved{}, peers: map[string]map[string]usage.Saved{}}
 	own, err := s.load(ctx, s.key(s.instance))
@@ -228,7 +239,10 @@ func (s *usageSyncer) loop(every time.Duration) {
 		select {
 		case <-s.stop:
 			return
-		case d := <-s.retime:
+		case <-s.retime:
+			s.mu.Lock()
+			d := s.want
+			s.mu.Unlock()
 			if d != every {
 				every = d
 				t.Reset(every)

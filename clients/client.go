@@ -228,28 +228,45 @@ func NewBuilder(limiterFor func(name string, r Rate) *Limiter, meterFor func(nam
 // "api_keys").
 func (b *Builder) Reserve(d Digest, what string) { b.reserved[d] = what }
 
+// An Error is a client that cannot be built: Field names its setting at
+// fault (name, keys, models, rate_limit, token_budget, expires), and
+// Conflict says whether it clashes with another client rather than being
+// wrong in itself.
+type Error struct {
+	Field    string
+	Conflict bool
+	Msg      string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Errorf is an Error about field.
+func Errorf(field, format string, args ...any) *Error {
+	return &Error{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
 // Add checks a client against the spec rules and the clients added
 // before, and adds it; a client that does not pass is not added, and
-// takes no limiter or meter.
+// takes no limiter or meter. Its errors are *Error.
 func (b *Builder) Add(sp Spec) error {
 	if !namePattern.MatchString(sp.Name) {
-		return fmt.Errorf("client %q: a name is 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit", sp.Name)
+		return Errorf("name", "client %q: a name is 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit", sp.Name)
 	}
 	if b.seen[sp.Name] {
-		return fmt.Errorf("client %q is configured twice", sp.Name)
+		return &Error{Field: "name", Conflict: true, Msg: fmt.Sprintf("client %q is configured twice", sp.Name)}
 	}
 	if len(sp.Keys)+len(sp.Digests) == 0 {
-		return fmt.Errorf("client %q has no key", sp.Name)
+		return Errorf("keys", "client %q has no key", sp.Name)
 	}
 	for _, g := range sp.Models {
 		if _, err := path.Match(g, ""); err != nil {
-			return fmt.Errorf("client %q: models %q is not a glob", sp.Name, g)
+			return Errorf("models", "client %q: models %q is not a glob", sp.Name, g)
 		}
 	}
 	digests := make([]Digest, 0, len(sp.Keys)+len(sp.Digests))
 	for i, k := range sp.Keys {
 		if strings.TrimSpace(k) == "" {
-			return fmt.Errorf("client %q: key %d is empty", sp.Name, i+1)
+			return Errorf("keys", "client %q: key %d is empty", sp.Name, i+1)
 		}
 		digests = append(digests, DigestOf(k))
 	}
@@ -257,13 +274,13 @@ func (b *Builder) Add(sp Spec) error {
 	mine := map[Digest]bool{}
 	for i, d := range digests {
 		if what, ok := b.reserved[d]; ok {
-			return fmt.Errorf("client %q: key %d is also in %s: each key belongs to one client", sp.Name, i+1, what)
+			return &Error{Field: "keys", Conflict: true, Msg: fmt.Sprintf("client %q: key %d is also in %s: each key belongs to one client", sp.Name, i+1, what)}
 		}
 		if other, taken := b.owner[d]; taken {
-			return fmt.Errorf("client %q and client %q have the same key: each key belongs to one client", other, sp.Name)
+			return &Error{Field: "keys", Conflict: true, Msg: fmt.Sprintf("client %q and client %q have the same key: each key belongs to one client", other, sp.Name)}
 		}
 		if mine[d] {
-			return fmt.Errorf("client %q has the same key twice (key %d repeats an earlier one)", sp.Name, i+1)
+			return Errorf("keys", "client %q has the same key twice (key %d repeats an earlier one)", sp.Name, i+1)
 		}
 		mine[d] = true
 	}

@@ -618,33 +618,53 @@ function newKey() {
 }
 
 // wireKey gives a key input its Generate and Copy buttons. A generated
-// key is shown, to be copied; a typed one stays hidden.
+// key is shown, to be copied: the form is not sent until it has been (the
+// gateway keeps only its digest, so it could not be shown again). A typed
+// one stays hidden.
 function wireKey(form) {
   const input = form.elements.key;
   const copy = form.querySelector('.copy');
   form.querySelector('.generate').addEventListener('click', () => {
     input.value = newKey();
     input.type = 'text';
+    input.dataset.generated = '1';
+    input.dataset.copied = '';
     copy.hidden = false;
     form.querySelector('.key-note').hidden = false;
   });
   copy.addEventListener('click', async () => {
+    input.dataset.copied = '1';
     try {
       await navigator.clipboard.writeText(input.value);
       formSay(form, t('copied'), true);
     } catch {
+      // Without clipboard access the key is selected, for Ctrl+C.
+      input.focus();
       input.select();
+      formSay(form, t('copySelected'), true);
     }
   });
   input.addEventListener('input', () => {
+    input.dataset.generated = '';
     if (input.type === 'text' && input.value === '') resetKey(form);
   });
 }
 
+// keyUncopied refuses to send a generated key that was not copied.
+function keyUncopied(form) {
+  const input = form.elements.key;
+  if (input.dataset.generated !== '1' || input.dataset.copied === '1') return false;
+  formSay(form, t('copyFirst'), false, 'key');
+  return true;
+}
+
 // resetKey takes the key out of the form.
 function resetKey(form) {
-  form.elements.key.value = '';
-  form.elements.key.type = 'password';
+  const input = form.elements.key;
+  input.value = '';
+  input.type = 'password';
+  input.dataset.generated = '';
+  input.dataset.copied = '';
   form.querySelector('.copy').hidden = true;
   form.querySelector('.key-note').hidden = true;
 }
@@ -652,6 +672,7 @@ function resetKey(form) {
 function splitWords(s) { return s.trim().split(/\s+/).filter(Boolean); }
 
 async function submitClient(form) {
+  if (keyUncopied(form)) return;
   const f = form.elements;
   const body = { name: f.name.value.trim(), keys: [f.key.value.trim()] };
   if (splitWords(f.models.value).length) body.models = splitWords(f.models.value);
@@ -692,6 +713,7 @@ async function saveClientEdit(ev) {
   const f = ev.target;
   if (ev.submitter && ev.submitter.value !== 'save') { resetKey(f); return; }
   ev.preventDefault();
+  if (keyUncopied(f)) return;
   const c = editingClient;
   const patch = {};
   const models = splitWords(f.elements.models.value);
