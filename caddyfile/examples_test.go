@@ -112,7 +112,7 @@ func TestJSONExample(t *testing.T) {
 				if err := dec.Decode(&strict); err != nil {
 					t.Errorf("proxycast handler JSON: %v", err)
 				}
-				if len(strict.CredentialPool["iflow"]) == 0 || len(strict.Routing.Rules) == 0 {
+				if len(strict.CredentialPool["iflow"]) == 0 || len(strict.Routing.Rules) == 0 || len(strict.Clients) == 0 {
 					t.Errorf("example lost its credentials or rules: %+v", strict.Handler)
 				}
 			}
