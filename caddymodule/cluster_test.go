@@ -29,7 +29,12 @@ func TestHelperCaddy(t *testing.T) {
 	if cfg == "" {
 		t.Skip("runs only as another instance")
 	}
-	os.Setenv("XDG_DATA_HOME", os.Getenv(helperDataEnv))
+	// Caddy's instance id, and anything else it keeps, in the directory
+	// given.
+	data := os.Getenv(helperDataEnv)
+	os.Setenv("XDG_DATA_HOME", data)
+	os.Setenv("XDG_CONFIG_HOME", data)
+	os.Setenv("HOME", data)
 	os.Args = []string{"caddy", "run", "--config", cfg, "--adapter", "caddyfile"}
 	caddycmd.Main()
 }

@@ -149,11 +149,6 @@ func TestHelperTokenWriter(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process for TestTokenWriteCrashSafe")
 	}
-	// TestMain made a scratch directory that a killed process cannot
-	// remove at exit.
-	if d := os.Getenv("XDG_DATA_HOME"); strings.HasPrefix(filepath.Base(d), "proxycast-test-") {
-		os.RemoveAll(d)
-	}
 	versions := crashTokens()
 	locs := crashLocations(t, dir)
 	ctx := context.Background()
