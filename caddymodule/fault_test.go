@@ -645,10 +645,41 @@ type faultyFiles struct{ *certmagic.FileStorage }
 var errInjected = errors.New("injected storage write failure")
 
 func (s *faultyFiles) Store(ctx context.Context, key string, value []byte) error {
+	s.hold(ctx, key)
 	if storeFails.Load() {
 		return errInjected
 	}
 	return s.FileStorage.Store(ctx, key, value)
+}
+
+// usageHang, while set, holds every call on the usage files
+// (proxycast/usage/…) until it is closed; usageHeld counts the calls
+// held.
+var (
+	usageHang atomic.Pointer[chan struct{}]
+	usageHeld atomic.Int64
+)
+
+func (s *faultyFiles) hold(ctx context.Context, key string) {
+	ch := usageHang.Load()
+	if ch == nil || !strings.HasPrefix(key, "proxycast/usage") {
+		return
+	}
+	usageHeld.Add(1)
+	select {
+	case <-*ch:
+	case <-ctx.Done():
+	}
+}
+
+func (s *faultyFiles) Load(ctx context.Context, key string) ([]byte, error) {
+	s.hold(ctx, key)
+	return s.FileStorage.Load(ctx, key)
+}
+
+func (s *faultyFiles) List(ctx context.Context, path string, recursive bool) ([]string, error) {
+	s.hold(ctx, path)
+	return s.FileStorage.List(ctx, path, recursive)
 }
 
 // String names the storage, which keeps credential states across reloads.
@@ -658,6 +689,47 @@ var (
 	_ caddy.StorageConverter = (*faultyStorage)(nil)
 	_ caddyfile.Unmarshaler  = (*faultyStorage)(nil)
 )
+
+// TestBudgetWithoutStorage: a token budget is checked in memory: while
+// every call on the usage files hangs, a budgeted client is served, and
+// refused once its budget is spent, as fast as ever.
+func TestBudgetWithoutStorage(t *testing.T) {
+	srv := fakeIFlow(t, "sk-a")
+	root := t.TempDir()
+	opts := strings.Replace(globalOptions, "persist_config off", "persist_config off\n\tstorage proxycast_test_faulty {\n\t\troot "+root+"\n\t}", 1)
+	newTester(t).InitServer(opts+site("\tproxycast {\n"+poolConfig(srv, "\t\tusage_sync 50ms\n\t\tclient b {\n\t\t\tkey b-key-0123456789\n\t\t\ttoken_budget 30/1000h\n\t\t}\n", "sk-a")+"\t}"), "caddyfile")
+	settle(t)
+	// The syncer stops (storing once more) before root is removed.
+	t.Cleanup(func() { loadCaddyfile(t, globalOptions+site("\trespond ok")) })
+	hang := make(chan struct{})
+	usageHeld.Store(0)
+	usageHang.Store(&hang)
+	release := sync.OnceFunc(func() { usageHang.Store(nil); close(hang) })
+	t.Cleanup(release)
+	// The syncer is stuck on its next write.
+	if resp, body := chat(t, chatBody(false), "Authorization", "Bearer b-key-0123456789"); resp.StatusCode != 200 {
+		t.Fatalf("b's first request: %d %s", resp.StatusCode, body)
+	}
+	waitFor(t, "the syncer to hang on the storage", func() bool { return usageHeld.Load() > 0 })
+
+	served, start := 1, time.Now()
+	for ; served < 50; served++ {
+		resp, body := chat(t, chatBody(served%2 == 1), "Authorization", "Bearer b-key-0123456789")
+		if resp.StatusCode == http.StatusTooManyRequests && strings.Contains(body, "token_budget_exceeded") {
+			break
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d while the storage hangs: %d %s", served, resp.StatusCode, body)
+		}
+	}
+	if served < 3 || served >= 50 {
+		t.Errorf("served %d requests of a 30-token budget while the storage hangs", served)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("%d requests took %v while the storage hangs", served, d)
+	}
+	release()
+}
 
 // TestStorageWriteFailure: while the storage cannot write, a refreshed
 // token is not used before it is stored (the old, still valid key keeps

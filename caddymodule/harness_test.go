@@ -143,8 +143,9 @@ func storageOf(t *testing.T) string {
 // test's storage.
 func startCaddy(t *testing.T, body string) *caddytest.Tester {
 	t.Helper()
+	root := storageOf(t) // before newTester: the unload must come first
 	tester := newTester(t)
-	tester.InitServer(storageOptions(storageOf(t))+"\n"+siteAddr+" {\n\tproxycast {\n"+body+"\n\t}\n\thandle /health {\n\t\trespond \"outside the API\" 200\n\t}\n}\n", "caddyfile")
+	tester.InitServer(storageOptions(root)+"\n"+siteAddr+" {\n\tproxycast {\n"+body+"\n\t}\n\thandle /health {\n\t\trespond \"outside the API\" 200\n\t}\n}\n", "caddyfile")
 	settle(t)
 	return tester
 }
@@ -206,9 +207,29 @@ func listeningSockets(port int) int {
 	return n
 }
 
-// newTester returns a caddytest.Tester for this binary's Caddy.
+// newTester returns a caddytest.Tester for this binary's Caddy, and has
+// the test end by unloading its config.
 func newTester(t *testing.T) *caddytest.Tester {
+	unloadAtEnd(t)
 	return caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
+}
+
+// unloadAtEnd unloads the running config when t ends, before the temp
+// directories it made earlier are removed: a config stopping stores what
+// it holds (the usage, renewed tokens) into its storage, which must not
+// be a directory already removed, or it would be made again outside any
+// temp directory.
+func unloadAtEnd(t *testing.T) {
+	t.Cleanup(func() {
+		cfg := fmt.Sprintf(`{"admin":{"listen":"localhost:%d","config":{"persist":false}}}`, adminPort)
+		req, _ := http.NewRequest(http.MethodPost, adminURL+"/load", strings.NewReader(cfg))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Cache-Control", "must-revalidate")
+		if resp, err := testClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
 }
 
 func fakeIFlow(t *testing.T, keys ...string) *iflowtest.Server {
