@@ -113,7 +113,7 @@ func BenchmarkAuthorizedClients(b *testing.B) {
 			if err := h.provisionUsage(); err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { _, _ = usageSyncs.Delete(h.usageKey) })
+			b.Cleanup(func() { _, _ = usageSyncs.Delete(h.usage.id) })
 			applyMu.Lock()
 			err := h.rebuildClients((&overlay{}).effectiveClients(h.Clients))
 			applyMu.Unlock()

@@ -172,11 +172,10 @@ type Handler struct {
 	keys            [][sha256.Size]byte
 	// named is the named clients in force, behind a pointer for the
 	// reason runtime is.
-	named    *namedClients
-	usage    *usageSyncer
-	usageKey string // held in usageSyncs
-	clients  *clientCache
-	logger   *zap.Logger
+	named   *namedClients
+	usage   *usageSyncer // held in usageSyncs by its id
+	clients *clientCache
+	logger  *zap.Logger
 }
 
 // providerState is a provider with its pool. The pool is rebuilt when the
@@ -463,8 +462,8 @@ func (h *Handler) Cleanup() error {
 	claims.forget(h.done)
 	// The syncer goes first: if this is the last config, its last save
 	// reads the meters that the credentials and clients hold.
-	if h.usageKey != "" {
-		_, _ = usageSyncs.Delete(h.usageKey)
+	if h.usage != nil {
+		_, _ = usageSyncs.Delete(h.usage.id)
 	}
 	for _, ps := range h.providers {
 		ps.close()

@@ -576,12 +576,8 @@ type usageCounter struct {
 	out      *usage.Output
 }
 
-var outputs = sync.Pool{New: func() any { return new(usage.Output) }}
-
 func newUsageCounter(events provider.EventReader, format provider.Format) *usageCounter {
-	out := outputs.Get().(*usage.Output)
-	out.Reset(format)
-	return &usageCounter{EventReader: events, format: format, out: out}
+	return &usageCounter{EventReader: events, format: format, out: usage.NewOutput(format)}
 }
 
 func (c *usageCounter) Next() ([]byte, error) {
@@ -612,11 +608,10 @@ func (c *usageCounter) cost(cr *chatRequest) (u provider.Usage, estimated bool) 
 
 // release gives the kept events back; the counter keeps no more.
 func (c *usageCounter) release() {
-	if out := c.out; out != nil && cap(out.Kept()) <= 1<<20 {
+	if c.out != nil {
+		c.out.Release()
 		c.out = nil
-		outputs.Put(out)
 	}
-	c.out = nil
 }
 
 // EventBuffered passes the wrapped reader's answer on.

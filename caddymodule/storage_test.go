@@ -287,8 +287,8 @@ func TestUsageSyncerOfStorageWithoutString(t *testing.T) {
 		if err := h.provisionUsage(); err != nil {
 			t.Fatal(err)
 		}
-		held = append(held, h.usageKey)
-		return h.usageKey
+		held = append(held, h.usage.id)
+		return h.usage.id
 	}
 	one, again, other := load("redis:6379"), load("redis:6379"), load("redis2:6379")
 	if one != again {

@@ -138,7 +138,6 @@ func (h *Handler) provisionUsage() error {
 		return fmt.Errorf("starting the usage store: %v", err)
 	}
 	h.usage = v.(*usageSyncer)
-	h.usageKey = id
 	if loaded {
 		h.usage.setInterval(every)
 	}

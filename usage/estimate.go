@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"sync"
 
 	"github.com/proxycast/caddy-proxycast/anthropic"
 	"github.com/proxycast/caddy-proxycast/provider"
@@ -228,5 +229,20 @@ func (o *Output) Tokens() int64 {
 	return round(n)
 }
 
-// Kept is the events' data kept, to tell how large its buffer has grown.
-func (o *Output) Kept() []byte { return o.kept }
+var outputs = sync.Pool{New: func() any { return new(Output) }}
+
+// NewOutput is an Output for a stream in format, from a pool: give it back
+// with Release once the stream is done.
+func NewOutput(format provider.Format) *Output {
+	o := outputs.Get().(*Output)
+	o.Reset(format)
+	return o
+}
+
+// Release gives o back to the pool; it must not be used after. A buffer
+// grown large is left to the collector.
+func (o *Output) Release() {
+	if cap(o.kept) <= maxKept {
+		outputs.Put(o)
+	}
+}

@@ -30,9 +30,6 @@ type Meter struct {
 	// The tokens of the current window, from window on.
 	window       time.Time
 	windowTokens int64
-	// changes counts the calls to Record, to tell a meter that changed
-	// since it was saved.
-	changes uint64
 }
 
 // NewMeter is a meter with nothing counted.
@@ -45,7 +42,6 @@ func NewMeter() *Meter { return &Meter{byModel: map[string]*ModelUsage{}} }
 func (m *Meter) Record(model string, u provider.Usage, estimated bool, window time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.changes++
 	if !window.IsZero() {
 		if !m.window.Equal(window) {
 			m.window, m.windowTokens = window, 0
@@ -76,14 +72,6 @@ func (m *Meter) Spent(window time.Time) int64 {
 		return m.windowTokens
 	}
 	return 0
-}
-
-// Changes counts the requests recorded; a meter whose count has not moved
-// since it was saved need not be saved again.
-func (m *Meter) Changes() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.changes
 }
 
 // Saved is a meter's counts as they are stored.
