@@ -307,11 +307,7 @@ func (h *Handler) admit(c *clients.Client, now time.Time, limited bool) *provide
 	if !limited {
 		return nil
 	}
-	var others func(time.Time) int64
-	if h.usage != nil && c.Budget.Tokens > 0 {
-		others = h.usage.others(c.Name)
-	}
-	if over, renews := c.OverBudget(now, others); over {
+	if over, renews := c.OverBudget(now, h.peers()); over {
 		e := clientError(http.StatusTooManyRequests, "rate_limit_error", "token_budget_exceeded",
 			fmt.Sprintf("client %q has used its token budget of %s; it renews at %s", c.Name, c.Budget, renews.Format(time.RFC3339)))
 		e.RetryAfter = renews.Sub(now)
@@ -324,6 +320,14 @@ func (h *Handler) admit(c *clients.Client, now time.Time, limited bool) *provide
 		return e
 	}
 	return nil
+}
+
+// peers is the other instances' spend of budgets, or nil.
+func (h *Handler) peers() clients.Peers {
+	if h.usage == nil {
+		return nil // a nil *usageSyncer would be a non-nil Peers
+	}
+	return h.usage
 }
 
 // mayUse refuses a model outside the client's models.

@@ -528,8 +528,8 @@ func viewOfClient(h *Handler, ec effectiveClient, c *clients.Client, at time.Tim
 		v.TokenBudget = c.Budget.String()
 		start, end := c.Budget.Window(at)
 		spent := c.Meter.Spent(start)
-		if h.usage != nil {
-			spent += h.usage.others(c.Name)(start)
+		if p := h.peers(); p != nil {
+			spent += p.Spent(c.Name, start)
 		}
 		v.Budget = &budgetView{Spent: spent, Start: start, Renews: end}
 	}

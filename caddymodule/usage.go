@@ -213,20 +213,19 @@ func (s *usageSyncer) giveBack(section, key string, saved usage.Saved) {
 	s.restored[section][key] = saved
 }
 
-// others is the tokens other instances counted for the client in the
-// budget window that begins at window.
-func (s *usageSyncer) others(name string) func(window time.Time) int64 {
-	return func(window time.Time) int64 {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		var n int64
-		for _, cs := range s.peers {
-			if saved, ok := cs[name]; ok && saved.Window.Equal(window) {
-				n += saved.WindowTokens
-			}
+// Spent is the tokens other instances counted for the client in the
+// budget window that begins at window, as of the last read of their
+// files (clients.Peers).
+func (s *usageSyncer) Spent(name string, window time.Time) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, cs := range s.peers {
+		if saved, ok := cs[name]; ok && saved.Window.Equal(window) {
+			n += saved.WindowTokens
 		}
-		return n
 	}
+	return n
 }
 
 // loop syncs every interval, the interval of the config loaded last.

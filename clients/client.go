@@ -145,17 +145,24 @@ func (c *Client) Record(now time.Time, model string, u provider.Usage, estimated
 	c.Meter.Record(model, u, estimated, window)
 }
 
+// Peers tells what the other instances sharing the usage have spent of a
+// client's budget in the window that begins at window, as of their last
+// report.
+type Peers interface {
+	Spent(client string, window time.Time) int64
+}
+
 // OverBudget reports whether the client has used its budget at now, with
-// others the tokens other instances have counted in the same window, and
-// when the budget renews.
-func (c *Client) OverBudget(now time.Time, others func(window time.Time) int64) (over bool, renews time.Time) {
+// what peers (nil: none) have counted in the same window, and when the
+// budget renews.
+func (c *Client) OverBudget(now time.Time, peers Peers) (over bool, renews time.Time) {
 	if c.Budget.Tokens == 0 {
 		return false, time.Time{}
 	}
 	start, end := c.Budget.Window(now)
 	spent := c.Meter.Spent(start)
-	if others != nil {
-		spent += others(start)
+	if peers != nil {
+		spent += peers.Spent(c.Name, start)
 	}
 	return spent >= c.Budget.Tokens, end
 }

@@ -217,11 +217,11 @@ func TestBudgetWindows(t *testing.T) {
 	if over, _ := c.OverBudget(now, nil); over {
 		t.Error("90 of 100: over")
 	}
-	if over, renews := c.OverBudget(now, func(time.Time) int64 { return 10 }); !over || !renews.Equal(time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)) {
+	if over, renews := c.OverBudget(now, fixedPeers(10)); !over || !renews.Equal(time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("90 here and 10 elsewhere: over %v, renews %v", over, renews)
 	}
 	next := now.Add(31 * time.Minute) // the next UTC day
-	if over, _ := c.OverBudget(next, func(time.Time) int64 { return 10 }); over {
+	if over, _ := c.OverBudget(next, fixedPeers(10)); over {
 		t.Error("a new day: still over")
 	}
 	c.Record(next, "m", provider.Usage{Prompt: 5}, true) // an estimate counts too
@@ -239,3 +239,8 @@ func TestBudgetWindows(t *testing.T) {
 		t.Errorf("restored: spent %d, %+v", got, m.Snapshot())
 	}
 }
+
+// fixedPeers have spent the same in every window.
+type fixedPeers int64
+
+func (p fixedPeers) Spent(string, time.Time) int64 { return int64(p) }
