@@ -63,14 +63,11 @@ type heldLimiter struct{ *clients.Limiter }
 func (heldLimiter) Destruct() error { return nil }
 
 // clientsBuild is one generation of a handler's named clients, rebuilt
-// when the admin API changes them.
+// when the admin API changes them, with the limiters and meters it holds.
 type clientsBuild struct {
-	set *clients.Set
-	// in force, in the order of the set; leftOut are the runtime clients
-	// that could not be put in force, with why.
-	inForce, leftOut []effectiveClient
-	limiterKeys      []string // held in clientLimiters
-	meterKeys        []string // held in clientMeters
+	builtClients
+	limiterKeys []string // held in clientLimiters
+	meterKeys   []string // held in clientMeters
 }
 
 func (b *clientsBuild) release() {
@@ -156,11 +153,20 @@ func specOf(cc ClientConfig, digests []string) (clients.Spec, error) {
 
 // builtClients is what buildClients makes of a handler's clients.
 type builtClients struct {
-	set              *clients.Set
-	inForce, leftOut []effectiveClient
+	set     *clients.Set
+	inForce []clientInForce
+	// leftOut are the runtime clients that could not be put in force,
+	// with why.
+	leftOut []effectiveClient
 	// failed says, by name, why a client is left out or why its runtime
 	// change is set aside.
 	failed map[string]error
+}
+
+// clientInForce is a client as configured and as it runs.
+type clientInForce struct {
+	effectiveClient
+	client *clients.Client
 }
 
 // buildClients builds ecs into a set for h: the clients of the config as
@@ -175,12 +181,12 @@ func (h *Handler) buildClients(ecs []effectiveClient, b *clients.Builder) (built
 		b.Reserve(k, "api_keys")
 	}
 	out := builtClients{failed: map[string]error{}}
-	add := func(ec effectiveClient) error {
+	add := func(ec effectiveClient) (*clients.Client, error) {
 		sp, err := specOf(ec.ClientConfig, ec.digests)
-		if err == nil {
-			err = b.Add(sp)
+		if err != nil {
+			return nil, err
 		}
-		return err
+		return b.Add(sp)
 	}
 	rank := func(ec effectiveClient) int {
 		switch {
@@ -196,15 +202,15 @@ func (h *Handler) buildClients(ecs []effectiveClient, b *clients.Builder) (built
 			if rank(ec) != pass {
 				continue
 			}
-			err := add(ec)
+			c, err := add(ec)
 			if err != nil && ec.asConfigured != nil {
 				out.failed[ec.Name] = err
 				ec = effectiveClient{ClientConfig: *ec.asConfigured, source: sourceConfig, changeSetAside: err.Error()}
-				err = add(ec)
+				c, err = add(ec)
 			}
 			switch {
 			case err == nil:
-				out.inForce = append(out.inForce, ec)
+				out.inForce = append(out.inForce, clientInForce{ec, c})
 			case ec.source == sourceRuntime:
 				out.failed[ec.Name] = err
 				ec.leftOut = err.Error()
@@ -256,7 +262,7 @@ func (h *Handler) rebuildClients(ecs []effectiveClient) error {
 	for _, ec := range built.leftOut {
 		h.logger.Error("runtime client left out", zap.String("client", ec.Name), zap.String("error", ec.leftOut))
 	}
-	next.set, next.inForce, next.leftOut = built.set, built.inForce, built.leftOut
+	next.builtClients = built
 	if old := h.named.now.Swap(next); old != nil {
 		old.release()
 	}

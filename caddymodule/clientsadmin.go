@@ -549,10 +549,10 @@ func listClients(at time.Time) []clientView {
 		if b == nil {
 			continue
 		}
-		for i, c := range b.set.All() {
+		for _, c := range b.inForce {
 			if !seen[c.Name] {
 				seen[c.Name] = true
-				out = append(out, viewOfClient(h, b.inForce[i], c, at))
+				out = append(out, viewOfClient(h, c.effectiveClient, c.client, at))
 			}
 		}
 		for _, ec := range b.leftOut {

@@ -199,7 +199,7 @@ func DigestOf(key string) Digest { return sha256.Sum256([]byte(strings.TrimSpace
 func New(specs []Spec, limiterFor func(name string, r Rate) *Limiter, meterFor func(name string) *usage.Meter) (*Set, error) {
 	b := NewBuilder(limiterFor, meterFor)
 	for _, sp := range specs {
-		if err := b.Add(sp); err != nil {
+		if _, err := b.Add(sp); err != nil {
 			return nil, err
 		}
 	}
@@ -255,25 +255,25 @@ func Errorf(field, format string, args ...any) *Error {
 // Add checks a client against the spec rules and the clients added
 // before, and adds it; a client that does not pass is not added, and
 // takes no limiter or meter. Its errors are *Error.
-func (b *Builder) Add(sp Spec) error {
+func (b *Builder) Add(sp Spec) (*Client, error) {
 	if !namePattern.MatchString(sp.Name) {
-		return Errorf("name", "client %q: a name is 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit", sp.Name)
+		return nil, Errorf("name", "client %q: a name is 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit", sp.Name)
 	}
 	if b.seen[sp.Name] {
-		return &Error{Field: "name", Conflict: true, Msg: fmt.Sprintf("client %q is configured twice", sp.Name)}
+		return nil, &Error{Field: "name", Conflict: true, Msg: fmt.Sprintf("client %q is configured twice", sp.Name)}
 	}
 	if len(sp.Keys)+len(sp.Digests) == 0 {
-		return Errorf("keys", "client %q has no key", sp.Name)
+		return nil, Errorf("keys", "client %q has no key", sp.Name)
 	}
 	for _, g := range sp.Models {
 		if _, err := path.Match(g, ""); err != nil {
-			return Errorf("models", "client %q: models %q is not a glob", sp.Name, g)
+			return nil, Errorf("models", "client %q: models %q is not a glob", sp.Name, g)
 		}
 	}
 	digests := make([]Digest, 0, len(sp.Keys)+len(sp.Digests))
 	for i, k := range sp.Keys {
 		if strings.TrimSpace(k) == "" {
-			return Errorf("keys", "client %q: key %d is empty", sp.Name, i+1)
+			return nil, Errorf("keys", "client %q: key %d is empty", sp.Name, i+1)
 		}
 		digests = append(digests, DigestOf(k))
 	}
@@ -281,13 +281,13 @@ func (b *Builder) Add(sp Spec) error {
 	mine := map[Digest]bool{}
 	for i, d := range digests {
 		if what, ok := b.reserved[d]; ok {
-			return &Error{Field: "keys", Conflict: true, Msg: fmt.Sprintf("client %q: key %d is also in %s: each key belongs to one client", sp.Name, i+1, what)}
+			return nil, &Error{Field: "keys", Conflict: true, Msg: fmt.Sprintf("client %q: key %d is also in %s: each key belongs to one client", sp.Name, i+1, what)}
 		}
 		if other, taken := b.owner[d]; taken {
-			return &Error{Field: "keys", Conflict: true, Msg: fmt.Sprintf("client %q and client %q have the same key: each key belongs to one client", other, sp.Name)}
+			return nil, &Error{Field: "keys", Conflict: true, Msg: fmt.Sprintf("client %q and client %q have the same key: each key belongs to one client", other, sp.Name)}
 		}
 		if mine[d] {
-			return Errorf("keys", "client %q has the same key twice (key %d repeats an earlier one)", sp.Name, i+1)
+			return nil, Errorf("keys", "client %q has the same key twice (key %d repeats an earlier one)", sp.Name, i+1)
 		}
 		mine[d] = true
 	}
@@ -301,7 +301,7 @@ func (b *Builder) Add(sp Spec) error {
 		b.set.byKey[d] = c
 	}
 	b.set.clients = append(b.set.clients, c)
-	return nil
+	return c, nil
 }
 
 // Set is the set built.
