@@ -498,12 +498,7 @@ func mutate(ctx context.Context, prov string, change func(ov *overlay, current [
 		if err := h.rebuild(ctx, h.providers[prov], ov.effective(prov, h.CredentialPool[prov]), false); err != nil {
 			h.logger.Error("applying a runtime credential change", zap.Error(err))
 		}
-		// Only prov was rebuilt: what was stored before is in force only if
-		// it was already; if not, the next sync applies all of it.
-		if h.runtime.applied == before {
-			h.runtime.applied = ov.stored
-		}
-		h.runtime.applies++
+		h.runtime.appliedPart(before, ov.stored)
 	}
 	return nil
 }

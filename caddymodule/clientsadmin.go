@@ -83,40 +83,22 @@ func (p clientPatch) apply(cc ClientConfig, digests []string) (ClientConfig, []s
 	if p.KeyDigests != nil {
 		cc.Keys, digests = nil, *p.KeyDigests
 	}
-	if p.Models != nil {
-		cc.Models = *p.Models
-		if len(cc.Models) == 0 {
-			cc.Models = nil
-		}
+	if cc.Models = patched(p.Models, cc.Models); len(cc.Models) == 0 {
+		cc.Models = nil
 	}
-	if p.RateLimit != nil {
-		cc.RateLimit = *p.RateLimit
-	}
-	if p.TokenBudget != nil {
-		cc.TokenBudget = *p.TokenBudget
-	}
-	if p.Expires != nil {
-		cc.Expires = *p.Expires
-	}
+	cc.RateLimit = patched(p.RateLimit, cc.RateLimit)
+	cc.TokenBudget = patched(p.TokenBudget, cc.TokenBudget)
+	cc.Expires = patched(p.Expires, cc.Expires)
 	return cc, digests
 }
 
+// merge is p with q's changes on top.
 func (p clientPatch) merge(q clientPatch) clientPatch {
-	if q.KeyDigests != nil {
-		p.KeyDigests = q.KeyDigests
-	}
-	if q.Models != nil {
-		p.Models = q.Models
-	}
-	if q.RateLimit != nil {
-		p.RateLimit = q.RateLimit
-	}
-	if q.TokenBudget != nil {
-		p.TokenBudget = q.TokenBudget
-	}
-	if q.Expires != nil {
-		p.Expires = q.Expires
-	}
+	p.KeyDigests = later(p.KeyDigests, q.KeyDigests)
+	p.Models = later(p.Models, q.Models)
+	p.RateLimit = later(p.RateLimit, q.RateLimit)
+	p.TokenBudget = later(p.TokenBudget, q.TokenBudget)
+	p.Expires = later(p.Expires, q.Expires)
 	return p
 }
 
@@ -249,10 +231,7 @@ func mutateClients(ctx context.Context, name string, change func(ov *overlay, cu
 			h.logger.Error("applying a runtime client change", zap.Error(err))
 			continue
 		}
-		if h.runtime.applied == before {
-			h.runtime.applied = ov.stored
-		}
-		h.runtime.applies++
+		h.runtime.appliedPart(before, ov.stored)
 	}
 	return nil
 }

@@ -65,39 +65,37 @@ type credentialPatch struct {
 }
 
 func (p credentialPatch) apply(c Credential) Credential {
-	if p.Disabled != nil {
-		c.Disabled = *p.Disabled
-	}
-	if p.Priority != nil {
-		c.Priority = *p.Priority
-	}
-	if p.ProxyURL != nil {
-		c.ProxyURL = *p.ProxyURL
-	}
-	if p.Cookies != nil {
-		c.Cookies = *p.Cookies
-	}
-	if p.Models != nil {
-		c.Models = *p.Models
-	}
+	c.Disabled = patched(p.Disabled, c.Disabled)
+	c.Priority = patched(p.Priority, c.Priority)
+	c.ProxyURL = patched(p.ProxyURL, c.ProxyURL)
+	c.Cookies = patched(p.Cookies, c.Cookies)
+	c.Models = patched(p.Models, c.Models)
 	return c
 }
 
+// merge is p with q's changes on top.
 func (p credentialPatch) merge(q credentialPatch) credentialPatch {
-	if q.Disabled != nil {
-		p.Disabled = q.Disabled
+	p.Disabled = later(p.Disabled, q.Disabled)
+	p.Priority = later(p.Priority, q.Priority)
+	p.ProxyURL = later(p.ProxyURL, q.ProxyURL)
+	p.Cookies = later(p.Cookies, q.Cookies)
+	p.Models = later(p.Models, q.Models)
+	return p
+}
+
+// patched is a field as a patch leaves it: its new value if the patch
+// sets it (p), else the old one.
+func patched[T any](p *T, old T) T {
+	if p != nil {
+		return *p
 	}
-	if q.Priority != nil {
-		p.Priority = q.Priority
-	}
-	if q.ProxyURL != nil {
-		p.ProxyURL = q.ProxyURL
-	}
-	if q.Cookies != nil {
-		p.Cookies = q.Cookies
-	}
-	if q.Models != nil {
-		p.Models = q.Models
+	return old
+}
+
+// later is a field of two patches in turn: the second's, if it sets it.
+func later[T any](p, q *T) *T {
+	if q != nil {
+		return q
 	}
 	return p
 }
@@ -222,6 +220,18 @@ type runtimeState struct {
 	// and done end the goroutine. Nil when runtime_sync is off.
 	ctx        context.Context
 	stop, done chan struct{}
+}
+
+// appliedPart notes that part of a stored change (one provider's
+// credentials, or the clients) is now in force, the change that turned
+// the stored overlay from before into stored: the whole is in force only
+// if what was stored before was; if not, the next sync applies all of it.
+// The caller holds applyMu.
+func (rt *runtimeState) appliedPart(before, stored [sha256.Size]byte) {
+	if rt.applied == before {
+		rt.applied = stored
+	}
+	rt.applies++
 }
 
 // syncRuntime applies, every interval until Cleanup, the runtime changes
