@@ -209,7 +209,8 @@ func TestUsageEstimated(t *testing.T) {
 
 // TestCredentialUsageKept: a credential's usage by model is counted from
 // what the upstream reports, shown by the admin API, stored, and kept
-// across a stop and start and across a change of its key.
+// across a stop and start, and across a deletion and a config that
+// brings the credential back with another key.
 func TestCredentialUsageKept(t *testing.T) {
 	srv := fakeIFlow(t, "sk-a", "sk-b")
 	root := t.TempDir()
@@ -249,8 +250,15 @@ func TestCredentialUsageKept(t *testing.T) {
 	if got := byModel(); got["qwen3-max"] != first["qwen3-max"] || got["glm-4.6"] != first["glm-4.6"] {
 		t.Errorf("after a stop and start: %+v, before %+v", got, first)
 	}
-	// Another key under the same id is a new credential state, and the
-	// same counts.
+	// Deleted at run time, the credential's counts are kept aside; the
+	// config that brings it back (another key under the same id, so a
+	// new credential state) takes them up again.
+	if status, body := admin(t, "DELETE", "/proxycast/credentials/iflow/key-1", ""); status != 204 {
+		t.Fatalf("deleting key-1: %d %s", status, body)
+	}
+	if _, ok := list(t)["key-1"]; ok {
+		t.Fatal("key-1 is still there")
+	}
 	if status, body := reload(t, root, cfg("sk-b")); status != 200 {
 		t.Fatalf("reload: %d %s", status, body)
 	}
