@@ -796,7 +796,7 @@ func prepareCredential(ctx context.Context, prov string, c Credential, token jso
 	if err := credentialClaims(prov, c.ID, auth, loc).free(h.done, "", nil); err != nil {
 		return conflictError(err)
 	}
-	client := h.clients.client(proxyURL)
+	client := h.httpClients.client(proxyURL)
 	switch {
 	case len(token) > 0:
 		imp, ok := p.(provider.TokenImporter)

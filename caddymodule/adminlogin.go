@@ -174,7 +174,7 @@ func startOAuth(w http.ResponseWriter, r *http.Request, prov string) error {
 		}
 	}
 	holder := loginHolder{By: "admin", Provider: prov, Credential: body.ID, Admin: adminAddress(r), ExpiresAt: time.Now().Add(timeout)}
-	ls, err := startLoginServer(login, port, h.clients.client(proxyURL), holder)
+	ls, err := startLoginServer(login, port, h.httpClients.client(proxyURL), holder)
 	if err != nil {
 		loginsMu.Unlock()
 		return errorf(http.StatusConflict, "port", "%v", err)

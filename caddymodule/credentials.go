@@ -208,7 +208,7 @@ func (h *Handler) newEntry(prov string, c Credential, p provider.Provider, taken
 		return nil, "", nil, err
 	}
 
-	acc := &account{client: h.clients.client(proxyURL), metrics: newCredentialMetrics(prov, c.ID)}
+	acc := &account{client: h.httpClients.client(proxyURL), metrics: newCredentialMetrics(prov, c.ID)}
 	if proxyURL != nil {
 		acc.proxySecret, _ = proxyURL.User.Password()
 	}

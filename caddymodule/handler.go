@@ -172,10 +172,10 @@ type Handler struct {
 	keys            [][sha256.Size]byte
 	// named is the named clients in force, behind a pointer for the
 	// reason runtime is.
-	named   *namedClients
-	usage   *usageSyncer // held in usageSyncs by its id
-	clients *clientCache
-	logger  *zap.Logger
+	named       *namedClients
+	usage       *usageSyncer // held in usageSyncs by its id
+	httpClients *clientCache // the upstream HTTP clients, by proxy
+	logger      *zap.Logger
 }
 
 // providerState is a provider with its pool. The pool is rebuilt when the
@@ -301,7 +301,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	h.clients = newClientCache(time.Duration(h.ResponseTimeout))
+	h.httpClients = newClientCache(time.Duration(h.ResponseTimeout))
 	// Until the handler is live, no runtime change may slip in between
 	// reading the stored ones and being found by the admin API.
 	applyMu.Lock()
@@ -472,8 +472,8 @@ func (h *Handler) Cleanup() error {
 		_, _ = poolStates.Delete(k)
 	}
 	h.closeClients()
-	if h.clients != nil {
-		h.clients.close()
+	if h.httpClients != nil {
+		h.httpClients.close()
 	}
 	return nil
 }
