@@ -1,14 +1,12 @@
 package caddymodule_test
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,29 +37,18 @@ func TestHelperCaddy(t *testing.T) {
 	caddycmd.Main()
 }
 
-// instance is a Caddy in a process of its own.
+// instance is a Caddy in a process of its own, its output in a file.
 type instance struct {
 	admin, base string
 	cmd         *exec.Cmd
-	out         *syncBuffer
+	log         string
 	exited      chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// output is what the instance has written, for a failure's message.
+func (in *instance) output() string {
+	raw, _ := os.ReadFile(in.log)
+	return string(raw)
 }
 
 // startInstance runs another Caddy with its storage in root, its
@@ -70,7 +57,8 @@ func (s *syncBuffer) String() string {
 func startInstance(t *testing.T, root, data, body string) *instance {
 	t.Helper()
 	ports := freePorts(2)
-	in := &instance{admin: fmt.Sprintf("http://localhost:%d", ports[0]), base: fmt.Sprintf("http://localhost:%d", ports[1]), out: &syncBuffer{}}
+	dir := t.TempDir()
+	in := &instance{admin: fmt.Sprintf("http://localhost:%d", ports[0]), base: fmt.Sprintf("http://localhost:%d", ports[1]), log: filepath.Join(dir, "output")}
 	cfg := fmt.Sprintf(`{
 	admin localhost:%d
 	http_port %d
@@ -86,7 +74,7 @@ http://localhost:%d {
 	}
 }
 `, ports[0], ports[1], root, ports[1], body)
-	file := filepath.Join(t.TempDir(), "Caddyfile")
+	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +84,12 @@ http://localhost:%d {
 	}
 	in.cmd = exec.Command(self, "-test.run=^TestHelperCaddy$", "-test.count=1", "-test.timeout=5m")
 	in.cmd.Env = append(os.Environ(), helperConfigEnv+"="+file, helperDataEnv+"="+data)
-	in.cmd.Stdout, in.cmd.Stderr = in.out, in.out
+	out, err := os.Create(in.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close() // the process has its own copy
+	in.cmd.Stdout, in.cmd.Stderr = out, out
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,11 +112,11 @@ http://localhost:%d {
 		}
 		select {
 		case <-exited:
-			t.Fatalf("the other instance exited:\n%s", in.out.String())
+			t.Fatalf("the other instance exited:\n%s", in.output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the other instance did not start:\n%s", in.out.String())
+			t.Fatalf("the other instance did not start:\n%s", in.output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -140,7 +133,7 @@ func (in *instance) stop(t *testing.T) {
 	select {
 	case <-in.exited:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the other instance did not stop:\n%s", in.out.String())
+		t.Fatalf("the other instance did not stop:\n%s", in.output())
 	}
 }
 
